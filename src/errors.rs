@@ -1,0 +1,94 @@
+//! The one error type of the Rust core, and the one place it becomes a Python exception.
+//!
+//! Core modules return [`Error`]; nothing below `py.rs` knows about Python. The conversion
+//! to `PyErr` is lazy (no GIL needed to build it), so it is safe to create inside tokio
+//! tasks and blocking workers.
+
+use pyo3::PyErr;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+
+/// Everything the core can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A session id that could escape a store's namespace or is otherwise unusable.
+    #[error("invalid session id {id:?}: {reason}")]
+    InvalidSessionId { id: String, reason: &'static str },
+
+    /// A thread name that cannot be stored.
+    #[error("invalid thread name {thread:?}: {reason}")]
+    InvalidThread {
+        thread: String,
+        reason: &'static str,
+    },
+
+    /// Caller-supplied data that is not the JSON it claims to be.
+    #[error("{what} is not valid JSON: {detail}")]
+    InvalidJson { what: String, detail: String },
+
+    /// A stored record that cannot be read back. Never silently dropped.
+    #[error("session {session_id:?}: stored data is corrupt ({location}): {detail}")]
+    Corrupt {
+        session_id: String,
+        location: String,
+        detail: String,
+    },
+
+    /// The storage medium failed (disk, database).
+    #[error("session store failed for session {session_id:?}: {detail}")]
+    Storage { session_id: String, detail: String },
+
+    /// Opening or preparing a store failed.
+    #[error("cannot open session store at {path:?}: {detail}")]
+    Open { path: String, detail: String },
+
+    /// A bug in the core: a panic in a worker or a broken invariant.
+    #[error("internal error in genkit-parity core: {0}")]
+    Internal(String),
+}
+
+/// Shorthand used throughout the core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn storage(session_id: &str, detail: impl std::fmt::Display) -> Self {
+        Error::Storage {
+            session_id: session_id.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn corrupt(
+        session_id: &str,
+        location: impl Into<String>,
+        detail: impl std::fmt::Display,
+    ) -> Self {
+        Error::Corrupt {
+            session_id: session_id.to_owned(),
+            location: location.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+// Python classes defined in `genkit_parity/errors.py`; both subclass `genkit.GenkitError`
+// and take `(message, session_id)` positionally so a lazy `PyErr` can build them.
+pyo3::import_exception!(genkit_parity.errors, SessionStoreError);
+pyo3::import_exception!(genkit_parity.errors, CorruptSessionError);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let message = err.to_string();
+        match err {
+            Error::InvalidSessionId { .. } | Error::InvalidThread { .. } => {
+                PyValueError::new_err(message)
+            }
+            Error::InvalidJson { .. } => PyTypeError::new_err(message),
+            Error::Corrupt { session_id, .. } => {
+                CorruptSessionError::new_err((message, session_id))
+            }
+            Error::Storage { session_id, .. } => SessionStoreError::new_err((message, session_id)),
+            Error::Open { .. } => SessionStoreError::new_err((message, Option::<String>::None)),
+            Error::Internal(_) => PyRuntimeError::new_err(message),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! genkit-parity's Rust core. This file only declares what Python sees as
+//! `genkit_parity._native`; each feature lives in its own module.
+
+pub mod errors;
+pub mod runtime;
+pub mod session;
+
+#[pyo3::pymodule(gil_used = false)]
+mod _native {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}

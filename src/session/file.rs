@@ -1,0 +1,449 @@
+//! The file store: one append-only JSON-lines log per session.
+//!
+//! Layout under the store's directory, per session:
+//! - `<name>.jsonl`: the log. Its first record is a snapshot carrying the session id; each
+//!   later record is an `append`, `thread` (replace) or `state` change, or a new snapshot.
+//! - `<name>.lock`: an advisory lock file, so writers in several processes take turns.
+//!
+//! A chat turn appends one line holding only its new messages: its cost does not grow with
+//! the history. Whole rewrites (`save`, compaction) go to a temp file that is renamed over
+//! the log, so a crash leaves either the old or the new log, never a mix.
+//!
+//! A crash in the middle of an append leaves an unterminated last line. Readers ignore it
+//! (that write was never acknowledged) and the next writer cuts it off before appending.
+//! Any other unreadable line is corruption and is reported, never skipped.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::data::{RawMessage, SessionData, Threads};
+use super::store::SessionStore;
+use crate::errors::{Error, Result};
+
+/// After this many records that supersede earlier ones (state changes, thread rewrites),
+/// the log is compacted into a single snapshot.
+const COMPACT_AFTER_SUPERSEDING: u32 = 32;
+
+pub struct FileStore {
+    directory: PathBuf,
+    durable: bool,
+    /// Superseding records written per session since its last compaction, by this process.
+    superseded: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Snapshot,
+    Append,
+    Thread,
+    State,
+}
+
+/// One log line as written (borrows, so writing copies nothing).
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    op: Op,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<&'a [RawMessage]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    threads: Option<&'a Threads>,
+}
+
+/// One log line as read.
+#[derive(Deserialize)]
+struct RecordIn {
+    op: Op,
+    id: Option<String>,
+    thread: Option<String>,
+    messages: Option<Vec<RawMessage>>,
+    state: Option<Box<RawValue>>,
+    threads: Option<Threads>,
+}
+
+impl<'a> RecordOut<'a> {
+    fn snapshot(data: &'a SessionData) -> Self {
+        RecordOut {
+            op: Op::Snapshot,
+            id: Some(&data.id),
+            thread: None,
+            messages: None,
+            state: data.state.as_deref(),
+            threads: Some(&data.threads),
+        }
+    }
+
+    fn messages(op: Op, thread: &'a str, messages: &'a [RawMessage]) -> Self {
+        RecordOut {
+            op,
+            id: None,
+            thread: Some(thread),
+            messages: Some(messages),
+            state: None,
+            threads: None,
+        }
+    }
+
+    fn state(state: Option<&'a RawValue>) -> Self {
+        RecordOut {
+            op: Op::State,
+            id: None,
+            thread: None,
+            messages: None,
+            state,
+            threads: None,
+        }
+    }
+
+    fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self)
+            .unwrap_or_else(|_| unreachable!("records hold only strings and raw JSON"));
+        line.push(b'\n');
+        line
+    }
+}
+
+/// What reading a log found.
+struct Replay {
+    data: SessionData,
+    superseding: u32,
+}
+
+impl FileStore {
+    /// Opens (creating if needed) a store in `directory`.
+    ///
+    /// With `durable`, every write is fsynced before it is acknowledged (power-loss safe);
+    /// without it, an acknowledged write survives the process being killed, as SQLite's
+    /// WAL mode with `synchronous=NORMAL` does.
+    pub fn open(directory: impl Into<PathBuf>, durable: bool) -> Result<Self> {
+        let directory = directory.into();
+        fs::create_dir_all(&directory).map_err(|e| Error::Open {
+            path: directory.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        if !directory.is_dir() {
+            return Err(Error::Open {
+                path: directory.display().to_string(),
+                detail: "not a directory".into(),
+            });
+        }
+        Ok(FileStore {
+            directory,
+            durable,
+            superseded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// The log's path for a session. Plain ids are used as they are; anything else (long,
+    /// unusual characters, case-sensitivity traps) is named by its SHA-256, and the id
+    /// inside the log's first record tells which session it is.
+    pub fn log_path(&self, session_id: &str) -> PathBuf {
+        self.directory
+            .join(format!("{}.jsonl", file_stem(session_id)))
+    }
+
+    fn lock_path(&self, session_id: &str) -> PathBuf {
+        self.directory
+            .join(format!("{}.lock", file_stem(session_id)))
+    }
+
+    /// Runs `work` holding the session's cross-process lock.
+    fn locked<T>(&self, session_id: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_path(session_id))
+            .map_err(|e| Error::storage(session_id, format!("cannot open lock file: {e}")))?;
+        lock.lock()
+            .map_err(|e| Error::storage(session_id, format!("cannot take lock: {e}")))?;
+        let result = work();
+        // Dropping `lock` closes the file, which releases the lock.
+        drop(lock);
+        result
+    }
+
+    fn replay(&self, session_id: &str) -> Result<Option<Replay>> {
+        let path = self.log_path(session_id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::storage(session_id, format!("cannot read log: {e}"))),
+        };
+        replay_log(session_id, &bytes)
+    }
+
+    /// Appends one record, creating the log (headed by an empty snapshot) when missing.
+    fn append_record(&self, session_id: &str, record: &RecordOut<'_>) -> Result<()> {
+        let path = self.log_path(session_id);
+        let io_err = |e: std::io::Error| Error::storage(session_id, format!("cannot append: {e}"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let len = cut_torn_tail(&mut file, len).map_err(io_err)?;
+        let mut buffer = Vec::new();
+        if len == 0 {
+            buffer.extend(RecordOut::snapshot(&SessionData::empty(session_id)).to_line());
+        }
+        buffer.extend(record.to_line());
+        file.write_all(&buffer).map_err(io_err)?;
+        if self.durable {
+            file.sync_data().map_err(io_err)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the log with a single snapshot, atomically.
+    fn rewrite(&self, data: &SessionData) -> Result<()> {
+        let path = self.log_path(&data.id);
+        let temp = path.with_extension("jsonl.tmp");
+        let io_err =
+            |e: std::io::Error| Error::storage(&data.id, format!("cannot rewrite log: {e}"));
+        {
+            let mut file = File::create(&temp).map_err(io_err)?;
+            file.write_all(&RecordOut::snapshot(data).to_line())
+                .map_err(io_err)?;
+            if self.durable {
+                file.sync_all().map_err(io_err)?;
+            }
+        }
+        fs::rename(&temp, &path).map_err(io_err)?;
+        if self.durable {
+            File::open(&self.directory)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io_err)?;
+        }
+        self.reset_superseded(&data.id);
+        Ok(())
+    }
+
+    fn reset_superseded(&self, session_id: &str) {
+        self.superseded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(session_id);
+    }
+
+    /// Counts one superseding record; true when the log is due for compaction.
+    fn note_superseded(&self, session_id: &str) -> bool {
+        let mut counts = self
+            .superseded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(session_id.to_owned()).or_insert(0);
+        *count += 1;
+        *count >= COMPACT_AFTER_SUPERSEDING
+    }
+
+    /// Rewrites the log as one snapshot. Call with the lock held.
+    fn compact_locked(&self, session_id: &str) -> Result<()> {
+        if let Some(replay) = self.replay(session_id)? {
+            self.rewrite(&replay.data)?;
+        }
+        Ok(())
+    }
+
+    /// Compacts a session's log now (also done automatically).
+    pub fn compact(&self, session_id: &str) -> Result<()> {
+        self.locked(session_id, || self.compact_locked(session_id))
+    }
+
+    fn write_superseding(&self, session_id: &str, record: &RecordOut<'_>) -> Result<()> {
+        self.locked(session_id, || {
+            self.append_record(session_id, record)?;
+            if self.note_superseded(session_id) {
+                self.compact_locked(session_id)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl SessionStore for FileStore {
+    fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
+        self.locked(session_id, || {
+            let Some(replay) = self.replay(session_id)? else {
+                return Ok(None);
+            };
+            if replay.superseding >= COMPACT_AFTER_SUPERSEDING {
+                self.rewrite(&replay.data)?;
+            }
+            Ok(Some(replay.data))
+        })
+    }
+
+    fn save(&self, data: &SessionData) -> Result<()> {
+        self.locked(&data.id, || self.rewrite(data))
+    }
+
+    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let record = RecordOut::messages(Op::Append, thread, messages);
+        self.locked(session_id, || self.append_record(session_id, &record))
+    }
+
+    fn replace_thread(
+        &self,
+        session_id: &str,
+        thread: &str,
+        messages: &[RawMessage],
+    ) -> Result<()> {
+        self.write_superseding(
+            session_id,
+            &RecordOut::messages(Op::Thread, thread, messages),
+        )
+    }
+
+    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
+        self.write_superseding(session_id, &RecordOut::state(state))
+    }
+
+    fn delete(&self, session_id: &str) -> Result<bool> {
+        self.locked(session_id, || {
+            self.reset_superseded(session_id);
+            match fs::remove_file(self.log_path(session_id)) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(Error::storage(session_id, format!("cannot delete: {e}"))),
+            }
+        })
+    }
+}
+
+fn file_stem(session_id: &str) -> String {
+    let plain = session_id.len() <= 100
+        && session_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if plain {
+        session_id.to_owned()
+    } else {
+        let digest = Sha256::digest(session_id.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("~{hex}")
+    }
+}
+
+/// Truncates an unterminated last line left by a writer that died mid-append, returning
+/// the log's length afterwards.
+fn cut_torn_tail(file: &mut File, len: u64) -> std::io::Result<u64> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(len);
+    }
+    // Scan back for the last newline, a block at a time.
+    const BLOCK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buffer = vec![0u8; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let chunk = &mut buffer[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
+            let kept = start + pos as u64 + 1;
+            file.set_len(kept)?;
+            return Ok(kept);
+        }
+        end = start;
+    }
+    file.set_len(0)?;
+    Ok(0)
+}
+
+/// Rebuilds a session from its log; `None` when no complete record was ever written.
+fn replay_log(session_id: &str, bytes: &[u8]) -> Result<Option<Replay>> {
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // The piece after the final newline is empty, or a torn write that was never acknowledged.
+    lines.pop();
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let mut data: Option<SessionData> = None;
+    let mut superseding = 0u32;
+    for (index, line) in lines.iter().enumerate() {
+        let location = || format!("log line {}", index + 1);
+        let record: RecordIn =
+            serde_json::from_slice(line).map_err(|e| Error::corrupt(session_id, location(), e))?;
+        match (&mut data, record.op) {
+            (None, Op::Snapshot) | (Some(_), Op::Snapshot) => {
+                if data.is_some() {
+                    superseding += 1;
+                }
+                let id = record.id.ok_or_else(|| {
+                    Error::corrupt(session_id, location(), "snapshot record has no id")
+                })?;
+                if id != session_id {
+                    return Err(Error::corrupt(
+                        session_id,
+                        location(),
+                        format!("log belongs to session {id:?}"),
+                    ));
+                }
+                data = Some(SessionData {
+                    id,
+                    state: record.state,
+                    threads: record.threads.unwrap_or_default(),
+                });
+            }
+            (None, _) => {
+                return Err(Error::corrupt(
+                    session_id,
+                    location(),
+                    "log does not start with a snapshot",
+                ));
+            }
+            (Some(current), op @ (Op::Append | Op::Thread)) => {
+                let (Some(thread), Some(messages)) = (record.thread, record.messages) else {
+                    return Err(Error::corrupt(
+                        session_id,
+                        location(),
+                        "message record lacks thread or messages",
+                    ));
+                };
+                let slot = current.threads.entry(thread).or_default();
+                if op == Op::Append {
+                    slot.extend(messages);
+                } else {
+                    superseding += 1;
+                    *slot = messages;
+                }
+            }
+            (Some(current), Op::State) => {
+                superseding += 1;
+                current.state = record.state;
+            }
+        }
+    }
+    let data =
+        data.ok_or_else(|| Error::Internal("a non-empty log always yields a snapshot".into()))?;
+    Ok(Some(Replay { data, superseding }))
+}

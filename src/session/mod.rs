@@ -1,0 +1,12 @@
+//! Sessions: the data model, id rules and the built-in stores. Knows nothing of Python.
+
+pub mod data;
+pub mod file;
+pub mod id;
+pub mod memory;
+pub mod py;
+pub mod sqlite;
+pub mod store;
+
+#[cfg(test)]
+mod conformance;

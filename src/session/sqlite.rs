@@ -1,0 +1,302 @@
+//! The SQLite store (the embedded default): WAL mode, one row per message.
+//!
+//! A chat turn inserts only its new messages in one `BEGIN IMMEDIATE` transaction, so its
+//! cost does not grow with the history, and writers in several processes take turns through
+//! SQLite's own locking (with a busy timeout) instead of overwriting each other.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::value::RawValue;
+
+use super::data::{RawMessage, SessionData};
+use super::store::SessionStore;
+use crate::errors::{Error, Result};
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS genkit_sessions (
+    id    TEXT PRIMARY KEY NOT NULL,
+    state TEXT
+);
+CREATE TABLE IF NOT EXISTS genkit_session_threads (
+    session_id TEXT NOT NULL,
+    thread     TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (session_id, thread)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS genkit_session_messages (
+    session_id TEXT NOT NULL,
+    thread     TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    message    TEXT NOT NULL,
+    PRIMARY KEY (session_id, thread, seq)
+) WITHOUT ROWID;
+";
+
+pub struct SqliteStore {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    ///
+    /// `durable` selects `synchronous=FULL` (power-loss safe) over `NORMAL` (an acknowledged
+    /// write survives the process being killed).
+    pub fn open(path: impl Into<PathBuf>, durable: bool) -> Result<Self> {
+        let path = path.into();
+        let open_err = |e: rusqlite::Error| Error::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Open {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        }
+        let connection = Connection::open(&path).map_err(open_err)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // journal_mode returns a row, so it is queried rather than executed.
+        let mode: String = connection
+            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Open {
+                path: path.display().to_string(),
+                detail: format!("cannot switch to WAL mode (got {mode})"),
+            });
+        }
+        let synchronous = if durable { "FULL" } else { "NORMAL" };
+        connection
+            .execute_batch(&format!("PRAGMA synchronous={synchronous};"))
+            .map_err(open_err)?;
+        connection.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(SqliteStore {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn connection(&self) -> MutexGuard<'_, Connection> {
+        // rusqlite leaves the connection usable after a panic elsewhere; an open transaction
+        // is rolled back when its guard drops.
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `work` in a `BEGIN IMMEDIATE` transaction and commits it.
+    fn write<T>(
+        &self,
+        session_id: &str,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut connection = self.connection();
+        let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let value = work(&tx).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        Ok(value)
+    }
+}
+
+fn ensure_session(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO genkit_sessions (id, state) VALUES (?1, NULL)",
+        params![session_id],
+    )?;
+    Ok(())
+}
+
+fn ensure_thread(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO genkit_session_threads (session_id, thread, position)
+         VALUES (?1, ?2, (SELECT COALESCE(MAX(position) + 1, 0)
+                          FROM genkit_session_threads WHERE session_id = ?1))",
+        params![session_id, thread],
+    )?;
+    Ok(())
+}
+
+fn insert_messages(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+    first_seq: i64,
+    messages: &[RawMessage],
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO genkit_session_messages (session_id, thread, seq, message)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (seq, message) in (first_seq..).zip(messages) {
+        insert.execute(params![session_id, thread, seq, message.get()])?;
+    }
+    Ok(())
+}
+
+fn delete_thread_messages(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM genkit_session_messages WHERE session_id = ?1 AND thread = ?2",
+        params![session_id, thread],
+    )?;
+    Ok(())
+}
+
+fn parse_stored(
+    session_id: &str,
+    location: impl FnOnce() -> String,
+    text: String,
+) -> Result<Box<RawValue>> {
+    RawValue::from_string(text).map_err(|e| Error::corrupt(session_id, location(), e))
+}
+
+impl SessionStore for SqliteStore {
+    fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
+        let connection = self.connection();
+        let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
+        // One read transaction, so a concurrent writer cannot be seen half-way.
+        let tx = connection.unchecked_transaction().map_err(db_err)?;
+        let state: Option<Option<String>> = tx
+            .query_row(
+                "SELECT state FROM genkit_sessions WHERE id = ?1",
+                params![session_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some(state) = state else {
+            return Ok(None);
+        };
+        let mut data = SessionData::empty(session_id);
+        data.state = state
+            .map(|text| parse_stored(session_id, || "state".into(), text))
+            .transpose()?;
+        let mut rows = tx
+            .prepare(
+                "SELECT t.thread, m.seq, m.message
+                 FROM genkit_session_threads t
+                 LEFT JOIN genkit_session_messages m
+                   ON m.session_id = t.session_id AND m.thread = t.thread
+                 WHERE t.session_id = ?1
+                 ORDER BY t.position, m.seq",
+            )
+            .map_err(db_err)?;
+        let mut cursor = rows.query(params![session_id]).map_err(db_err)?;
+        while let Some(row) = cursor.next().map_err(db_err)? {
+            let thread: String = row.get(0).map_err(db_err)?;
+            let seq: Option<i64> = row.get(1).map_err(db_err)?;
+            let message: Option<String> = row.get(2).map_err(db_err)?;
+            let slot = data.threads.entry(thread.clone()).or_default();
+            if let (Some(seq), Some(text)) = (seq, message) {
+                let location = || format!("thread {thread:?} message {seq}");
+                slot.push(parse_stored(session_id, location, text)?);
+            }
+        }
+        Ok(Some(data))
+    }
+
+    fn save(&self, data: &SessionData) -> Result<()> {
+        self.write(&data.id, |tx| {
+            let id = data.id.as_str();
+            tx.execute(
+                "DELETE FROM genkit_session_messages WHERE session_id = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "DELETE FROM genkit_session_threads WHERE session_id = ?1",
+                params![id],
+            )?;
+            tx.execute(
+                "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                params![id, data.state.as_deref().map(RawValue::get)],
+            )?;
+            for (thread, messages) in &data.threads {
+                ensure_thread(tx, id, thread)?;
+                insert_messages(tx, id, thread, 0, messages)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.write(session_id, |tx| {
+            ensure_session(tx, session_id)?;
+            ensure_thread(tx, session_id, thread)?;
+            let next: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
+                 WHERE session_id = ?1 AND thread = ?2",
+                params![session_id, thread],
+                |row| row.get(0),
+            )?;
+            insert_messages(tx, session_id, thread, next, messages)
+        })
+    }
+
+    fn replace_thread(
+        &self,
+        session_id: &str,
+        thread: &str,
+        messages: &[RawMessage],
+    ) -> Result<()> {
+        self.write(session_id, |tx| {
+            ensure_session(tx, session_id)?;
+            ensure_thread(tx, session_id, thread)?;
+            delete_thread_messages(tx, session_id, thread)?;
+            insert_messages(tx, session_id, thread, 0, messages)
+        })
+    }
+
+    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
+        self.write(session_id, |tx| {
+            tx.execute(
+                "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                params![session_id, state.map(RawValue::get)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, session_id: &str) -> Result<bool> {
+        self.write(session_id, |tx| {
+            tx.execute(
+                "DELETE FROM genkit_session_messages WHERE session_id = ?1",
+                params![session_id],
+            )?;
+            tx.execute(
+                "DELETE FROM genkit_session_threads WHERE session_id = ?1",
+                params![session_id],
+            )?;
+            let removed = tx.execute(
+                "DELETE FROM genkit_sessions WHERE id = ?1",
+                params![session_id],
+            )?;
+            Ok(removed > 0)
+        })
+    }
+}
