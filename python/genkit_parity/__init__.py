@@ -1,0 +1,42 @@
+"""genkit-parity: JS Genkit's sessions and chat for Python Genkit, with a Rust core.
+
+Change one import::
+
+    from genkit_parity import Genkit   # instead of: from genkit import Genkit
+
+or add the methods to an existing instance with ``genkit_parity.extend(ai)``.
+"""
+
+from __future__ import annotations
+
+from ._genkit import Genkit, GenkitParityMixin, extend
+from ._native import __version__
+from .chat import Chat, ChatStreamResponse
+from .errors import CorruptSessionError, SessionStoreError
+from .session import MAIN_THREAD, Session, current_session
+from .stores import (
+    FileSessionStore,
+    InMemorySessionStore,
+    SessionStore,
+    SqliteSessionStore,
+    default_store,
+)
+
+__all__ = [
+    'MAIN_THREAD',
+    'Chat',
+    'ChatStreamResponse',
+    'CorruptSessionError',
+    'FileSessionStore',
+    'Genkit',
+    'GenkitParityMixin',
+    'InMemorySessionStore',
+    'Session',
+    'SessionStore',
+    'SessionStoreError',
+    'SqliteSessionStore',
+    '__version__',
+    'current_session',
+    'default_store',
+    'extend',
+]

@@ -1,0 +1,335 @@
+"""Sessions: state plus named message threads, persisted in a store (JS Genkit 1.38 `Session`).
+
+A session is created with :meth:`Genkit.create_session` or loaded with
+:meth:`Genkit.load_session`; :meth:`Session.chat` opens a chat on one of its threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from genkit import GenkitError, Message
+
+from . import _native
+from ._json import coerce_messages, dumps_value, message_from_data, message_to_data, message_to_json
+from .errors import CorruptSessionError
+from .stores import InMemorySessionStore, NativeSessionStore, SessionStore
+
+if TYPE_CHECKING:
+    from ._genkit import GenkitParityMixin
+    from .chat import Chat
+
+__all__ = ['MAIN_THREAD', 'Session', 'current_session']
+
+#: The thread a chat uses when none is named.
+MAIN_THREAD = 'main'
+
+T = TypeVar('T')
+
+_current_session: ContextVar[Session | None] = ContextVar('genkit_parity_session', default=None)
+
+
+def current_session() -> Session:
+    """The session whose ``run``, ``chat`` or ``send`` is executing.
+
+    Raises:
+        GenkitError: ``FAILED_PRECONDITION: not running within a session`` outside one
+            (as JS Genkit does at HEAD).
+    """
+    session = _current_session.get()
+    if session is None:
+        raise GenkitError(status='FAILED_PRECONDITION', message='not running within a session')
+    return session
+
+
+def validate_thread(thread: object) -> str:
+    """A thread name: a non-empty str without control characters."""
+    if not isinstance(thread, str):
+        raise TypeError(f'thread must be a str, not {type(thread).__name__}')
+    if not thread or len(thread.encode()) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in thread):
+        raise ValueError(f'invalid thread name {thread[:64]!r}: it must be 1-1024 bytes, no control characters')
+    return thread
+
+
+def check_store(store: object) -> SessionStore:
+    """A store argument: a built-in store or any object with async ``get`` and ``save``."""
+    if isinstance(store, NativeSessionStore):
+        return store
+    get, save = getattr(store, 'get', None), getattr(store, 'save', None)
+    if not (callable(get) and callable(save)):
+        raise TypeError(
+            f'store must be a session store (async get(session_id) and save(session_id, data)), '
+            f'not {type(store).__name__}'
+        )
+    return store  # type: ignore[return-value]
+
+
+class Session:
+    """State and message threads of one conversation, kept in a store.
+
+    Matches JS Genkit 1.38 ``Session``: ``state`` is the live state object,
+    ``update_state`` merges shallowly and persists, each successful chat turn persists
+    its thread. Unlike JS, built-in stores persist a turn by appending only its new
+    messages, and stores never alias the live session object.
+    """
+
+    def __init__(
+        self,
+        ai: GenkitParityMixin,
+        *,
+        session_id: str,
+        store: SessionStore,
+        state: Any = None,
+        threads: Mapping[str, list[Message]] | None = None,
+        in_store: bool = False,
+        load_on_first_use: bool = False,
+    ) -> None:
+        """Use :meth:`Genkit.create_session` / :meth:`Genkit.load_session` instead."""
+        self._ai = ai
+        self._id = session_id
+        self._store = store
+        self._state = state
+        self._threads: dict[str, list[Message]] = dict(threads or {})
+        # Whether the store already holds this session (so writes can be incremental).
+        self._in_store = in_store
+        self._load_on_first_use = load_on_first_use
+        # Bumped whenever a thread changes, so chats on the same thread notice each other.
+        self._thread_versions: dict[str, int] = {}
+        self._turn_locks: dict[str, asyncio.Lock] = {}
+        self._write_lock = asyncio.Lock()
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id."""
+        return self._id
+
+    @property
+    def store(self) -> SessionStore:
+        """Where this session persists."""
+        return self._store
+
+    @property
+    def state(self) -> Any:
+        """The session state (``None`` until set). Change it with :meth:`update_state`."""
+        return self._state
+
+    @property
+    def threads(self) -> dict[str, list[Message]]:
+        """A copy of thread name → messages."""
+        return {name: list(messages) for name, messages in self._threads.items()}
+
+    async def update_state(self, patch: Mapping[str, Any]) -> None:
+        """Shallow-merge ``patch`` into the state and persist it.
+
+        Example:
+            >>> # state {'user': 'John', 'color': 'Blue'} + {'color': 'Green'}
+            >>> # -> {'user': 'John', 'color': 'Green'}
+        """
+        if not isinstance(patch, Mapping):
+            raise TypeError(f'patch must be a mapping, not {type(patch).__name__}')
+        await self._ensure_loaded()
+        current = self._state
+        if current is not None and not isinstance(current, Mapping):
+            raise TypeError(f'cannot merge a patch into state of type {type(current).__name__}')
+        new_state = {**(current or {}), **patch}
+        state_json = dumps_value(new_state, what='state')
+        async with self._write_lock:
+            if self._in_store and isinstance(self._store, NativeSessionStore):
+                await self._store._set_state(self._id, state_json)
+                self._state = new_state
+            else:
+                previous, self._state = self._state, new_state
+                try:
+                    await self._save_whole()
+                except BaseException:
+                    self._state = previous
+                    raise
+
+    async def update_messages(self, thread: str, messages: Sequence[Message | Mapping[str, Any]]) -> None:
+        """Replace a thread's messages and persist them."""
+        thread = validate_thread(thread)
+        converted = coerce_messages(messages, what='messages')
+        await self._ensure_loaded()
+        await self._commit_thread(thread, converted, first_new=None)
+
+    def chat(self, *args: Any, **options: Any) -> Chat:
+        """Open a chat on a thread of this session.
+
+        Call forms (as JS): ``chat(**options)``, ``chat(preamble, **options)``,
+        ``chat(thread, **options)``, ``chat(thread, preamble, **options)``, where
+        ``preamble`` is a prompt (``ai.define_prompt(...)``) or its rendered options.
+        """
+        from .chat import Chat, split_chat_args
+
+        thread, preamble = split_chat_args(args)
+        return Chat(self, thread, preamble, options)
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call ``fn(*args, **kwargs)`` with this session current; return its result.
+
+        If ``fn`` returns an awaitable, the returned awaitable runs it inside the session
+        too, so ``await session.run(flow, input)`` works for flows and coroutines.
+        """
+        if not callable(fn):
+            raise TypeError(f'fn must be callable, not {type(fn).__name__}')
+        with self._activate():
+            result = fn(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return self._run_awaitable(result)  # type: ignore[return-value]
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        """The session as plain JSON data: ``{'id', 'state'?, 'threads'}`` (JS ``toJSON``)."""
+        data: dict[str, Any] = {'id': self._id}
+        if self._state is not None:
+            data['state'] = self._state
+        data['threads'] = {
+            name: [message_to_data(m) for m in messages] for name, messages in self._threads.items()
+        }
+        return data
+
+    def __repr__(self) -> str:
+        """Short description: id, store type, thread sizes."""
+        sizes = {name: len(messages) for name, messages in self._threads.items()}
+        return f'Session(id={self._id!r}, store={type(self._store).__name__}, threads={sizes})'
+
+    # -- used by Chat and Genkit --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _activate(self) -> Iterator[None]:
+        token = _current_session.set(self)
+        try:
+            yield
+        finally:
+            _current_session.reset(token)
+
+    async def _run_awaitable(self, awaitable: Awaitable[T]) -> T:
+        with self._activate():
+            return await awaitable
+
+    def _turn_lock(self, thread: str) -> asyncio.Lock:
+        lock = self._turn_locks.get(thread)
+        if lock is None:
+            lock = self._turn_locks[thread] = asyncio.Lock()
+        return lock
+
+    def _thread_version(self, thread: str) -> int:
+        return self._thread_versions.get(thread, 0)
+
+    async def _ensure_loaded(self) -> None:
+        """For ``ai.chat(store=..., session_id=...)``: adopt what the store already holds."""
+        if not self._load_on_first_use:
+            return
+        async with self._write_lock:
+            if not self._load_on_first_use:
+                return
+            data = await self._store.get(self._id)
+            if data is not None:
+                state, threads = parse_session_data(self._id, data)
+                self._state = state if self._state is None else self._state
+                for name, messages in threads.items():
+                    self._threads.setdefault(name, messages)
+                    self._thread_versions[name] = self._thread_version(name) + 1
+                self._in_store = True
+            self._load_on_first_use = False
+
+    async def _commit_thread(self, thread: str, messages: list[Message], *, first_new: int | None) -> None:
+        """Persist a thread, then make it the session's. ``first_new`` marks an append."""
+        async with self._write_lock:
+            store = self._store
+            if self._in_store and isinstance(store, NativeSessionStore):
+                if first_new is None:
+                    await store._replace_thread(self._id, thread, [message_to_json(m) for m in messages])
+                else:
+                    await store._append(self._id, thread, [message_to_json(m) for m in messages[first_new:]])
+                self._threads[thread] = messages
+            else:
+                previous = self._threads.get(thread)
+                self._threads[thread] = messages
+                try:
+                    await self._save_whole()
+                except BaseException:
+                    if previous is None:
+                        del self._threads[thread]
+                    else:
+                        self._threads[thread] = previous
+                    raise
+            self._thread_versions[thread] = self._thread_version(thread) + 1
+
+    async def _save_whole(self) -> None:
+        store = self._store
+        if isinstance(store, NativeSessionStore):
+            await store._save(self._id, dumps_value(self.to_json(), what='session'))
+        else:
+            await store.save(self._id, self.to_json())
+        self._in_store = True
+
+
+def parse_session_data(session_id: str, data: object) -> tuple[Any, dict[str, list[Message]]]:
+    """State and threads from a store's ``get`` result; CorruptSessionError if malformed."""
+    if not isinstance(data, Mapping):
+        raise CorruptSessionError(f'session {session_id!r}: store returned {type(data).__name__}, not a dict', session_id)
+    threads_data = data.get('threads') or {}
+    if not isinstance(threads_data, Mapping):
+        raise CorruptSessionError(f'session {session_id!r}: "threads" is not a mapping', session_id)
+    threads: dict[str, list[Message]] = {}
+    for name, messages in threads_data.items():
+        if not isinstance(messages, list):
+            raise CorruptSessionError(f'session {session_id!r}: thread {name!r} is not a list', session_id)
+        try:
+            threads[name] = [message_from_data(m) for m in messages]
+        except (ValueError, TypeError) as error:
+            raise CorruptSessionError(
+                f'session {session_id!r}: thread {name!r} holds an invalid message: {error}', session_id
+            ) from None
+    return data.get('state'), threads
+
+
+def new_session(
+    ai: GenkitParityMixin,
+    *,
+    store: object | None,
+    initial_state: Any,
+    session_id: object | None,
+    load_on_first_use: bool = False,
+) -> Session:
+    """Create a session (``ai.create_session`` / ``ai.chat``): validates every argument."""
+    import uuid
+
+    if session_id is None:
+        sid = str(uuid.uuid4())
+    elif isinstance(session_id, str):
+        sid = _native.validate_session_id(session_id)
+    else:
+        raise TypeError(f'session_id must be a str, not {type(session_id).__name__}')
+    if initial_state is not None:
+        dumps_value(initial_state, what='initial_state')
+    return Session(
+        ai,
+        session_id=sid,
+        store=InMemorySessionStore() if store is None else check_store(store),
+        state=initial_state,
+        load_on_first_use=load_on_first_use,
+    )
+
+
+async def load_session(ai: GenkitParityMixin, session_id: object, *, store: object | None) -> Session:
+    """``ai.load_session``: the stored session, or an empty one for an unknown id (as JS)."""
+    if store is None:
+        raise ValueError('store is required to load a session')
+    checked_store = check_store(store)
+    if not isinstance(session_id, str):
+        raise TypeError(f'session_id must be a str, not {type(session_id).__name__}')
+    sid = _native.validate_session_id(session_id)
+    data = await checked_store.get(sid)
+    if data is None:
+        return Session(ai, session_id=sid, store=checked_store)
+    state, threads = parse_session_data(sid, data)
+    return Session(ai, session_id=sid, store=checked_store, state=state, threads=threads, in_store=True)

@@ -1,0 +1,45 @@
+"""Shared helpers. The ``ai`` / ``programmable_model`` fixtures come from genkit-parity's
+own pytest plugin (``genkit_parity.testing.pytest_plugin``), as a user would get them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from genkit_parity import InMemorySessionStore
+
+
+class CapturingStore:
+    """A custom (pure-Python) store in JS ``SessionStore`` shape that records saves."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.saves: list[tuple[str, Any]] = []
+
+    async def get(self, session_id: str) -> Any:
+        return self.data.get(session_id)
+
+    async def save(self, session_id: str, data: Any) -> None:
+        self.saves.append((session_id, data))
+        self.data[session_id] = data
+
+
+@pytest.fixture
+def capturing_store() -> CapturingStore:
+    return CapturingStore()
+
+
+@pytest.fixture
+def memory_store() -> InMemorySessionStore:
+    return InMemorySessionStore()
+
+
+def dump(messages: Any) -> list[dict[str, Any]]:
+    """Messages as plain JSON data (as JS stores them)."""
+    return [m.model_dump(mode='json', by_alias=True, exclude_none=True) for m in messages]
+
+
+def texts(messages: Any) -> list[str]:
+    """Each message's text parts joined."""
+    return [''.join(p.text or '' for p in m.content) for m in messages]
