@@ -137,7 +137,9 @@ class Chat:
 
     Create with ``ai.chat(...)`` or ``session.chat(...)``; talk with :meth:`send` and
     :meth:`send_stream`. Every successful turn is persisted to the session's store before
-    it returns; a failed turn changes nothing.
+    it returns. A failed turn changes nothing: as genkit 0.12's ``generate`` does, it
+    returns a response whose ``error`` is set (``finish_reason`` ``'failed'``) instead of
+    raising, and neither ``messages`` nor the store record it.
     """
 
     def __init__(
@@ -321,6 +323,10 @@ class Chat:
             ):
                 response = await self._generate(request, on_chunk)
                 _compat.set_span_output(span, _compat.to_span_json(response))
+            if response.error is not None:
+                # genkit 0.12 reports a failed generate on the response instead of raising;
+                # a failed turn is returned the same way and leaves history and store alone.
+                return response
             messages = list(response.messages)
             appendable = self._stored_len == len(self._messages) and len(messages) >= len(self._messages)
             await session._commit_thread(
