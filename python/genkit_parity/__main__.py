@@ -1,0 +1,49 @@
+"""Command line: ``python -m genkit_parity doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from . import _native
+
+#: Each feature genkit-parity provides, with whether this build has it.
+FEATURES = {
+    'sessions and chat (ai.create_session, ai.load_session, ai.chat)': True,
+    'session stores: in-memory, file, SQLite (Rust core)': True,
+    'custom session stores (async get/save)': True,
+    'test models and pytest plugin (genkit_parity.testing)': True,
+}
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return 'not installed'
+
+
+def doctor() -> int:
+    """Print versions and active features; exit status 1 if genkit is unsupported."""
+    genkit_version = _version('genkit')
+    supported = genkit_version.startswith('0.12.')
+    print(f'genkit-parity {_version("genkit-parity")} (native core {_native.__version__})')
+    print(f'genkit        {genkit_version}' + ('' if supported else '  (unsupported: genkit-parity needs 0.12.x)'))
+    print(f'python        {sys.version.split()[0]}')
+    print('features:')
+    for name, active in FEATURES.items():
+        print(f'  [{"x" if active else " "}] {name}')
+    return 0 if supported else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m genkit_parity``."""
+    parser = argparse.ArgumentParser(prog='python -m genkit_parity')
+    parser.add_argument('command', choices=['doctor'], help='doctor: print versions and active features')
+    parser.parse_args(argv)
+    return doctor()
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

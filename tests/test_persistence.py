@@ -1,0 +1,196 @@
+"""Stores across processes: reload in a fresh interpreter, two writers, kill -9, corruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+
+import pytest
+from genkit import Message, Part
+
+from genkit_parity import CorruptSessionError, FileSessionStore, SqliteSessionStore
+
+from ._proc import run_python, spawn_python, store_location
+
+STORES = ['file', 'sqlite']
+
+
+def make_store(kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    return FileSessionStore(location) if kind == 'file' else SqliteSessionStore(location)
+
+
+@pytest.mark.parametrize('kind', STORES)
+def test_reload_in_fresh_process_and_continue(kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    session_id = run_python(
+        """
+        async def main():
+            ai = Genkit(model='echoModel'); define_echo_model(ai)
+            session = ai.create_session(store=make_store(sys.argv[1], sys.argv[2]), initial_state={'step': 1})
+            await session.chat().send('hi')
+            await session.chat('side', system='be brief').send('hello side')
+            await session.update_state({'step': 2})
+            print(json.dumps(session.id))
+        asyncio.run(main())
+        """,
+        kind,
+        location,
+    )
+    reloaded = run_python(
+        """
+        async def main():
+            ai = Genkit(model='echoModel'); define_echo_model(ai)
+            session = await ai.load_session(sys.argv[3], store=make_store(sys.argv[1], sys.argv[2]))
+            reply = await session.chat().send('again')
+            print(json.dumps({'state': session.state, 'reply': reply.text, 'data': session.to_json()}))
+        asyncio.run(main())
+        """,
+        kind,
+        location,
+        session_id,
+    )
+    assert reloaded['state'] == {'step': 2}
+    assert reloaded['reply'] == 'Echo: hi,Echo: hi,; config: {},again; config: {}'
+    threads = reloaded['data']['threads']
+    assert list(threads) == ['main', 'side']
+    assert len(threads['main']) == 4
+    assert threads['side'][0] == {'role': 'system', 'content': [{'text': 'be brief'}], 'metadata': {'preamble': True}}
+
+
+WRITER = """
+async def main():
+    ai = Genkit(); define_programmable_model(ai, respond='ok')
+    store = make_store(sys.argv[1], sys.argv[2])
+    chat = ai.chat(model='programmableModel', store=store, session_id='shared')
+    for turn in range(int(sys.argv[3])):
+        await chat.send(f'{sys.argv[4]}-{turn}')
+        print(f'acked {turn + 1}', flush=True)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_two_processes_append_to_one_session_lose_nothing(kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    writers = [spawn_python(WRITER, kind, location, '100', name) for name in ('A', 'B')]
+    for writer in writers:
+        with writer:
+            _, stderr = writer.communicate(timeout=300)
+        assert writer.returncode == 0, stderr
+    stored = await make_store(kind, tmp_path).get('shared')
+    messages = stored['threads']['main']
+    assert len(messages) == 400
+    for name in ('A', 'B'):
+        prompts = [m['content'][0]['text'] for m in messages if m['role'] == 'user' and m['content'][0]['text'].startswith(name)]
+        assert prompts == [f'{name}-{turn}' for turn in range(100)]
+    # Every user message is immediately followed by its own reply: turns never interleave.
+    assert [m['role'] for m in messages] == ['user', 'model'] * 200
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_kill_9_mid_turn_leaves_a_loadable_store(kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    with spawn_python(WRITER, kind, location, '100000', 'K') as writer:
+        acked = 0
+        assert writer.stdout is not None
+        while acked < 40:
+            line = writer.stdout.readline()
+            assert line, writer.stderr.read() if writer.stderr else 'writer died'
+            acked = int(line.split()[1])
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    stored = await make_store(kind, tmp_path).get('shared')
+    messages = stored['threads']['main']
+    assert len(messages) >= 2 * acked
+    assert len(messages) % 2 == 0
+    assert [m['content'][0]['text'] for m in messages[::2]] == [f'K-{i}' for i in range(len(messages) // 2)]
+
+
+async def test_file_store_turn_appends_one_line(ai, tmp_path):
+    store = FileSessionStore(tmp_path)
+    chat = ai.chat(store=store, session_id='log')
+    await chat.send('one')
+    log = tmp_path / 'log.jsonl'
+    size_after_first = log.stat().st_size
+    lines_after_first = len(log.read_text().splitlines())
+    await chat.send('two')
+    assert len(log.read_text().splitlines()) == lines_after_first + 1
+    assert log.read_bytes().startswith(log.read_bytes()[:size_after_first])
+
+
+async def test_corrupt_file_log_names_the_session(ai, tmp_path):
+    store = FileSessionStore(tmp_path)
+    chat = ai.chat(store=store, session_id='damaged')
+    await chat.send('one')
+    await chat.send('two')
+    log = tmp_path / 'damaged.jsonl'
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2]
+    log.write_text('\n'.join(lines) + '\n')
+    with pytest.raises(CorruptSessionError) as raised:
+        await ai.load_session('damaged', store=store)
+    assert raised.value.session_id == 'damaged'
+    assert raised.value.status == 'DATA_LOSS'
+    assert 'damaged' in str(raised.value) and 'line 2' in str(raised.value)
+
+
+async def test_corrupt_sqlite_row_names_the_session(ai, tmp_path):
+    path = tmp_path / 'db.sqlite'
+    chat = ai.chat(store=SqliteSessionStore(path), session_id='rotten')
+    await chat.send('one')
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE genkit_session_messages SET message = '{broken' WHERE seq = 1")
+    with pytest.raises(CorruptSessionError, match="rotten") as raised:
+        await ai.load_session('rotten', store=SqliteSessionStore(path))
+    assert raised.value.session_id == 'rotten'
+
+
+async def test_sqlite_path_that_is_not_a_database(tmp_path):
+    from genkit_parity import SessionStoreError
+
+    junk = tmp_path / 'junk.sqlite'
+    junk.write_bytes(b'definitely not sqlite ' * 100)
+    with pytest.raises(SessionStoreError, match='junk.sqlite'):
+        SqliteSessionStore(junk)
+
+
+async def test_custom_store_returning_malformed_data(ai):
+    class BadStore:
+        async def get(self, session_id):
+            return {'id': session_id, 'threads': {'main': [{'role': 'user', 'content': 'not a list'}]}}
+
+        async def save(self, session_id, data):
+            raise AssertionError('not reached')
+
+    with pytest.raises(CorruptSessionError, match="thread 'main'"):
+        await ai.load_session('x', store=BadStore())
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_unknown_id_loads_empty(ai, kind, tmp_path):
+    session = await ai.load_session('never-seen', store=make_store(kind, tmp_path))
+    assert session.to_json() == {'id': 'never-seen', 'threads': {}}
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_update_messages_replaces_a_stored_thread(ai, kind, tmp_path):
+    store = make_store(kind, tmp_path)
+    session = ai.create_session(store=store, session_id='s')
+    await session.chat().send('one')
+    await session.update_messages('main', [Message(role='user', content=[Part(text='only')])])
+    stored = await store.get('s')
+    assert stored['threads']['main'] == [{'role': 'user', 'content': [{'text': 'only'}]}]
+    loaded = await ai.load_session('s', store=store)
+    assert len(loaded.threads['main']) == 1
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_public_get_save_round_trip(kind, tmp_path):
+    store = make_store(kind, tmp_path)
+    data = {'state': {'a': [1, 2]}, 'threads': {'main': [{'role': 'user', 'content': [{'text': 'x'}]}]}}
+    await store.save('direct', data)
+    assert await store.get('direct') == {'id': 'direct', **data}
+    assert await store.delete('direct') is True
+    assert await store.get('direct') is None
