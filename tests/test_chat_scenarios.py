@@ -112,10 +112,12 @@ async def test_tool_loop_is_stored_in_full(ai, programmable_model, memory_store)
     async def get_weather(city: str) -> str:
         return f'sunny in {city}'
 
-    programmable_model.respond_with([
-        {'text': 'calling', 'tool_requests': [{'name': 'getWeather', 'input': 'Paris', 'ref': 'r1'}]},
-        'sunny',
-    ])
+    programmable_model.respond_with(
+        [
+            {'text': 'calling', 'tool_requests': [{'name': 'getWeather', 'input': 'Paris', 'ref': 'r1'}]},
+            'sunny',
+        ]
+    )
     session = ai.create_session(store=memory_store)
     chat = session.chat('weather', model='programmableModel', system='sys', tools=['getWeather'])
     await chat.send('weather?')
@@ -269,10 +271,9 @@ async def test_fix_ai_chat_honours_store_and_session_id(ai, tmp_path, make_store
 
 async def test_send_span_carries_session_and_thread(ai):
     from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from opentelemetry.sdk.trace import TracerProvider
 
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
@@ -287,7 +288,10 @@ async def test_send_span_carries_session_and_thread(ai):
     assert send.attributes['genkit:type'] == 'helper'
     assert send.attributes['genkit:sessionId'] == session.id
     assert send.attributes['genkit:threadName'] == 't1'
-    assert '"prompt": "weather?"' in send.attributes['genkit:input'] or '"prompt":"weather?"' in send.attributes['genkit:input']
+    assert (
+        '"prompt": "weather?"' in send.attributes['genkit:input']
+        or '"prompt":"weather?"' in send.attributes['genkit:input']
+    )
     generate = spans['generate']
     assert generate.parent.span_id == send.context.span_id
     assert 'genkit:sessionId' not in generate.attributes

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import genkit
 import pytest
+import tomllib
 from genkit.exp import Genkit as ExpGenkit
 
 import genkit_parity
@@ -47,7 +47,7 @@ async def test_extend_exp_instance():
 
 
 def test_extend_rejects_non_genkit():
-    with pytest.raises(TypeError, match='genkit.Genkit instance'):
+    with pytest.raises(TypeError, match=r'genkit\.Genkit instance'):
         extend(object())
 
 

@@ -56,7 +56,11 @@ def test_reload_in_fresh_process_and_continue(kind, tmp_path):
     threads = reloaded['data']['threads']
     assert list(threads) == ['main', 'side']
     assert len(threads['main']) == 4
-    assert threads['side'][0] == {'role': 'system', 'content': [{'text': 'be brief'}], 'metadata': {'preamble': True}}
+    assert threads['side'][0] == {
+        'role': 'system',
+        'content': [{'text': 'be brief'}],
+        'metadata': {'preamble': True},
+    }
 
 
 WRITER = """
@@ -83,7 +87,11 @@ async def test_two_processes_append_to_one_session_lose_nothing(kind, tmp_path):
     messages = stored['threads']['main']
     assert len(messages) == 400
     for name in ('A', 'B'):
-        prompts = [m['content'][0]['text'] for m in messages if m['role'] == 'user' and m['content'][0]['text'].startswith(name)]
+        prompts = [
+            m['content'][0]['text']
+            for m in messages
+            if m['role'] == 'user' and m['content'][0]['text'].startswith(name)
+        ]
         assert prompts == [f'{name}-{turn}' for turn in range(100)]
     # Every user message is immediately followed by its own reply: turns never interleave.
     assert [m['role'] for m in messages] == ['user', 'model'] * 200
@@ -142,7 +150,7 @@ async def test_corrupt_sqlite_row_names_the_session(ai, tmp_path):
     await chat.send('one')
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE genkit_session_messages SET message = '{broken' WHERE seq = 1")
-    with pytest.raises(CorruptSessionError, match="rotten") as raised:
+    with pytest.raises(CorruptSessionError, match='rotten') as raised:
         await ai.load_session('rotten', store=SqliteSessionStore(path))
     assert raised.value.session_id == 'rotten'
 
@@ -152,7 +160,7 @@ async def test_sqlite_path_that_is_not_a_database(tmp_path):
 
     junk = tmp_path / 'junk.sqlite'
     junk.write_bytes(b'definitely not sqlite ' * 100)
-    with pytest.raises(SessionStoreError, match='junk.sqlite'):
+    with pytest.raises(SessionStoreError, match=r'junk\.sqlite'):
         SqliteSessionStore(junk)
 
 

@@ -20,7 +20,10 @@ async def test_s1_two_sends_build_history(ai):
         {'role': 'user', 'content': [{'text': 'hi'}]},
         {'role': 'model', 'content': [{'text': 'Echo: hi'}, {'text': '; config: {}'}]},
         {'role': 'user', 'content': [{'text': 'bye'}]},
-        {'role': 'model', 'content': [{'text': 'Echo: hi,Echo: hi,; config: {},bye'}, {'text': '; config: {}'}]},
+        {
+            'role': 'model',
+            'content': [{'text': 'Echo: hi,Echo: hi,; config: {},bye'}, {'text': '; config: {}'}],
+        },
     ]
     assert dump(chat.messages) == dump(second.messages)
 
@@ -66,7 +69,10 @@ async def test_s3_threads(ai, store_kind, capturing_store, tmp_path):
 
 async def test_s4_send_stream(ai):
     chat = ai.create_session().chat()
-    for prompt, expected in (('hi', 'Echo: hi; config: {}'), ('bye', 'Echo: hi,Echo: hi,; config: {},bye; config: {}')):
+    for prompt, expected in (
+        ('hi', 'Echo: hi; config: {}'),
+        ('bye', 'Echo: hi,Echo: hi,; config: {},bye; config: {}'),
+    ):
         streamed = chat.send_stream(prompt)
         chunks = [chunk.text async for chunk in streamed.stream]
         assert chunks == ['3', '2', '1']
@@ -107,7 +113,10 @@ async def test_s7_prompt_preamble(ai):
         {'role': 'user', 'content': [{'text': 'hi'}]},
         {
             'role': 'model',
-            'content': [{'text': 'Echo: system: hello from template,hi'}, {'text': '; config: {"temperature":1}'}],
+            'content': [
+                {'text': 'Echo: system: hello from template,hi'},
+                {'text': '; config: {"temperature":1}'},
+            ],
         },
     ]
 
@@ -174,7 +183,9 @@ async def test_current_session_inside_send(ai, programmable_model):
 
 
 async def test_update_state_merges_shallowly(ai, capturing_store):
-    session = ai.create_session(store=capturing_store, initial_state={'userName': 'John', 'color': 'Blue', 'age': 25})
+    session = ai.create_session(
+        store=capturing_store, initial_state={'userName': 'John', 'color': 'Blue', 'age': 25}
+    )
     await session.update_state({'color': 'Green'})
     assert session.state == {'userName': 'John', 'color': 'Green', 'age': 25}
     await session.update_state({'userName': 'Jane', 'color': 'red', 'age': 26})

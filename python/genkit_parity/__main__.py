@@ -29,7 +29,10 @@ def doctor() -> int:
     genkit_version = _version('genkit')
     supported = genkit_version.startswith('0.12.')
     print(f'genkit-parity {_version("genkit-parity")} (native core {_native.__version__})')
-    print(f'genkit        {genkit_version}' + ('' if supported else '  (unsupported: genkit-parity needs 0.12.x)'))
+    print(
+        f'genkit        {genkit_version}'
+        + ('' if supported else '  (unsupported: genkit-parity needs 0.12.x)')
+    )
     print(f'python        {sys.version.split()[0]}')
     print('features:')
     for name, active in FEATURES.items():

@@ -6,7 +6,7 @@ Both add the same methods (``create_session``, ``load_session``, ``current_sessi
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import genkit
 
@@ -19,8 +19,14 @@ __all__ = ['Genkit', 'GenkitParityMixin', 'extend']
 
 G = TypeVar('G', bound=genkit.Genkit)
 
+# The mixin only ever sits on genkit.Genkit instances; type checkers should know that.
+if TYPE_CHECKING:
+    _GenkitBase = genkit.Genkit
+else:
+    _GenkitBase = object
 
-class GenkitParityMixin:
+
+class GenkitParityMixin(_GenkitBase):
     """The methods genkit-parity adds to a ``genkit.Genkit`` instance."""
 
     def create_session(
@@ -41,6 +47,7 @@ class GenkitParityMixin:
         Example:
             >>> # session = ai.create_session(initial_state={'user': 'Ada'})
             >>> # await session.chat().send('hi')
+
         """
         return new_session(self, store=store, initial_state=initial_state, session_id=session_id)
 
@@ -52,7 +59,9 @@ class GenkitParityMixin:
         """
         return await load_session(self, session_id, store=store)
 
-    def current_session(self) -> Session:
+    # genkit's own current_session() is a staticmethod returning None outside an agent
+    # session; JS (and this) raises instead, so the signature differs on purpose.
+    def current_session(self) -> Session:  # type: ignore[override]
         """The session running now (inside ``session.run``, ``chat`` or ``send``).
 
         Also returns a ``genkit.exp`` agent session when one is running. Raises
@@ -85,6 +94,7 @@ class GenkitParityMixin:
         Example:
             >>> # chat = ai.chat(system='Talk like a pirate')
             >>> # print((await chat.send('hi')).text)
+
         """
         session = new_session(
             self,
@@ -106,6 +116,7 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
         >>> session = ai.create_session(initial_state={'n': 1})
         >>> session.state
         {'n': 1}
+
     """
 
 
@@ -125,7 +136,9 @@ def extend(ai: G) -> G:
     base = type(ai)
     extended = _extended_classes.get(base)
     if extended is None:
-        extended = type(base.__name__, (GenkitParityMixin, base), {'__module__': base.__module__, '__doc__': base.__doc__})
+        extended = type(
+            base.__name__, (GenkitParityMixin, base), {'__module__': base.__module__, '__doc__': base.__doc__}
+        )
         _extended_classes[base] = extended
     ai.__class__ = extended
     return ai

@@ -3,12 +3,16 @@
 from collections.abc import Awaitable
 from os import PathLike
 from pathlib import Path
+from typing import final
+
+__all__ = ['DiskStoreCore', 'MemoryStoreCore', '__version__', 'validate_session_id']
 
 __version__: str
 
 def validate_session_id(session_id: str) -> str:
     """Return the id trimmed, or raise ValueError for an empty, oversized or path-like id."""
 
+@final
 class MemoryStoreCore:
     """In-memory store; every method answers synchronously."""
 
@@ -21,6 +25,7 @@ class MemoryStoreCore:
     def delete(self, session_id: str) -> bool: ...
     def __len__(self) -> int: ...
 
+@final
 class DiskStoreCore:
     """File or SQLite store; every method returns an awaitable run off the GIL."""
 

@@ -26,40 +26,44 @@ from .session import MAIN_THREAD, Session, validate_thread
 __all__ = ['Chat', 'ChatStreamResponse', 'GENERATE_OPTIONS']
 
 #: Options a chat passes through to ``ai.generate`` (at creation or per send).
-GENERATE_OPTIONS = frozenset({
-    'model',
-    'system',
-    'messages',
-    'tools',
-    'return_tool_requests',
-    'tool_choice',
-    'config',
-    'max_turns',
-    'context',
-    'output_schema',
-    'output_format',
-    'output_content_type',
-    'output_instructions',
-    'output_constrained',
-    'use',
-    'docs',
-    'resume_respond',
-    'resume_restart',
-    'resume_metadata',
-})
+GENERATE_OPTIONS = frozenset(
+    {
+        'model',
+        'system',
+        'messages',
+        'tools',
+        'return_tool_requests',
+        'tool_choice',
+        'config',
+        'max_turns',
+        'context',
+        'output_schema',
+        'output_format',
+        'output_content_type',
+        'output_instructions',
+        'output_constrained',
+        'use',
+        'docs',
+        'resume_respond',
+        'resume_restart',
+        'resume_metadata',
+    }
+)
 # Options a prompt's render() accepts, out of the above.
-_RENDER_OPTIONS = frozenset({
-    'model',
-    'config',
-    'messages',
-    'docs',
-    'tools',
-    'tool_choice',
-    'return_tool_requests',
-    'max_turns',
-    'use',
-    'context',
-})
+_RENDER_OPTIONS = frozenset(
+    {
+        'model',
+        'config',
+        'messages',
+        'docs',
+        'tools',
+        'tool_choice',
+        'return_tool_requests',
+        'max_turns',
+        'use',
+        'context',
+    }
+)
 _CREATE_ONLY = frozenset({'input', 'prompt'})
 _SEND_ONLY = frozenset({'prompt', 'on_chunk'})
 
@@ -102,7 +106,16 @@ def _check_option_names(options: Mapping[str, Any], allowed: frozenset[str], whe
 def rendered_to_options(rendered: GenerateActionOptions) -> dict[str, Any]:
     """A prompt's rendered ``GenerateActionOptions`` as ``ai.generate`` keyword options."""
     options: dict[str, Any] = {}
-    for name in ('model', 'config', 'tools', 'tool_choice', 'return_tool_requests', 'max_turns', 'docs', 'use'):
+    for name in (
+        'model',
+        'config',
+        'tools',
+        'tool_choice',
+        'return_tool_requests',
+        'max_turns',
+        'docs',
+        'use',
+    ):
         value = getattr(rendered, name, None)
         if value is not None:
             options[name] = value
@@ -159,7 +172,9 @@ class Chat:
         # The prompt renders against the state as it is now, as JS renders eagerly.
         self._state_at_creation = copy.deepcopy(session.state) if preamble is not None else None
         if preamble is not None and 'system' in options:
-            raise TypeError('chat() got both a preamble prompt and system=; put the system text in the prompt')
+            raise TypeError(
+                'chat() got both a preamble prompt and system=; put the system text in the prompt'
+            )
         self._explicit = options
         self._base: dict[str, Any] = {}
         self._preamble: list[Message] = []
@@ -203,6 +218,7 @@ class Chat:
         Example:
             >>> # response = await chat.send('hi')
             >>> # response = await chat.send('again', config={'temperature': 0})
+
         """
         prompt, options = self._normalise_send(prompt, options)
         return await self._turn(prompt, options, options.pop('on_chunk', None))
@@ -221,7 +237,9 @@ class Chat:
 
     def __repr__(self) -> str:
         """Short description: session, thread, number of messages."""
-        return f'Chat(session_id={self.session_id!r}, thread={self._thread!r}, messages={len(self._messages)})'
+        return (
+            f'Chat(session_id={self.session_id!r}, thread={self._thread!r}, messages={len(self._messages)})'
+        )
 
     # -- internals ----------------------------------------------------------------------
 
@@ -255,7 +273,9 @@ class Chat:
         else:
             merged = list(history)
         self._messages = merged
-        unchanged_prefix = len(merged) >= len(history) and all(a is b for a, b in zip(merged, history))
+        unchanged_prefix = len(merged) >= len(history) and all(
+            kept is stored for kept, stored in zip(merged, history, strict=False)
+        )
         # None: the stored thread no longer matches, so the next commit rewrites it.
         self._stored_len = len(history) if unchanged_prefix else None
         self._seen_version = self._session._thread_version(self._thread)

@@ -40,6 +40,7 @@ def current_session() -> Session:
     Raises:
         GenkitError: ``FAILED_PRECONDITION: not running within a session`` outside one
             (as JS Genkit does at HEAD).
+
     """
     session = _current_session.get()
     if session is None:
@@ -52,7 +53,9 @@ def validate_thread(thread: object) -> str:
     if not isinstance(thread, str):
         raise TypeError(f'thread must be a str, not {type(thread).__name__}')
     if not thread or len(thread.encode()) > 1024 or any(ord(c) < 32 or ord(c) == 127 for c in thread):
-        raise ValueError(f'invalid thread name {thread[:64]!r}: it must be 1-1024 bytes, no control characters')
+        raise ValueError(
+            f'invalid thread name {thread[:64]!r}: it must be 1-1024 bytes, no control characters'
+        )
     return thread
 
 
@@ -131,6 +134,7 @@ class Session:
         Example:
             >>> # state {'user': 'John', 'color': 'Blue'} + {'color': 'Green'}
             >>> # -> {'user': 'John', 'color': 'Green'}
+
         """
         if not isinstance(patch, Mapping):
             raise TypeError(f'patch must be a mapping, not {type(patch).__name__}')
@@ -275,7 +279,9 @@ class Session:
 def parse_session_data(session_id: str, data: object) -> tuple[Any, dict[str, list[Message]]]:
     """State and threads from a store's ``get`` result; CorruptSessionError if malformed."""
     if not isinstance(data, Mapping):
-        raise CorruptSessionError(f'session {session_id!r}: store returned {type(data).__name__}, not a dict', session_id)
+        raise CorruptSessionError(
+            f'session {session_id!r}: store returned {type(data).__name__}, not a dict', session_id
+        )
     threads_data = data.get('threads') or {}
     if not isinstance(threads_data, Mapping):
         raise CorruptSessionError(f'session {session_id!r}: "threads" is not a mapping', session_id)

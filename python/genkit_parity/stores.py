@@ -108,6 +108,7 @@ class InMemorySessionStore(NativeSessionStore):
         >>> store = InMemorySessionStore()
         >>> len(store)
         0
+
     """
 
     def __init__(self) -> None:
@@ -164,7 +165,7 @@ class _DiskSessionStore(NativeSessionStore):
 def _check_path(value: object, name: str) -> str:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f'{name} must be a str or path, not {type(value).__name__}')
-    return os.fspath(value)  # type: ignore[arg-type]
+    return os.fspath(value)
 
 
 class FileSessionStore(_DiskSessionStore):
@@ -182,6 +183,7 @@ class FileSessionStore(_DiskSessionStore):
         >>> store = FileSessionStore(tempfile.mkdtemp())
         >>> store.directory.is_dir()
         True
+
     """
 
     def __init__(self, directory: str | os.PathLike[str], *, durable: bool = False) -> None:
@@ -206,6 +208,7 @@ class SqliteSessionStore(_DiskSessionStore):
         >>> store = SqliteSessionStore(os.path.join(tempfile.mkdtemp(), 'sessions.db'))
         >>> store.path.name
         'sessions.db'
+
     """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import genkit
 from genkit import ActionRunContext, Message, Part, ToolRequest
-from genkit.model import ModelInfo, ModelRequest, ModelResponse, ModelResponseChunk, Supports
+from genkit.model import FinishReason, ModelInfo, ModelRequest, ModelResponse, ModelResponseChunk, Supports
 
 __all__ = ['ProgrammableModel', 'Respond', 'define_echo_model', 'define_programmable_model', 'request_text']
 
@@ -57,14 +57,18 @@ def define_echo_model(ai: genkit.Genkit, name: str = 'echoModel') -> genkit.Acti
     Example:
         >>> # define_echo_model(ai); (await ai.generate(model='echoModel', prompt='hi')).text
         >>> # 'Echo: hi; config: {}'
+
     """
 
     async def echo(request: ModelRequest[Any], ctx: ActionRunContext) -> ModelResponse[Any]:
         if ctx.is_streaming:
             for text in ('3', '2', '1'):
                 ctx.send_chunk(ModelResponseChunk(content=[Part(text=text)]))
-        parts = [Part(text='Echo: ' + request_text(request)), Part(text='; config: ' + _config_json(request.config))]
-        return ModelResponse(message=Message(role='model', content=parts), finish_reason='stop')
+        parts = [
+            Part(text='Echo: ' + request_text(request)),
+            Part(text='; config: ' + _config_json(request.config)),
+        ]
+        return ModelResponse(message=Message(role='model', content=parts), finish_reason=FinishReason('stop'))
 
     return ai.define_model(name, echo, info=ModelInfo(label=name, supports=_SUPPORTS))
 
@@ -165,11 +169,15 @@ def _to_response(answer: Mapping[str, Any]) -> ModelResponse[Any]:
         parts.append(Part(text=answer['text']))
     for request in answer.get('tool_requests') or ():
         parts.append(
-            Part(tool_request=ToolRequest(name=request['name'], input=request.get('input'), ref=request.get('ref')))
+            Part(
+                tool_request=ToolRequest(
+                    name=request['name'], input=request.get('input'), ref=request.get('ref')
+                )
+            )
         )
     return ModelResponse(
         message=Message(role='model', content=parts),
-        finish_reason=answer.get('finish_reason', 'stop'),
+        finish_reason=FinishReason(answer.get('finish_reason', 'stop')),
     )
 
 
@@ -184,6 +192,7 @@ def define_programmable_model(
     Example:
         >>> # pm = define_programmable_model(ai, respond=['first', 'second'])
         >>> # (await ai.generate(model='programmableModel', prompt='x')).text -> 'first'
+
     """
     model = ProgrammableModel(respond)
 
@@ -193,5 +202,3 @@ def define_programmable_model(
 
     ai.define_model(name, model_fn, info=ModelInfo(label=name, supports=_SUPPORTS))
     return model
-
-

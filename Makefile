@@ -1,0 +1,70 @@
+# genkit-parity developer commands. Each target sets up what it needs (a virtualenv in
+# .venv with the pinned dependencies, and the native module built into it).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' maturin pytest pytest-asyncio pytest-timeout ruff mypy
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with the pinned dependencies
+
+.PHONY: build-dev
+build-dev: install ## Build the native module (debug) into .venv
+	$(BIN)/maturin develop --quiet
+
+.PHONY: build-release
+build-release: install ## Build the native module (release) into .venv
+	$(BIN)/maturin develop --quiet --release
+
+.PHONY: demo
+demo: build-dev ## Run the demo: a persisted two-thread chat, reloaded by a second process
+	$(PY) examples/chat_demo.py
+
+.PHONY: lint-rust
+lint-rust: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --quiet -- -D warnings
+
+.PHONY: lint-python
+lint-python: build-dev ## ruff, mypy --strict and stubtest of the native stubs
+	$(BIN)/ruff check python tests benches examples
+	$(BIN)/ruff format --check python tests benches examples
+	$(BIN)/mypy
+	$(PY) -m mypy.stubtest genkit_parity._native
+
+.PHONY: lint
+lint: lint-rust lint-python ## All linters
+
+.PHONY: test-rust
+test-rust: ## Rust unit tests
+	cargo test --quiet
+
+.PHONY: test-python
+test-python: build-dev ## The pytest suite
+	$(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: test
+test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
+
+.PHONY: bench
+bench: build-release ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) benches/run.py
+
+.PHONY: clean
+clean: ## Remove build outputs and the virtualenv
+	cargo clean
+	rm -rf $(VENV) .genkit-parity
+
+.PHONY: help
+help: ## This list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'

@@ -1,0 +1,40 @@
+"""Run every benchmark side by side with genkit 0.12 and write benches/results.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_sessions
+
+RESULTS = Path(__file__).parent / 'results.md'
+
+
+def header() -> str:
+    return '\n'.join(
+        [
+            '# Benchmarks: genkit-parity vs genkit 0.12 (pure Python)',
+            '',
+            f'Written by `make bench` on {datetime.date.today().isoformat()}: '
+            f'genkit {metadata.version("genkit")}, genkit-parity {metadata.version("genkit-parity")} '
+            f'(release build), Python {platform.python_version()}, {os.cpu_count()} cores. '
+            'Both implementations run in the same process and the same run; ratios are what count.',
+            '',
+        ]
+    )
+
+
+def main() -> None:
+    sections = [header(), bench_sessions.main()]
+    RESULTS.write_text('\n'.join(sections))
+    print(RESULTS.read_text())
+
+
+if __name__ == '__main__':
+    main()
