@@ -31,7 +31,7 @@ demo: build-dev ## Run the demo: a persisted two-thread chat, reloaded by a seco
 	$(PY) examples/chat_demo.py
 
 .PHONY: lint-rust
-lint-rust: ## cargo fmt --check and clippy -D warnings
+lint-rust: install ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 
@@ -46,7 +46,7 @@ lint-python: build-dev ## ruff, mypy --strict and stubtest of the native stubs
 lint: lint-rust lint-python ## All linters
 
 .PHONY: test-rust
-test-rust: ## Rust unit tests
+test-rust: install ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
