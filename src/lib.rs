@@ -10,6 +10,8 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
+    use crate::runtime::{CompletionQueue, Ticket};
+    #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
 
     #[pymodule_init]

@@ -1,35 +1,185 @@
-//! The process's one tokio runtime, and the bridge from blocking core work to Python awaitables.
+//! The process's one tokio runtime, and the bridge that hands results back to asyncio.
 //!
-//! The runtime is pyo3-async-runtimes' lazily created global one, so a process that forks
-//! before first use gets a fresh runtime in the child.
+//! Why not `pyo3_async_runtimes::future_into_py`: it completes the Python future by
+//! attaching to the interpreter from a runtime thread. When that races with interpreter
+//! shutdown (a script whose last await just finished), CPython aborts the process with
+//! "Fatal Python error: PyGILState_Release". Our bridge never touches Python from a runtime
+//! thread: a finished job parks its result in a queue and writes one byte to a pipe that the
+//! event loop watches (`loop.add_reader`); the loop thread, which holds the GIL anyway,
+//! drains the queue and resolves the futures (`genkit_parity/_runtime.py`).
+//!
+//! The runtime is created lazily and again after `fork()`: a child never inherits a runtime
+//! whose threads did not survive the fork.
 
+use std::io::{PipeReader, PipeWriter, Write};
+use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
+use tokio::runtime::Runtime;
 
 use crate::errors::Error;
 
-/// Runs blocking core work on tokio's blocking pool and returns an awaitable for its result.
-///
-/// The GIL is not held while the work runs. A panic in the work becomes a `RuntimeError`,
-/// never an abort. Cancelling the awaitable abandons the result, but work already started
-/// runs to completion, so a write is never left half-done by a cancelled caller.
-pub fn blocking_awaitable<'py, T, F>(py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
-where
-    F: FnOnce() -> crate::errors::Result<T> + Send + 'static,
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        match tokio::task::spawn_blocking(work).await {
-            Ok(result) => result.map_err(PyErr::from),
-            Err(join_error) => Err(Error::Internal(describe_join_error(join_error)).into()),
+/// The runtime for this process (rebuilt in a forked child).
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
+    let mut slot = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = std::process::id();
+    match *slot {
+        Some((owner, runtime)) if owner == pid => runtime,
+        _ => {
+            // A runtime inherited through fork() has no threads; it is leaked, not dropped,
+            // because dropping it would wait for threads that no longer exist.
+            let runtime: &'static Runtime = Box::leak(Box::new(build_runtime()));
+            *slot = Some((pid, runtime));
+            runtime
         }
-    })
+    }
 }
 
-fn describe_join_error(error: tokio::task::JoinError) -> String {
-    if !error.is_panic() {
-        return format!("worker task was cancelled: {error}");
+fn build_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_name("genkit-parity")
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the genkit-parity runtime: {e}"))
+}
+
+/// Turns a finished job's output into a Python object, on the event loop's thread.
+type Deliver = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+struct Shared {
+    /// Finished jobs not yet handed to Python, and whether a wake-up byte is pending.
+    ready: Mutex<(Vec<(u64, Deliver)>, bool)>,
+    wake: Mutex<PipeWriter>,
+    read_end: PipeReader,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn ready(&self) -> MutexGuard<'_, (Vec<(u64, Deliver)>, bool)> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let payload = error.into_panic();
+
+    fn complete(&self, id: u64, deliver: Deliver) {
+        let must_wake = {
+            let mut ready = self.ready();
+            ready.0.push((id, deliver));
+            !std::mem::replace(&mut ready.1, true)
+        };
+        if must_wake {
+            // One byte per batch. If the loop is gone the write fails; nobody is waiting.
+            let mut wake = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = wake.write_all(&[1]);
+        }
+    }
+}
+
+/// Finished jobs for one event loop. Python watches `fileno()` and calls `drain()`.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct CompletionQueue {
+    shared: Arc<Shared>,
+}
+
+#[pymethods]
+impl CompletionQueue {
+    #[new]
+    fn new() -> PyResult<Self> {
+        let (read_end, write_end) = std::io::pipe()?;
+        Ok(CompletionQueue {
+            shared: Arc::new(Shared {
+                ready: Mutex::new((Vec::new(), false)),
+                wake: Mutex::new(write_end),
+                read_end,
+                next_id: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The pipe's read end: readable whenever finished jobs wait in the queue.
+    fn fileno(&self) -> i32 {
+        self.shared.read_end.as_raw_fd()
+    }
+
+    /// A ticket for one job; its `id` keys the Python future the job will resolve.
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            shared: Arc::clone(&self.shared),
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            used: AtomicBool::new(false),
+        }
+    }
+
+    /// Finished jobs as `(id, ok, value)`: `value` is the result, or the exception if not `ok`.
+    fn drain(&self, py: Python<'_>) -> Vec<(u64, bool, Py<PyAny>)> {
+        let finished = {
+            let mut ready = self.shared.ready();
+            ready.1 = false;
+            std::mem::take(&mut ready.0)
+        };
+        finished
+            .into_iter()
+            .map(|(id, deliver)| match deliver(py) {
+                Ok(value) => (id, true, value),
+                Err(err) => (id, false, err.into_value(py).into_any()),
+            })
+            .collect()
+    }
+}
+
+/// One job's claim on a completion queue.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct Ticket {
+    shared: Arc<Shared>,
+    id: u64,
+    used: AtomicBool,
+}
+
+#[pymethods]
+impl Ticket {
+    #[getter]
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Ticket {
+    /// Runs blocking core work on the runtime's blocking pool; its result (or error, or
+    /// panic, as a Python exception) is delivered through the ticket's queue.
+    ///
+    /// The GIL is never taken on the worker. A job runs to completion even if nobody
+    /// awaits it any more, so a write is never abandoned half-way.
+    pub fn run_blocking<T, F>(&self, work: F) -> PyResult<()>
+    where
+        F: FnOnce() -> crate::errors::Result<T> + Send + 'static,
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+    {
+        if self.used.swap(true, Ordering::AcqRel) {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "a ticket can carry only one job",
+            ));
+        }
+        let shared = Arc::clone(&self.shared);
+        let id = self.id;
+        runtime().spawn_blocking(move || {
+            let outcome = catch_unwind(AssertUnwindSafe(work))
+                .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&*panic))));
+            let deliver: Deliver = Box::new(move |py| match outcome {
+                Ok(value) => value.into_py_any(py),
+                Err(err) => Err(err.into()),
+            });
+            shared.complete(id, deliver);
+        });
+        Ok(())
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     let text = payload
         .downcast_ref::<&str>()
         .map(ToString::to_string)

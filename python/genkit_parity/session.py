@@ -89,7 +89,7 @@ class Session:
         store: SessionStore,
         state: Any = None,
         threads: Mapping[str, list[Message]] | None = None,
-        in_store: bool = False,
+        incremental: bool = False,
         load_on_first_use: bool = False,
     ) -> None:
         """Use :meth:`Genkit.create_session` / :meth:`Genkit.load_session` instead."""
@@ -98,8 +98,12 @@ class Session:
         self._store = store
         self._state = state
         self._threads: dict[str, list[Message]] = dict(threads or {})
-        # Whether the store already holds this session (so writes can be incremental).
-        self._in_store = in_store
+        # Whether writes may be incremental (append a turn, set the state) with built-in
+        # stores. True once the session is the store's (saved, loaded, or continued):
+        # another process may be appending to it too, so it must never be overwritten.
+        # False only for a session created afresh, whose first write replaces whatever
+        # the store held under its id (JS createSession semantics).
+        self._incremental = incremental
         self._load_on_first_use = load_on_first_use
         # Bumped whenever a thread changes, so chats on the same thread notice each other.
         self._thread_versions: dict[str, int] = {}
@@ -145,7 +149,7 @@ class Session:
         new_state = {**(current or {}), **patch}
         state_json = dumps_value(new_state, what='state')
         async with self._write_lock:
-            if self._in_store and isinstance(self._store, NativeSessionStore):
+            if self._incremental and isinstance(self._store, NativeSessionStore):
                 await self._store._set_state(self._id, state_json)
                 self._state = new_state
             else:
@@ -241,14 +245,15 @@ class Session:
                 for name, messages in threads.items():
                     self._threads.setdefault(name, messages)
                     self._thread_versions[name] = self._thread_version(name) + 1
-                self._in_store = True
+            # Continue the stored session (or create it) without overwriting anything.
+            self._incremental = True
             self._load_on_first_use = False
 
     async def _commit_thread(self, thread: str, messages: list[Message], *, first_new: int | None) -> None:
         """Persist a thread, then make it the session's. ``first_new`` marks an append."""
         async with self._write_lock:
             store = self._store
-            if self._in_store and isinstance(store, NativeSessionStore):
+            if self._incremental and isinstance(store, NativeSessionStore):
                 if first_new is None:
                     await store._replace_thread(self._id, thread, [message_to_json(m) for m in messages])
                 else:
@@ -273,7 +278,7 @@ class Session:
             await store._save(self._id, dumps_value(self.to_json(), what='session'))
         else:
             await store.save(self._id, self.to_json())
-        self._in_store = True
+        self._incremental = True
 
 
 def parse_session_data(session_id: str, data: object) -> tuple[Any, dict[str, list[Message]]]:
@@ -327,7 +332,11 @@ def new_session(
 
 
 async def load_session(ai: GenkitParityMixin, session_id: object, *, store: object | None) -> Session:
-    """``ai.load_session``: the stored session, or an empty one for an unknown id (as JS)."""
+    """``ai.load_session``: the stored session, or an empty one for an unknown id (as JS).
+
+    Either way the session continues what the store holds: its writes append, so two
+    processes loading the same (even new) id never overwrite each other's turns.
+    """
     if store is None:
         raise ValueError('store is required to load a session')
     checked_store = check_store(store)
@@ -336,6 +345,6 @@ async def load_session(ai: GenkitParityMixin, session_id: object, *, store: obje
     sid = _native.validate_session_id(session_id)
     data = await checked_store.get(sid)
     if data is None:
-        return Session(ai, session_id=sid, store=checked_store)
+        return Session(ai, session_id=sid, store=checked_store, incremental=True)
     state, threads = parse_session_data(sid, data)
-    return Session(ai, session_id=sid, store=checked_store, state=state, threads=threads, in_store=True)
+    return Session(ai, session_id=sid, store=checked_store, state=state, threads=threads, incremental=True)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from . import _native
+from . import _native, _runtime
 from ._json import dumps_value
 
 __all__ = [
@@ -144,22 +144,25 @@ class _DiskSessionStore(NativeSessionStore):
 
     async def delete(self, session_id: str) -> bool:
         """Remove a session; True if it existed."""
-        return await self._core.delete(_check_id(session_id))
+        session_id = _check_id(session_id)
+        deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
+        return deleted
 
     async def _load(self, session_id: str) -> str | None:
-        return await self._core.load(session_id)
+        text: str | None = await _runtime.call(lambda ticket: self._core.load(ticket, session_id))
+        return text
 
     async def _save(self, session_id: str, data_json: str) -> None:
-        await self._core.save(session_id, data_json)
+        await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
 
     async def _append(self, session_id: str, thread: str, messages: list[str]) -> None:
-        await self._core.append(session_id, thread, messages)
+        await _runtime.call(lambda ticket: self._core.append(ticket, session_id, thread, messages))
 
     async def _replace_thread(self, session_id: str, thread: str, messages: list[str]) -> None:
-        await self._core.replace_thread(session_id, thread, messages)
+        await _runtime.call(lambda ticket: self._core.replace_thread(ticket, session_id, thread, messages))
 
     async def _set_state(self, session_id: str, state_json: str | None) -> None:
-        await self._core.set_state(session_id, state_json)
+        await _runtime.call(lambda ticket: self._core.set_state(ticket, session_id, state_json))
 
 
 def _check_path(value: object, name: str) -> str:

@@ -2,8 +2,9 @@
 //!
 //! Two classes with the same methods:
 //! - `MemoryStoreCore` answers synchronously (no I/O, so no awaitable round trip).
-//! - `DiskStoreCore` (file or SQLite) returns awaitables; the work runs on tokio's blocking
-//!   pool with the GIL released.
+//! - `DiskStoreCore` (file or SQLite) takes a `Ticket` and runs the work on the runtime's
+//!   blocking pool, off the GIL; the result arrives through the ticket's completion queue
+//!   (`genkit_parity/_runtime.py` turns that into an awaitable).
 //!
 //! Sessions cross the boundary as JSON text: messages as one JSON object each, state as any
 //! JSON value, a whole session as JS `SessionData` JSON.
@@ -20,7 +21,7 @@ use super::memory::MemoryStore;
 use super::sqlite::SqliteStore;
 use super::store::SessionStore;
 use crate::errors::Result;
-use crate::runtime::blocking_awaitable;
+use crate::runtime::Ticket;
 
 /// The operations both classes expose, on owned arguments so they can move to a worker.
 mod ops {
@@ -136,7 +137,7 @@ impl MemoryStoreCore {
     }
 }
 
-/// File or SQLite session store core (asynchronous: every method returns an awaitable).
+/// File or SQLite session store core: every operation runs off the GIL and reports through a ticket.
 #[pyclass(frozen, module = "genkit_parity._native")]
 pub struct DiskStoreCore {
     store: Arc<dyn SessionStore>,
@@ -182,61 +183,52 @@ impl DiskStoreCore {
         self.location.clone()
     }
 
-    fn load<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+    fn load(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || ops::load(&*store, &session_id))
+        ticket.run_blocking(move || ops::load(&*store, &session_id))
     }
 
-    fn save<'py>(
-        &self,
-        py: Python<'py>,
-        session_id: String,
-        data_json: String,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    fn save(&self, ticket: &Ticket, session_id: String, data_json: String) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || ops::save(&*store, &session_id, &data_json))
+        ticket.run_blocking(move || ops::save(&*store, &session_id, &data_json))
     }
 
-    fn append<'py>(
+    fn append(
         &self,
-        py: Python<'py>,
+        ticket: &Ticket,
         session_id: String,
         thread: String,
         messages: Vec<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || {
-            ops::append(&*store, &session_id, &thread, messages)
-        })
+        ticket.run_blocking(move || ops::append(&*store, &session_id, &thread, messages))
     }
 
-    fn replace_thread<'py>(
+    fn replace_thread(
         &self,
-        py: Python<'py>,
+        ticket: &Ticket,
         session_id: String,
         thread: String,
         messages: Vec<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || {
-            ops::replace_thread(&*store, &session_id, &thread, messages)
-        })
+        ticket.run_blocking(move || ops::replace_thread(&*store, &session_id, &thread, messages))
     }
 
-    #[pyo3(signature = (session_id, state_json))]
-    fn set_state<'py>(
+    #[pyo3(signature = (ticket, session_id, state_json))]
+    fn set_state(
         &self,
-        py: Python<'py>,
+        ticket: &Ticket,
         session_id: String,
         state_json: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || ops::set_state(&*store, &session_id, state_json))
+        ticket.run_blocking(move || ops::set_state(&*store, &session_id, state_json))
     }
 
-    fn delete<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+    fn delete(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        blocking_awaitable(py, move || ops::delete(&*store, &session_id))
+        ticket.run_blocking(move || ops::delete(&*store, &session_id))
     }
 }
 
