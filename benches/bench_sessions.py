@@ -36,7 +36,7 @@ def make_messages(count: int, start: int = 0) -> list[Message]:
 
 
 def turns_for(size: int) -> int:
-    return 40 if size <= 1_000 else 8
+    return 40 if size <= 1_000 else 20
 
 
 async def ours_per_turn(store, history: list[Message], turns: int) -> float:

@@ -53,8 +53,10 @@ async def test_wrong_argument_types_name_the_argument(ai, memory_store):
         await session.update_messages(7, [])
     with pytest.raises(ValueError, match='invalid thread name'):
         session.chat('', system='x')
-    with pytest.raises(TypeError, match='positional arguments are'):
+    with pytest.raises(TypeError, match=r'chat\(\) takes \(thread: str, preamble'):
         session.chat('t', 42)
+    with pytest.raises(TypeError, match='thread both positionally and by name'):
+        session.chat('t', thread='u')
     with pytest.raises(TypeError, match="unexpected option 'temprature'"):
         session.chat(temprature=1)
     chat = session.chat()

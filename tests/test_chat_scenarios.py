@@ -296,3 +296,13 @@ async def test_send_span_carries_session_and_thread(ai):
     assert generate.parent.span_id == send.context.span_id
     assert 'genkit:sessionId' not in generate.attributes
     exporter.shutdown()
+
+
+async def test_thread_and_preamble_by_keyword(ai, memory_store):
+    agent = ai.define_prompt(name='agent', system='from prompt')
+    session = ai.create_session(store=memory_store)
+    await session.chat(thread='kw', preamble=agent).send('hi')
+    await session.chat(thread='plain', system='sys').send('hi')
+    stored = (await memory_store.get(session.id))['threads']
+    assert list(stored) == ['kw', 'plain']
+    assert stored['kw'][0]['content'] == [{'text': 'from prompt'}]

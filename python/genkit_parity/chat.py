@@ -70,21 +70,25 @@ _SEND_ONLY = frozenset({'prompt', 'on_chunk'})
 Preamble = ExecutablePrompt[Any, Any] | GenerateActionOptions
 
 
-def split_chat_args(args: Sequence[Any]) -> tuple[str, Preamble | None]:
-    """Resolve JS ``session.chat`` overloads: ``(thread?, preamble?)``, positionally."""
+def split_chat_args(
+    args: Sequence[Any], *, thread: str | None = None, preamble: Preamble | None = None
+) -> tuple[str, Preamble | None]:
+    """Resolve JS ``session.chat`` overloads: ``(thread?, preamble?)`` positionally or by name."""
     if len(args) > 2:
         raise TypeError(f'chat() takes at most 2 positional arguments (thread, preamble), got {len(args)}')
     rest = list(args)
-    thread = MAIN_THREAD
     if rest and isinstance(rest[0], str):
+        if thread is not None:
+            raise TypeError('chat() got thread both positionally and by name')
         thread = rest.pop(0)
-    preamble = rest.pop(0) if rest else None
+    if rest:
+        if preamble is not None:
+            raise TypeError('chat() got preamble both positionally and by name')
+        preamble = rest.pop(0)
     if rest or (preamble is not None and not isinstance(preamble, (ExecutablePrompt, GenerateActionOptions))):
-        raise TypeError(
-            'chat() positional arguments are (thread: str, preamble: prompt), '
-            f'got {", ".join(type(a).__name__ for a in args)}'
-        )
-    return validate_thread(thread), preamble
+        given = ', '.join(type(a).__name__ for a in (*args, *([preamble] if preamble is not None else [])))
+        raise TypeError(f'chat() takes (thread: str, preamble: a prompt or its rendered output), got {given}')
+    return validate_thread(MAIN_THREAD if thread is None else thread), preamble
 
 
 def is_preamble(message: Message) -> bool:

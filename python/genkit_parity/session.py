@@ -167,17 +167,18 @@ class Session:
         await self._ensure_loaded()
         await self._commit_thread(thread, converted, first_new=None)
 
-    def chat(self, *args: Any, **options: Any) -> Chat:
-        """Open a chat on a thread of this session.
+    def chat(self, *args: Any, thread: str | None = None, preamble: Any = None, **options: Any) -> Chat:
+        """Open a chat on a thread of this session (``'main'`` by default).
 
         Call forms (as JS): ``chat(**options)``, ``chat(preamble, **options)``,
-        ``chat(thread, **options)``, ``chat(thread, preamble, **options)``, where
-        ``preamble`` is a prompt (``ai.define_prompt(...)``) or its rendered options.
+        ``chat(thread, **options)``, ``chat(thread, preamble, **options)``; ``thread=`` and
+        ``preamble=`` may also be given by name. ``preamble`` is a prompt
+        (``ai.define_prompt(...)``) or its rendered options.
         """
         from .chat import Chat, split_chat_args
 
-        thread, preamble = split_chat_args(args)
-        return Chat(self, thread, preamble, options)
+        resolved_thread, resolved_preamble = split_chat_args(args, thread=thread, preamble=preamble)
+        return Chat(self, resolved_thread, resolved_preamble, options)
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``fn(*args, **kwargs)`` with this session current; return its result.
