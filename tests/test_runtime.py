@@ -102,3 +102,15 @@ def test_a_ticket_carries_one_job(tmp_path):
     core.load(ticket, 'a')
     with pytest.raises(RuntimeError, match='only one job'):
         core.load(ticket, 'a')
+
+
+def test_works_under_uvloop(tmp_path):
+    # genkit installs uvloop; the bridge relies only on add_reader, which uvloop has.
+    uvloop = pytest.importorskip('uvloop')
+
+    async def run() -> object:
+        store = SqliteSessionStore(tmp_path / 'db.sqlite')
+        await store.save('u', {'state': {'loop': 'uvloop'}, 'threads': {}})
+        return await store.get('u')
+
+    assert uvloop.run(run()) == {'id': 'u', 'state': {'loop': 'uvloop'}, 'threads': {}}

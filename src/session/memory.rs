@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData, Threads};
-use super::store::{SessionStore, clone_messages};
+use super::store::SessionStore;
 use crate::errors::Result;
 
 #[derive(Default)]
@@ -22,22 +22,21 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn sessions(&self) -> Result<MutexGuard<'_, HashMap<String, SessionData>>> {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionData>> {
         // A poisoned lock means a panic mid-update elsewhere; the map itself is still whole
         // (every update is a single insert or push), so keep serving it.
-        Ok(self
-            .sessions
+        self.sessions
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Number of sessions held (used by tests and `doctor`).
-    pub fn len(&self) -> Result<usize> {
-        Ok(self.sessions()?.len())
+    /// Number of sessions held.
+    pub fn len(&self) -> usize {
+        self.sessions().len()
     }
 
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -48,30 +47,30 @@ fn copy(data: &SessionData) -> SessionData {
         threads: data
             .threads
             .iter()
-            .map(|(name, messages)| (name.clone(), clone_messages(messages)))
+            .map(|(name, messages)| (name.clone(), messages.to_vec()))
             .collect::<Threads>(),
     }
 }
 
 impl SessionStore for MemoryStore {
     fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
-        Ok(self.sessions()?.get(session_id).map(copy))
+        Ok(self.sessions().get(session_id).map(copy))
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
-        self.sessions()?.insert(data.id.clone(), copy(data));
+        self.sessions().insert(data.id.clone(), copy(data));
         Ok(())
     }
 
     fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        let mut sessions = self.sessions()?;
+        let mut sessions = self.sessions();
         let data = sessions
             .entry(session_id.to_owned())
             .or_insert_with(|| SessionData::empty(session_id));
         data.threads
             .entry(thread.to_owned())
             .or_default()
-            .extend(clone_messages(messages));
+            .extend(messages.to_vec());
         Ok(())
     }
 
@@ -81,17 +80,16 @@ impl SessionStore for MemoryStore {
         thread: &str,
         messages: &[RawMessage],
     ) -> Result<()> {
-        let mut sessions = self.sessions()?;
+        let mut sessions = self.sessions();
         let data = sessions
             .entry(session_id.to_owned())
             .or_insert_with(|| SessionData::empty(session_id));
-        data.threads
-            .insert(thread.to_owned(), clone_messages(messages));
+        data.threads.insert(thread.to_owned(), messages.to_vec());
         Ok(())
     }
 
     fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        let mut sessions = self.sessions()?;
+        let mut sessions = self.sessions();
         let data = sessions
             .entry(session_id.to_owned())
             .or_insert_with(|| SessionData::empty(session_id));
@@ -100,6 +98,6 @@ impl SessionStore for MemoryStore {
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
-        Ok(self.sessions()?.remove(session_id).is_some())
+        Ok(self.sessions().remove(session_id).is_some())
     }
 }

@@ -132,8 +132,8 @@ impl MemoryStoreCore {
         Ok(py.detach(|| ops::delete(&self.store, session_id))?)
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        Ok(self.store.len()?)
+    fn __len__(&self) -> usize {
+        self.store.len()
     }
 }
 

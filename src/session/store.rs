@@ -29,8 +29,3 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes a session. Returns whether it existed.
     fn delete(&self, session_id: &str) -> Result<bool>;
 }
-
-/// Deep-copies a raw message list (raw values are boxed strings; cloning is a memcpy).
-pub(crate) fn clone_messages(messages: &[RawMessage]) -> Vec<RawMessage> {
-    messages.to_vec()
-}
