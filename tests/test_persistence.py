@@ -202,3 +202,33 @@ async def test_public_get_save_round_trip(kind, tmp_path):
     assert await store.get('direct') == {'id': 'direct', **data}
     assert await store.delete('direct') is True
     assert await store.get('direct') is None
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_durable_stores_round_trip(ai, kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    store = (
+        FileSessionStore(location, durable=True)
+        if kind == 'file'
+        else SqliteSessionStore(location, durable=True)
+    )
+    chat = ai.chat(store=store, session_id='durable')
+    await chat.send('one')
+    await chat.session.update_state({'saved': True})
+    loaded = await ai.load_session('durable', store=store)
+    assert loaded.state == {'saved': True}
+    assert len(loaded.threads['main']) == 2
+
+
+async def test_file_log_is_compacted_and_keeps_everything(ai, tmp_path):
+    store = FileSessionStore(tmp_path)
+    session = await ai.load_session('busy', store=store)
+    chat = session.chat()
+    await chat.send('hello')
+    for step in range(100):
+        await session.update_state({'step': step})
+    lines = (tmp_path / 'busy.jsonl').read_text().splitlines()
+    assert len(lines) < 40, f'log not compacted: {len(lines)} lines'
+    loaded = await ai.load_session('busy', store=store)
+    assert loaded.state == {'step': 99}
+    assert len(loaded.threads['main']) == 2

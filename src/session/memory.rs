@@ -63,6 +63,9 @@ impl SessionStore for MemoryStore {
     }
 
     fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(()); // as in every store: appending nothing creates nothing
+        }
         let mut sessions = self.sessions();
         let data = sessions
             .entry(session_id.to_owned())

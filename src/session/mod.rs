@@ -10,3 +10,5 @@ pub mod store;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod model_check;

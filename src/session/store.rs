@@ -17,6 +17,7 @@ pub trait SessionStore: Send + Sync + 'static {
     fn save(&self, data: &SessionData) -> Result<()>;
 
     /// Appends `messages` to a thread, creating the session and thread when missing.
+    /// Appending no messages does nothing (it creates neither).
     fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()>;
 
     /// Replaces one thread's messages, leaving state and other threads alone.
