@@ -41,6 +41,14 @@ pub enum Error {
     #[error("cannot open session store at {path:?}: {detail}")]
     Open { path: String, detail: String },
 
+    /// An operation (JS `Operation` shape) that is malformed.
+    #[error("invalid operation: {detail}")]
+    InvalidOperation { detail: String },
+
+    /// An argument outside its allowed range.
+    #[error("{detail}")]
+    InvalidArgument { detail: String },
+
     /// A bug in the core: a panic in a worker or a broken invariant.
     #[error("internal error in genkit-parity core: {0}")]
     Internal(String),
@@ -74,14 +82,16 @@ impl Error {
 // and take `(message, session_id)` positionally so a lazy `PyErr` can build them.
 pyo3::import_exception!(genkit_parity.errors, SessionStoreError);
 pyo3::import_exception!(genkit_parity.errors, CorruptSessionError);
+pyo3::import_exception!(genkit_parity.errors, InvalidOperationError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
         let message = err.to_string();
         match err {
-            Error::InvalidSessionId { .. } | Error::InvalidThread { .. } => {
-                PyValueError::new_err(message)
-            }
+            Error::InvalidSessionId { .. }
+            | Error::InvalidThread { .. }
+            | Error::InvalidArgument { .. } => PyValueError::new_err(message),
+            Error::InvalidOperation { .. } => InvalidOperationError::new_err((message,)),
             Error::InvalidJson { .. } => PyTypeError::new_err(message),
             Error::Corrupt { session_id, .. } => {
                 CorruptSessionError::new_err((message, session_id))

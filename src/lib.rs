@@ -2,6 +2,7 @@
 //! `genkit_parity._native`; each feature lives in its own module.
 
 pub mod errors;
+pub mod operation;
 pub mod runtime;
 pub mod session;
 
@@ -10,7 +11,9 @@ mod _native {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use crate::runtime::{CompletionQueue, Ticket};
+    use crate::operation::py::{OperationPoller, normalize_operation};
+    #[pymodule_export]
+    use crate::runtime::{CompletionQueue, Ticket, sleep};
     #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
 

@@ -112,6 +112,7 @@ impl CompletionQueue {
             shared: Arc::clone(&self.shared),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             used: AtomicBool::new(false),
+            abort: Mutex::new(None),
         }
     }
 
@@ -138,6 +139,8 @@ pub struct Ticket {
     shared: Arc<Shared>,
     id: u64,
     used: AtomicBool,
+    /// For jobs that can be stopped early (timers): how to stop them.
+    abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[pymethods]
@@ -146,9 +149,52 @@ impl Ticket {
     fn id(&self) -> u64 {
         self.id
     }
+
+    /// Stops a cancellable job (a timer) now; its result is never delivered. Blocking
+    /// store jobs are not cancellable: they always run to completion.
+    fn cancel(&self) {
+        if let Some(handle) = self
+            .abort
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            handle.abort();
+        }
+    }
+}
+
+/// Completes `ticket` with `None` after `seconds`, on the runtime's timer (no thread sleeps).
+#[pyfunction]
+pub fn sleep(ticket: &Ticket, seconds: f64) -> PyResult<()> {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err(Error::InvalidArgument {
+            detail: format!("seconds must be a non-negative number, got {seconds}"),
+        }
+        .into());
+    }
+    ticket.claim()?;
+    let shared = Arc::clone(&ticket.shared);
+    let id = ticket.id;
+    let delay = std::time::Duration::from_secs_f64(seconds);
+    let task = runtime().spawn(async move {
+        tokio::time::sleep(delay).await;
+        shared.complete(id, Box::new(|py| Ok(py.None())));
+    });
+    *ticket.abort.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+    Ok(())
 }
 
 impl Ticket {
+    fn claim(&self) -> PyResult<()> {
+        if self.used.swap(true, Ordering::AcqRel) {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "a ticket can carry only one job",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs blocking core work on the runtime's blocking pool; its result (or error, or
     /// panic, as a Python exception) is delivered through the ticket's queue.
     ///
@@ -159,11 +205,7 @@ impl Ticket {
         F: FnOnce() -> crate::errors::Result<T> + Send + 'static,
         T: for<'py> IntoPyObject<'py> + Send + 'static,
     {
-        if self.used.swap(true, Ordering::AcqRel) {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                "a ticket can carry only one job",
-            ));
-        }
+        self.claim()?;
         let shared = Arc::clone(&self.shared);
         let id = self.id;
         runtime().spawn_blocking(move || {

@@ -11,8 +11,14 @@ from __future__ import annotations
 
 from ._genkit import Genkit, GenkitParityMixin, extend
 from ._native import __version__
+from .background import Operation
 from .chat import Chat, ChatStreamResponse
-from .errors import CorruptSessionError, SessionStoreError
+from .errors import (
+    CorruptSessionError,
+    InvalidOperationError,
+    OperationTimeoutError,
+    SessionStoreError,
+)
 from .session import MAIN_THREAD, Session, current_session
 from .stores import (
     FileSessionStore,
@@ -31,6 +37,9 @@ __all__ = [
     'Genkit',
     'GenkitParityMixin',
     'InMemorySessionStore',
+    'InvalidOperationError',
+    'Operation',
+    'OperationTimeoutError',
     'Session',
     'SessionStore',
     'SessionStoreError',

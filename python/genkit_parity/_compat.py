@@ -12,9 +12,27 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from genkit._ai._agents._session import get_current_session as _agent_session
+from genkit._core._action import Action, ActionKind, get_current_context
+from genkit._core._background import lookup_background_action
+from genkit._core._schema import to_json_schema
 from genkit._core._tracing import SpanMetadata, run_in_new_span
 
-__all__ = ['agent_session', 'helper_span']
+__all__ = [
+    'Action',
+    'CANCEL_OPERATION',
+    'CHECK_OPERATION',
+    'ActionKind',
+    'action_kind',
+    'agent_session',
+    'get_current_context',
+    'helper_span',
+    'lookup_background_action',
+    'override_input_schema',
+    'register_action',
+    'set_span_output',
+    'to_json_schema',
+    'to_span_json',
+]
 
 
 def agent_session() -> Any | None:
@@ -46,3 +64,26 @@ def to_span_json(value: Any) -> str:
     if callable(dump):
         return str(dump(by_alias=True, exclude_none=True))
     return json.dumps(value, default=str)
+
+
+def action_kind(value: str) -> Any:
+    """Genkit's ``ActionKind`` for a JS action type string; ValueError listing the valid ones."""
+    try:
+        return ActionKind(value)
+    except ValueError:
+        kinds = ', '.join(sorted(str(kind.value) for kind in ActionKind.__members__.values()))
+        raise ValueError(f'action_type must be one of: {kinds}; got {value!r}') from None
+
+
+CHECK_OPERATION: Any = ActionKind.CHECK_OPERATION
+CANCEL_OPERATION: Any = ActionKind.CANCEL_OPERATION
+
+
+def register_action(registry: Any, action: Any) -> None:
+    """Register a built ``Action`` instance in a genkit registry."""
+    registry.register_action_from_instance(action)
+
+
+def override_input_schema(action: Any, schema: Any) -> None:
+    """Make an action validate (and list) its input against ``schema`` (pydantic type or JSON schema)."""
+    action._override_input_schema(schema)

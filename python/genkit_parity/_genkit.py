@@ -6,11 +6,14 @@ Both add the same methods (``create_session``, ``load_session``, ``current_sessi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import genkit
+from genkit.model import BackgroundAction, ModelInfo
 
-from . import _compat
+from . import _compat, background
+from .background import Operation
 from .chat import Chat, Preamble
 from .session import Session, current_session, load_session, new_session
 from .stores import SessionStore
@@ -105,6 +108,155 @@ class GenkitParityMixin(_GenkitBase):
         )
         args = () if preamble is None else (preamble,)
         return session.chat(*args, **options)
+
+    # -- background operations ------------------------------------------------------------
+
+    def define_background_action(
+        self,
+        name: str,
+        *,
+        start: Callable[..., Any],
+        check: Callable[..., Any],
+        cancel: Callable[..., Any] | None = None,
+        action_type: str = 'custom',
+        input_schema: type | dict[str, Any] | None = None,
+        output_schema: type | dict[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> BackgroundAction[Any]:
+        """Register a long-running action polled through an ``Operation`` (JS ``defineBackgroundAction``).
+
+        ``start(input[, ctx])`` begins the work and returns an ``Operation`` (or its dict);
+        ``check(operation[, ctx])`` and ``cancel(operation[, ctx])`` return its new state.
+        Each may be sync or async. Registers ``/<action_type>/<name>``,
+        ``/check-operation/<name>/check`` and, with ``cancel``, ``/cancel-operation/<name>/cancel``,
+        with JS's metadata and schemas; every returned operation has ``action`` set to the
+        start key. ``output_schema`` describes the finished operation's ``output``.
+
+        Example:
+            >>> # job = ai.define_background_action('render', start=start, check=check)
+            >>> # op = await job.start({'scene': 1}); op = await ai.wait_for_operation(op)
+
+        """
+        return background.define_background_action(
+            self.registry,
+            name,
+            start=start,
+            check=check,
+            cancel=cancel,
+            action_type=action_type,
+            input_schema=input_schema,
+            output_schema=output_schema,
+            description=description,
+            metadata=metadata,
+        )
+
+    def define_background_model(
+        self,
+        name: str,
+        start: Callable[..., Any],
+        check: Callable[..., Any],
+        cancel: Callable[..., Any] | None = None,
+        label: str | None = None,
+        info: ModelInfo | Mapping[str, Any] | None = None,
+        config_schema: type | dict[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        *,
+        supports: Mapping[str, Any] | None = None,
+        versions: list[str] | None = None,
+    ) -> BackgroundAction[Any]:
+        """Register a background model (JS ``defineBackgroundModel``), e.g. video generation.
+
+        ``start(request[, ctx])`` receives the ``ModelRequest`` and returns an ``Operation``;
+        ``ai.generate(model=name, ...)`` then returns at once with ``response.operation``.
+        Metadata, description and schemas are JS's: ``metadata.model`` carries ``label``,
+        ``supports`` (always ``longRunning: True``), ``versions`` and ``customOptions`` (the
+        JSON schema of ``config_schema``); the start reports ``latencyMs`` on the operation.
+        Same parameters as genkit's own ``define_background_model``, plus ``supports`` and
+        ``versions``.
+        """
+        return background.define_background_model(
+            self.registry,
+            name,
+            start=start,
+            check=check,
+            cancel=cancel,
+            label=label,
+            info=info,
+            supports=supports,
+            versions=versions,
+            config_schema=config_schema,
+            metadata=metadata,
+            description=description,
+        )
+
+    async def check_operation(
+        self,
+        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        *,
+        context: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Operation:
+        """Check an operation once (JS ``checkOperation``); returns its new state.
+
+        Accepts an ``Operation`` or its dict. Errors as JS: no ``action`` →
+        ``INVALID_ARGUMENT: Provided operation is missing original request information``;
+        an unknown action → ``INVALID_ARGUMENT: Failed to resolve background action from
+        original request: <action>``; a malformed operation → ``InvalidOperationError``.
+        ``config`` is folded into ``context['config']`` for the check function.
+        """
+        return await background.check_operation(self.registry, operation, context=context, config=config)
+
+    async def cancel_operation(
+        self,
+        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        *,
+        context: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Operation:
+        """Cancel an operation (JS ``cancelOperation``); ``UNIMPLEMENTED`` if it has no cancel."""
+        return await background.cancel_operation(self.registry, operation, context=context, config=config)
+
+    async def wait_for_operation(
+        self,
+        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        *,
+        interval: float = 1.0,
+        max_interval: float = 30.0,
+        timeout: float | None = None,
+        multiplier: float = 2.0,
+        jitter: float = 0.2,
+        context: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Operation:
+        """Poll an operation until it is done and return it (new; JS has no equivalent).
+
+        Checks at once, then sleeps ``interval`` seconds, growing by ``multiplier`` up to
+        ``max_interval``, each delay spread by ±``jitter``; the pacing, deadline and timers
+        run in the Rust core. An operation that finishes with ``error`` set is returned,
+        not raised. Policy for failures: a check that raises ends the wait at once with
+        that exception (it is not retried). At ``timeout`` seconds (after a last check
+        right at the deadline) ``OperationTimeoutError`` is raised, carrying the last
+        ``operation`` state and the number of ``checks``. Cancelling the awaiting task
+        stops the polling immediately.
+
+        Example:
+            >>> # response = await ai.generate(model='video-model', prompt='a cat')
+            >>> # done = await ai.wait_for_operation(response.operation, interval=2, timeout=600)
+
+        """
+        return await background.wait_for_operation(
+            self.registry,
+            operation,
+            interval=interval,
+            max_interval=max_interval,
+            timeout=timeout,
+            multiplier=multiplier,
+            jitter=jitter,
+            context=context,
+            config=config,
+        )
 
 
 class Genkit(GenkitParityMixin, genkit.Genkit):

@@ -8,8 +8,11 @@ __all__ = [
     'CompletionQueue',
     'DiskStoreCore',
     'MemoryStoreCore',
+    'OperationPoller',
     'Ticket',
     '__version__',
+    'normalize_operation',
+    'sleep',
     'validate_session_id',
 ]
 
@@ -66,3 +69,31 @@ class Ticket:
 
     @property
     def id(self) -> int: ...
+    def cancel(self) -> None:
+        """Stop a cancellable job (a timer); store jobs always run to completion."""
+
+def sleep(ticket: Ticket, seconds: float) -> None:
+    """Complete ``ticket`` with None after ``seconds`` (a tokio timer)."""
+
+def normalize_operation(json: str) -> str:
+    """Validate an Operation (JSON) and return it normalised; InvalidOperationError names the field."""
+
+@final
+class OperationPoller:
+    """Pacing of one wait_for_operation: exponential backoff with jitter until a deadline."""
+
+    def __new__(
+        cls,
+        *,
+        interval: float,
+        max_interval: float,
+        multiplier: float = 2.0,
+        jitter: float = 0.2,
+        timeout: float | None = None,
+    ) -> OperationPoller: ...
+    def observe(self, operation_json: str) -> bool: ...
+    def next_delay(self) -> float | None: ...
+    @property
+    def checks(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...

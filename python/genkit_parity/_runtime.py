@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _native
 
-__all__ = ['call']
+__all__ = ['call', 'sleep']
 
 
 class _LoopBridge:
@@ -32,7 +32,7 @@ class _LoopBridge:
 
     def submit(
         self, loop: asyncio.AbstractEventLoop, start: Callable[[_native.Ticket], None]
-    ) -> asyncio.Future[Any]:
+    ) -> tuple[_native.Ticket, asyncio.Future[Any]]:
         ticket = self._queue.ticket()
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting[ticket.id] = future
@@ -41,7 +41,7 @@ class _LoopBridge:
         except BaseException:
             del self._waiting[ticket.id]
             raise
-        return future
+        return ticket, future
 
     def _on_ready(self) -> None:
         # Read the wake-up bytes first, then drain: a job finishing in between writes a
@@ -62,9 +62,23 @@ _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge] = we
 
 
 async def call(start: Callable[[_native.Ticket], None]) -> Any:
-    """Start a core job with a fresh ticket (``start(ticket)``) and await its result."""
+    """Start a core job with a fresh ticket (``start(ticket)``) and await its result.
+
+    Cancelling the awaiting task stops cancellable jobs (timers) at once; store jobs run
+    to completion regardless, so a write is never half-done.
+    """
     loop = asyncio.get_running_loop()
     bridge = _bridges.get(loop)
     if bridge is None:
         bridge = _bridges[loop] = _LoopBridge(loop)
-    return await bridge.submit(loop, start)
+    ticket, future = bridge.submit(loop, start)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on the core's timer (tokio); cancelling the caller stops the timer."""
+    await call(lambda ticket: _native.sleep(ticket, seconds))

@@ -7,9 +7,11 @@ or ``ValueError`` naming the argument.
 
 from __future__ import annotations
 
+from typing import Any
+
 from genkit import GenkitError
 
-__all__ = ['CorruptSessionError', 'SessionStoreError']
+__all__ = ['CorruptSessionError', 'InvalidOperationError', 'OperationTimeoutError', 'SessionStoreError']
 
 
 class SessionStoreError(GenkitError):
@@ -34,3 +36,27 @@ class CorruptSessionError(SessionStoreError):
     """
 
     default_status = 'DATA_LOSS'
+
+
+class InvalidOperationError(GenkitError, ValueError):
+    """An operation is malformed: not an ``Operation``/dict, no ``id``, a field of the wrong type.
+
+    Status ``INVALID_ARGUMENT``; also a ``ValueError``. The message names the field.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message, status='INVALID_ARGUMENT')
+
+
+class OperationTimeoutError(GenkitError, TimeoutError):
+    """``wait_for_operation`` reached its deadline before the operation was done.
+
+    Status ``DEADLINE_EXCEEDED``; also a ``TimeoutError``. ``operation`` is the last state
+    seen, ``checks`` how many checks ran, ``elapsed`` the seconds waited.
+    """
+
+    def __init__(self, message: str, *, operation: Any, checks: int, elapsed: float) -> None:
+        super().__init__(message=message, status='DEADLINE_EXCEEDED')
+        self.operation = operation
+        self.checks = checks
+        self.elapsed = elapsed

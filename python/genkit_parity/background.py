@@ -1,0 +1,377 @@
+"""Background operations: long-running actions and models polled through an ``Operation``.
+
+Reference: JS Genkit ``defineBackgroundAction`` / ``defineBackgroundModel`` /
+``checkOperation`` / ``cancelOperation`` (spec §3). Actions are registered in genkit's own
+registry under the JS keys, so genkit's ``check_operation``, the Dev UI and the reflection
+API work with them; ``wait_for_operation`` is new, paced by the Rust core.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from genkit import ActionRunContext, GenkitError, Metadata
+from genkit.model import BackgroundAction, ModelInfo, ModelRequest, ModelResponse
+from genkit.model import Error as GenkitErrorData
+from genkit.model import Operation as GenkitOperation
+from pydantic import ConfigDict
+
+from . import _compat, _native, _runtime
+from .errors import InvalidOperationError, OperationTimeoutError
+
+__all__ = [
+    'OPERATION_JSON_SCHEMA',
+    'Operation',
+    'cancel_operation',
+    'check_operation',
+    'define_background_action',
+    'define_background_model',
+    'to_operation',
+    'wait_for_operation',
+]
+
+#: The Operation JSON schema exactly as JS Genkit serves it in the reflection API.
+OPERATION_JSON_SCHEMA: dict[str, Any] = {
+    'type': 'object',
+    'properties': {
+        'action': {'type': 'string'},
+        'id': {'type': 'string'},
+        'done': {'type': 'boolean'},
+        'output': {},
+        'error': {
+            'type': 'object',
+            'properties': {'message': {'type': 'string'}},
+            'required': ['message'],
+            'additionalProperties': True,
+        },
+        'metadata': {'type': 'object', 'additionalProperties': {}},
+    },
+    'required': ['id'],
+    'additionalProperties': True,
+    '$schema': 'http://json-schema.org/draft-07/schema#',
+}
+
+
+class Operation(GenkitOperation):
+    """genkit's ``Operation`` that also keeps fields beyond the schema, as JS does.
+
+    It *is* a ``genkit.model.Operation`` (genkit's own ``check_operation`` accepts it);
+    extra fields such as a background model's ``latencyMs`` survive round trips.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+        alias_generator=GenkitOperation.model_config.get('alias_generator'),
+        populate_by_name=True,
+    )
+
+
+# genkit's Operation annotates its fields with names from its own module.
+Operation.model_rebuild(_types_namespace={'Error': GenkitErrorData, 'Metadata': Metadata})
+
+
+def to_operation(value: object) -> Operation:
+    """An ``Operation`` from an Operation, a dict (JS ``Operation`` JSON) or a JSON string.
+
+    Raises:
+        InvalidOperationError: for anything else, or a malformed operation (the message
+            names the field: missing ``id``, ``done`` not a boolean, ...).
+
+    """
+    if isinstance(value, Operation):
+        return value
+    if isinstance(value, GenkitOperation):
+        return Operation.model_validate(value.model_dump(by_alias=True, exclude_none=True))
+    if isinstance(value, ModelResponse):
+        raise InvalidOperationError('got a ModelResponse; pass response.operation')
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, Mapping):
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError) as error:
+            raise InvalidOperationError(f'invalid operation: not JSON-serializable: {error}') from None
+    else:
+        raise InvalidOperationError(
+            f'invalid operation: expected an Operation or a dict, got {type(value).__name__}'
+        )
+    return Operation.model_validate_json(_native.normalize_operation(text))
+
+
+def _operation_json(operation: GenkitOperation) -> str:
+    return operation.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+
+def _adapt(fn: Callable[..., Any], what: str) -> Callable[[Any, ActionRunContext], Awaitable[Any]]:
+    """A user's start/check/cancel (sync or async, with or without ctx) as ``async (x, ctx)``."""
+    if not callable(fn):
+        raise TypeError(f'{what} must be callable, not {type(fn).__name__}')
+    with_context = _accepts_context(fn)
+
+    async def call(value: Any, ctx: ActionRunContext) -> Any:
+        result = fn(value, ctx) if with_context else fn(value)
+        return await result if inspect.isawaitable(result) else result
+
+    return call
+
+
+def _stamped(result: object, key: str, what: str) -> Operation:
+    try:
+        operation = to_operation(result)
+    except InvalidOperationError as error:
+        raise GenkitError(
+            status='FAILED_PRECONDITION', message=f'{what} did not return an operation: {error}'
+        ) from None
+    operation.action = key
+    return operation
+
+
+def define_background_action(
+    registry: Any,
+    name: str,
+    *,
+    start: Callable[..., Any],
+    check: Callable[..., Any],
+    cancel: Callable[..., Any] | None = None,
+    action_type: str = 'custom',
+    input_schema: type | dict[str, Any] | None = None,
+    output_schema: type | dict[str, Any] | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    _wrap_start: Callable[[Callable[[Any, ActionRunContext], Awaitable[Operation]]], Any] | None = None,
+) -> BackgroundAction[Any]:
+    """Register a background action (JS ``defineBackgroundAction``).
+
+    See ``Genkit.define_background_action``.
+
+    ``_wrap_start`` lets ``define_background_model`` time the start (``latencyMs``).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError('name must be a non-empty str')
+    kind = _compat.action_kind(action_type)
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f'metadata must be a mapping, not {type(metadata).__name__}')
+    key = f'/{kind.value}/{name}'
+    shared_metadata: dict[str, Any] = dict(metadata or {})
+    if output_schema is not None:
+        shared_metadata['outputSchema'] = _compat.to_json_schema(output_schema)
+    run_start, run_check = _adapt(start, 'start'), _adapt(check, 'check')
+    run_cancel = _adapt(cancel, 'cancel') if cancel is not None else None
+
+    async def start_fn(input: Any, ctx: ActionRunContext) -> Operation:
+        return _stamped(await run_start(input, ctx), key, f'{name} start')
+
+    async def check_fn(operation: Operation, ctx: ActionRunContext) -> Operation:
+        return _stamped(await run_check(to_operation(operation), ctx), key, f'{name} check')
+
+    start_impl = _wrap_start(start_fn) if _wrap_start is not None else start_fn
+    start_action = _compat.Action(
+        kind=kind, name=name, fn=start_impl, description=description, metadata=dict(shared_metadata)
+    )
+    if input_schema is not None:
+        _compat.override_input_schema(start_action, input_schema)
+    start_action.output_schema = OPERATION_JSON_SCHEMA
+    check_action = _compat.Action(
+        kind=_compat.CHECK_OPERATION,
+        name=f'{name}/check',
+        fn=check_fn,
+        description=description,
+        metadata=dict(shared_metadata),
+    )
+    actions = [start_action, check_action]
+    cancel_action = None
+    if run_cancel is not None:
+        cancel_with = run_cancel
+
+        async def cancel_fn(operation: Operation, ctx: ActionRunContext) -> Operation:
+            return _stamped(await cancel_with(to_operation(operation), ctx), key, f'{name} cancel')
+
+        cancel_action = _compat.Action(
+            kind=_compat.CANCEL_OPERATION,
+            name=f'{name}/cancel',
+            fn=cancel_fn,
+            description=description,
+            metadata=dict(shared_metadata),
+        )
+        actions.append(cancel_action)
+    for action in actions[1:]:
+        action.input_schema = OPERATION_JSON_SCHEMA
+        action.output_schema = OPERATION_JSON_SCHEMA
+    for action in actions:
+        # genkit mirrors each action's own output schema (the Operation) into
+        # metadata.outputSchema; JS keeps the final output's schema there, on all three.
+        if 'outputSchema' in shared_metadata:
+            action.metadata['outputSchema'] = shared_metadata['outputSchema']
+        else:
+            action.metadata.pop('outputSchema', None)
+        _compat.register_action(registry, action)
+    return BackgroundAction(start_action=start_action, check_action=check_action, cancel_action=cancel_action)
+
+
+def define_background_model(
+    registry: Any,
+    name: str,
+    *,
+    start: Callable[..., Any],
+    check: Callable[..., Any],
+    cancel: Callable[..., Any] | None = None,
+    label: str | None = None,
+    info: ModelInfo | Mapping[str, Any] | None = None,
+    supports: Mapping[str, Any] | None = None,
+    versions: list[str] | None = None,
+    config_schema: type | dict[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> BackgroundAction[Any]:
+    """Register a background model (JS ``defineBackgroundModel``); see ``Genkit.define_background_model``."""
+    info_data: dict[str, Any] = {}
+    if isinstance(info, ModelInfo):
+        info_data = info.model_dump(by_alias=True, exclude_none=True)
+    elif isinstance(info, Mapping):
+        info_data = dict(info)
+    elif info is not None:
+        raise TypeError(f'info must be a ModelInfo or a mapping, not {type(info).__name__}')
+    model_label = label or info_data.get('label') or name
+    model_supports = {**(info_data.get('supports') or {}), **(supports or {}), 'longRunning': True}
+    model: dict[str, Any] = {'label': model_label, 'supports': model_supports}
+    if config_schema is not None:
+        model['customOptions'] = _compat.to_json_schema(config_schema)
+    if versions or info_data.get('versions'):
+        model['versions'] = list(versions or info_data['versions'])
+
+    def timed(start_fn: Callable[[Any, ActionRunContext], Awaitable[Operation]]) -> Any:
+        # As JS: the start of a background model reports its latency on the operation.
+        async def start_model(request: ModelRequest[Any], ctx: ActionRunContext) -> Operation:
+            began = time.perf_counter()
+            operation = await start_fn(request, ctx)
+            setattr(operation, 'latencyMs', (time.perf_counter() - began) * 1000)  # noqa: B010
+            return operation
+
+        return start_model
+
+    return define_background_action(
+        registry,
+        name,
+        start=start,
+        check=check,
+        cancel=cancel,
+        action_type='background-model',
+        input_schema=ModelRequest,
+        output_schema=ModelResponse,
+        description=description or model_label,
+        metadata={**(metadata or {}), 'model': model},
+        _wrap_start=timed,
+    )
+
+
+def _operation_context(
+    context: Mapping[str, Any] | None, config: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """JS ``OperationOptions``: ``config`` is folded into ``context['config']``."""
+    if context is not None and not isinstance(context, Mapping):
+        raise TypeError(f'context must be a mapping, not {type(context).__name__}')
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f'config must be a mapping, not {type(config).__name__}')
+    if context is None and config is None:
+        return None
+    folded = dict(context if context is not None else (_compat.get_current_context() or {}))
+    if config is not None:
+        folded['config'] = dict(config)
+    return folded
+
+
+async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]:
+    if not operation.action:
+        raise GenkitError(
+            status='INVALID_ARGUMENT', message='Provided operation is missing original request information'
+        )
+    action = None
+    try:
+        action = await _compat.lookup_background_action(registry, operation.action)
+    except ValueError:
+        action = None
+    if action is None:
+        raise GenkitError(
+            status='INVALID_ARGUMENT',
+            message=f'Failed to resolve background action from original request: {operation.action}',
+        )
+    return action
+
+
+async def check_operation(
+    registry: Any,
+    operation: object,
+    *,
+    context: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Operation:
+    """Check an operation once (JS ``checkOperation``); see ``Genkit.check_operation``."""
+    op = to_operation(operation)
+    action = await _resolve(registry, op)
+    result = await action.check(op, context=_operation_context(context, config))
+    return to_operation(result)
+
+
+async def cancel_operation(
+    registry: Any,
+    operation: object,
+    *,
+    context: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Operation:
+    """Cancel an operation (JS ``cancelOperation``); see ``Genkit.cancel_operation``."""
+    op = to_operation(operation)
+    action = await _resolve(registry, op)
+    if not action.supports_cancel:
+        raise GenkitError(
+            status='UNIMPLEMENTED', message=f'Background action {op.action} does not support cancellation.'
+        )
+    result = await action.cancel(op, context=_operation_context(context, config))
+    return to_operation(result)
+
+
+async def wait_for_operation(
+    registry: Any,
+    operation: object,
+    *,
+    interval: float = 1.0,
+    max_interval: float = 30.0,
+    timeout: float | None = None,
+    multiplier: float = 2.0,
+    jitter: float = 0.2,
+    context: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Operation:
+    """Poll until the operation is done; see ``Genkit.wait_for_operation``."""
+    op = to_operation(operation)
+    poller = _native.OperationPoller(
+        interval=interval, max_interval=max_interval, multiplier=multiplier, jitter=jitter, timeout=timeout
+    )
+    if op.done:
+        return op
+    while True:
+        op = await check_operation(registry, op, context=context, config=config)
+        if poller.observe(_operation_json(op)):
+            return op
+        delay = poller.next_delay()
+        if delay is None:
+            raise OperationTimeoutError(
+                f'operation {op.id!r} not done after {poller.elapsed:.3g} s ({poller.checks} checks)',
+                operation=op,
+                checks=poller.checks,
+                elapsed=poller.elapsed,
+            )
+        await _runtime.sleep(delay)
