@@ -5,6 +5,7 @@ pub mod errors;
 pub mod operation;
 pub mod runtime;
 pub mod session;
+pub mod timer;
 
 #[pyo3::pymodule(gil_used = false)]
 mod _native {
@@ -13,7 +14,7 @@ mod _native {
     #[pymodule_export]
     use crate::operation::py::{OperationPoller, normalize_operation};
     #[pymodule_export]
-    use crate::runtime::{CompletionQueue, Ticket, sleep};
+    use crate::runtime::{CompletionQueue, Ticket};
     #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
 

@@ -16,10 +16,13 @@ use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
+
+use crate::timer::{FiredSink, Timers};
 
 use crate::errors::Error;
 
@@ -59,6 +62,29 @@ struct Shared {
     wake: Mutex<PipeWriter>,
     read_end: PipeReader,
     next_id: AtomicU64,
+    timers: Timers,
+}
+
+impl AsRef<Timers> for Shared {
+    fn as_ref(&self) -> &Timers {
+        &self.timers
+    }
+}
+
+impl FiredSink for Shared {
+    fn fired(&self, ids: Vec<u64>) {
+        self.complete_all(ids.into_iter().map(|id| (id, none_result())));
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.timers.shut_down();
+    }
+}
+
+fn none_result() -> Deliver {
+    Box::new(|py| Ok(py.None()))
 }
 
 impl Shared {
@@ -67,9 +93,14 @@ impl Shared {
     }
 
     fn complete(&self, id: u64, deliver: Deliver) {
+        self.complete_all(std::iter::once((id, deliver)));
+    }
+
+    /// Queues finished jobs and wakes the event loop once for the whole batch.
+    fn complete_all(&self, finished: impl Iterator<Item = (u64, Deliver)>) {
         let must_wake = {
             let mut ready = self.ready();
-            ready.0.push((id, deliver));
+            ready.0.extend(finished);
             !std::mem::replace(&mut ready.1, true)
         };
         if must_wake {
@@ -97,6 +128,7 @@ impl CompletionQueue {
                 wake: Mutex::new(write_end),
                 read_end,
                 next_id: AtomicU64::new(1),
+                timers: Timers::default(),
             }),
         })
     }
@@ -112,8 +144,30 @@ impl CompletionQueue {
             shared: Arc::clone(&self.shared),
             id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
             used: AtomicBool::new(false),
-            abort: Mutex::new(None),
         }
+    }
+
+    /// Starts a timer that completes with `None` after `seconds`; returns its job id.
+    /// Timers run on the runtime's clock (no thread sleeps) and fire in batches.
+    fn start_timer(&self, seconds: f64) -> PyResult<u64> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(Error::InvalidArgument {
+                detail: format!("seconds must be a non-negative number, got {seconds}"),
+            }
+            .into());
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+        if self.shared.timers.schedule(id, deadline) {
+            let owner = Arc::downgrade(&self.shared);
+            runtime().spawn(Timers::drive(owner, self.shared.timers.notifier()));
+        }
+        Ok(id)
+    }
+
+    /// Cancels a timer that has not fired: it will never be delivered.
+    fn cancel_timer(&self, id: u64) {
+        self.shared.timers.cancel(id);
     }
 
     /// Finished jobs as `(id, ok, value)`: `value` is the result, or the exception if not `ok`.
@@ -139,8 +193,6 @@ pub struct Ticket {
     shared: Arc<Shared>,
     id: u64,
     used: AtomicBool,
-    /// For jobs that can be stopped early (timers): how to stop them.
-    abort: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 #[pymethods]
@@ -149,40 +201,6 @@ impl Ticket {
     fn id(&self) -> u64 {
         self.id
     }
-
-    /// Stops a cancellable job (a timer) now; its result is never delivered. Blocking
-    /// store jobs are not cancellable: they always run to completion.
-    fn cancel(&self) {
-        if let Some(handle) = self
-            .abort
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            handle.abort();
-        }
-    }
-}
-
-/// Completes `ticket` with `None` after `seconds`, on the runtime's timer (no thread sleeps).
-#[pyfunction]
-pub fn sleep(ticket: &Ticket, seconds: f64) -> PyResult<()> {
-    if !(seconds.is_finite() && seconds >= 0.0) {
-        return Err(Error::InvalidArgument {
-            detail: format!("seconds must be a non-negative number, got {seconds}"),
-        }
-        .into());
-    }
-    ticket.claim()?;
-    let shared = Arc::clone(&ticket.shared);
-    let id = ticket.id;
-    let delay = std::time::Duration::from_secs_f64(seconds);
-    let task = runtime().spawn(async move {
-        tokio::time::sleep(delay).await;
-        shared.complete(id, Box::new(|py| Ok(py.None())));
-    });
-    *ticket.abort.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
-    Ok(())
 }
 
 impl Ticket {

@@ -278,3 +278,15 @@ async def test_bad_wait_arguments(ai, jobs):
         await ai.wait_for_operation(operation, timeout='soon')
     with pytest.raises(TypeError, match='context must be a mapping'):
         await ai.check_operation(operation, context=['x'])
+
+
+async def test_redefinition_is_seen_by_check(ai):
+    ai.define_background_model(
+        'bg', start=lambda request: {'id': 'j'}, check=lambda op: {'id': op.id, 'metadata': {'v': 1}}
+    )
+    operation = (await ai.generate(model='bg', prompt='hi')).operation
+    assert (await ai.check_operation(operation)).metadata == {'v': 1}
+    ai.define_background_model(
+        'bg', start=lambda request: {'id': 'j'}, check=lambda op: {'id': op.id, 'metadata': {'v': 2}}
+    )
+    assert (await ai.check_operation(operation)).metadata == {'v': 2}

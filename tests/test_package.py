@@ -65,6 +65,7 @@ def test_doctor_command():
     assert f'genkit-parity {genkit_parity.__version__}' in result.stdout
     assert f'genkit        {metadata.version("genkit")}\n' in result.stdout
     assert '[x] sessions and chat' in result.stdout
+    assert '[x] background operations' in result.stdout
 
 
 def test_pytest_plugin_is_registered(pytestconfig, ai, programmable_model):

@@ -13,6 +13,7 @@ FEATURES = {
     'sessions and chat (ai.create_session, ai.load_session, ai.chat)': True,
     'session stores: in-memory, file, SQLite (Rust core)': True,
     'custom session stores (async get/save)': True,
+    'background operations (define_background_action/model, check/cancel/wait_for_operation)': True,
     'test models and pytest plugin (genkit_parity.testing)': True,
 }
 

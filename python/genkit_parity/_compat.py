@@ -22,6 +22,7 @@ __all__ = [
     'CANCEL_OPERATION',
     'CHECK_OPERATION',
     'ActionKind',
+    'action_address',
     'action_kind',
     'agent_session',
     'get_current_context',
@@ -29,6 +30,7 @@ __all__ = [
     'lookup_background_action',
     'override_input_schema',
     'register_action',
+    'registered_action',
     'set_span_output',
     'to_json_schema',
     'to_span_json',
@@ -77,6 +79,22 @@ def action_kind(value: str) -> Any:
 
 CHECK_OPERATION: Any = ActionKind.CHECK_OPERATION
 CANCEL_OPERATION: Any = ActionKind.CANCEL_OPERATION
+
+
+def action_address(key: str) -> tuple[Any, str] | None:
+    """``(ActionKind, name)`` of a ``/<kind>/<name>`` key, or None if it is not one."""
+    parts = key.split('/', 2)
+    if len(parts) != 3 or parts[0]:
+        return None
+    try:
+        return ActionKind(parts[1]), parts[2]
+    except ValueError:
+        return None
+
+
+def registered_action(registry: Any, address: tuple[Any, str]) -> Any | None:
+    """The action registered directly at ``address`` (a dict lookup, no resolution)."""
+    return registry.registered_action(*address)
 
 
 def register_action(registry: Any, action: Any) -> None:

@@ -12,7 +12,6 @@ __all__ = [
     'Ticket',
     '__version__',
     'normalize_operation',
-    'sleep',
     'validate_session_id',
 ]
 
@@ -60,6 +59,10 @@ class CompletionQueue:
     def __new__(cls) -> CompletionQueue: ...
     def fileno(self) -> int: ...
     def ticket(self) -> Ticket: ...
+    def start_timer(self, seconds: float) -> int:
+        """A timer job that completes with None after ``seconds``; returns its id."""
+    def cancel_timer(self, id: int) -> None:
+        """Cancel a timer that has not fired."""
     def drain(self) -> list[tuple[int, bool, Any]]:
         """``(id, ok, value)`` per finished job: the result, or the exception when not ok."""
 
@@ -69,11 +72,6 @@ class Ticket:
 
     @property
     def id(self) -> int: ...
-    def cancel(self) -> None:
-        """Stop a cancellable job (a timer); store jobs always run to completion."""
-
-def sleep(ticket: Ticket, seconds: float) -> None:
-    """Complete ``ticket`` with None after ``seconds`` (a tokio timer)."""
 
 def normalize_operation(json: str) -> str:
     """Validate an Operation (JSON) and return it normalised; InvalidOperationError names the field."""
@@ -91,7 +89,7 @@ class OperationPoller:
         jitter: float = 0.2,
         timeout: float | None = None,
     ) -> OperationPoller: ...
-    def observe(self, operation_json: str) -> bool: ...
+    def record_check(self) -> None: ...
     def next_delay(self) -> float | None: ...
     @property
     def checks(self) -> int: ...

@@ -24,32 +24,32 @@ class _LoopBridge:
     """The completion queue of one event loop, and the futures waiting on it."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue = _native.CompletionQueue()
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._fd = self._queue.fileno()
+        self.queue = _native.CompletionQueue()
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self._fd = self.queue.fileno()
         os.set_blocking(self._fd, False)
         loop.add_reader(self._fd, self._on_ready)
 
     def submit(
         self, loop: asyncio.AbstractEventLoop, start: Callable[[_native.Ticket], None]
-    ) -> tuple[_native.Ticket, asyncio.Future[Any]]:
-        ticket = self._queue.ticket()
+    ) -> asyncio.Future[Any]:
+        ticket = self.queue.ticket()
         future: asyncio.Future[Any] = loop.create_future()
-        self._waiting[ticket.id] = future
+        self.waiting[ticket.id] = future
         try:
             start(ticket)
         except BaseException:
-            del self._waiting[ticket.id]
+            del self.waiting[ticket.id]
             raise
-        return ticket, future
+        return future
 
     def _on_ready(self) -> None:
         # Read the wake-up bytes first, then drain: a job finishing in between writes a
         # fresh byte, so nothing is left unannounced.
         with contextlib.suppress(BlockingIOError):
             os.read(self._fd, 65536)
-        for job_id, ok, value in self._queue.drain():
-            future = self._waiting.pop(job_id, None)
+        for job_id, ok, value in self.queue.drain():
+            future = self.waiting.pop(job_id, None)
             if future is None or future.done():
                 continue  # its awaiter was cancelled; the job still ran to completion
             if ok:
@@ -61,24 +61,33 @@ class _LoopBridge:
 _bridges: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopBridge] = weakref.WeakKeyDictionary()
 
 
-async def call(start: Callable[[_native.Ticket], None]) -> Any:
-    """Start a core job with a fresh ticket (``start(ticket)``) and await its result.
-
-    Cancelling the awaiting task stops cancellable jobs (timers) at once; store jobs run
-    to completion regardless, so a write is never half-done.
-    """
-    loop = asyncio.get_running_loop()
+def _bridge(loop: asyncio.AbstractEventLoop) -> _LoopBridge:
     bridge = _bridges.get(loop)
     if bridge is None:
         bridge = _bridges[loop] = _LoopBridge(loop)
-    ticket, future = bridge.submit(loop, start)
-    try:
-        return await future
-    except asyncio.CancelledError:
-        ticket.cancel()
-        raise
+    return bridge
+
+
+async def call(start: Callable[[_native.Ticket], None]) -> Any:
+    """Start a core job with a fresh ticket (``start(ticket)``) and await its result.
+
+    Jobs run to completion even if the awaiting task is cancelled, so a write is never
+    half-done.
+    """
+    loop = asyncio.get_running_loop()
+    return await _bridge(loop).submit(loop, start)
 
 
 async def sleep(seconds: float) -> None:
-    """Sleep on the core's timer (tokio); cancelling the caller stops the timer."""
-    await call(lambda ticket: _native.sleep(ticket, seconds))
+    """Sleep on the core's timers (tokio); cancelling the caller cancels the timer."""
+    loop = asyncio.get_running_loop()
+    bridge = _bridge(loop)
+    timer = bridge.queue.start_timer(seconds)
+    future: asyncio.Future[Any] = loop.create_future()
+    bridge.waiting[timer] = future
+    try:
+        await future
+    except asyncio.CancelledError:
+        bridge.queue.cancel_timer(timer)
+        bridge.waiting.pop(timer, None)
+        raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -100,10 +101,6 @@ def to_operation(value: object) -> Operation:
             f'invalid operation: expected an Operation or a dict, got {type(value).__name__}'
         )
     return Operation.model_validate_json(_native.normalize_operation(text))
-
-
-def _operation_json(operation: GenkitOperation) -> str:
-    return operation.model_dump_json(by_alias=True, exclude_none=True)
 
 
 def _accepts_context(fn: Callable[..., Any]) -> bool:
@@ -293,22 +290,38 @@ def _operation_context(
     return folded
 
 
+# Resolved background actions per registry and start key, with the key's registry address.
+# An entry is used only while the registry still holds the same start action at that
+# address, so redefinitions are seen.
+_resolved: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[Any, str] | None, BackgroundAction[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]:
-    if not operation.action:
+    key = operation.action
+    if not key:
         raise GenkitError(
             status='INVALID_ARGUMENT', message='Provided operation is missing original request information'
         )
-    action = None
+    cache = _resolved.setdefault(registry, {})
+    cached = cache.get(key)
+    if cached is not None:
+        address, action = cached
+        if address is not None and _compat.registered_action(registry, address) is action.start_action:
+            return action
+    resolved = None
     try:
-        action = await _compat.lookup_background_action(registry, operation.action)
+        resolved = await _compat.lookup_background_action(registry, key)
     except ValueError:
-        action = None
-    if action is None:
+        resolved = None
+    if resolved is None:
         raise GenkitError(
             status='INVALID_ARGUMENT',
-            message=f'Failed to resolve background action from original request: {operation.action}',
+            message=f'Failed to resolve background action from original request: {key}',
         )
-    return action
+    cache[key] = (_compat.action_address(key), resolved)
+    return resolved
 
 
 async def check_operation(
@@ -364,7 +377,8 @@ async def wait_for_operation(
         return op
     while True:
         op = await check_operation(registry, op, context=context, config=config)
-        if poller.observe(_operation_json(op)):
+        poller.record_check()
+        if op.done:
             return op
         delay = poller.next_delay()
         if delay is None:

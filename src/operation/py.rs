@@ -45,11 +45,9 @@ impl OperationPoller {
         })
     }
 
-    /// Records one check's result (operation JSON); returns whether it is done.
-    fn observe(&self, operation_json: &str) -> PyResult<bool> {
-        let operation = Operation::from_json(operation_json)?;
+    /// Counts one finished check.
+    fn record_check(&self) {
         self.checks.fetch_add(1, Ordering::Relaxed);
-        Ok(operation.is_done())
     }
 
     /// Seconds to sleep before the next check, or `None` when the deadline has come.
