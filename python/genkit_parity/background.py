@@ -148,14 +148,44 @@ def define_background_action(
     output_schema: type | dict[str, Any] | None = None,
     description: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-    _wrap_start: Callable[[Callable[[Any, ActionRunContext], Awaitable[Operation]]], Any] | None = None,
 ) -> BackgroundAction[Any]:
     """Register a background action (JS ``defineBackgroundAction``).
 
     See ``Genkit.define_background_action``.
-
-    ``_wrap_start`` lets ``define_background_model`` time the start (``latencyMs``).
     """
+    return _define(
+        registry,
+        name,
+        start=start,
+        check=check,
+        cancel=cancel,
+        action_type=action_type,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        description=description,
+        metadata=metadata,
+        wrap_start=None,
+    )
+
+
+StartFn = Callable[[Any, ActionRunContext], Awaitable[Operation]]
+
+
+def _define(
+    registry: Any,
+    name: str,
+    *,
+    start: Callable[..., Any],
+    check: Callable[..., Any],
+    cancel: Callable[..., Any] | None,
+    action_type: str,
+    input_schema: type | dict[str, Any] | None,
+    output_schema: type | dict[str, Any] | None,
+    description: str | None,
+    metadata: Mapping[str, Any] | None,
+    wrap_start: Callable[[StartFn], Any] | None,
+) -> BackgroundAction[Any]:
+    """Build and register the start/check/cancel actions; ``wrap_start`` decorates the start."""
     if not isinstance(name, str) or not name:
         raise TypeError('name must be a non-empty str')
     kind = _compat.action_kind(action_type)
@@ -174,7 +204,7 @@ def define_background_action(
     async def check_fn(operation: Operation, ctx: ActionRunContext) -> Operation:
         return _stamped(await run_check(to_operation(operation), ctx), key, f'{name} check')
 
-    start_impl = _wrap_start(start_fn) if _wrap_start is not None else start_fn
+    start_impl = wrap_start(start_fn) if wrap_start is not None else start_fn
     start_action = _compat.Action(
         kind=kind, name=name, fn=start_impl, description=description, metadata=dict(shared_metadata)
     )
@@ -249,7 +279,7 @@ def define_background_model(
     if versions or info_data.get('versions'):
         model['versions'] = list(versions or info_data['versions'])
 
-    def timed(start_fn: Callable[[Any, ActionRunContext], Awaitable[Operation]]) -> Any:
+    def timed(start_fn: StartFn) -> Any:
         # As JS: the start of a background model reports its latency on the operation.
         async def start_model(request: ModelRequest[Any], ctx: ActionRunContext) -> Operation:
             began = time.perf_counter()
@@ -259,7 +289,7 @@ def define_background_model(
 
         return start_model
 
-    return define_background_action(
+    return _define(
         registry,
         name,
         start=start,
@@ -270,7 +300,7 @@ def define_background_model(
         output_schema=ModelResponse,
         description=description or model_label,
         metadata={**(metadata or {}), 'model': model},
-        _wrap_start=timed,
+        wrap_start=timed,
     )
 
 
@@ -324,6 +354,24 @@ async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]
     return resolved
 
 
+async def _run_operation(
+    registry: Any,
+    operation: object,
+    context: Mapping[str, Any] | None,
+    config: Mapping[str, Any] | None,
+    *,
+    cancel: bool,
+) -> Operation:
+    op = to_operation(operation)
+    action = await _resolve(registry, op)
+    if cancel and not action.supports_cancel:
+        raise GenkitError(
+            status='UNIMPLEMENTED', message=f'Background action {op.action} does not support cancellation.'
+        )
+    run = action.cancel if cancel else action.check
+    return to_operation(await run(op, context=_operation_context(context, config)))
+
+
 async def check_operation(
     registry: Any,
     operation: object,
@@ -332,10 +380,7 @@ async def check_operation(
     config: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Check an operation once (JS ``checkOperation``); see ``Genkit.check_operation``."""
-    op = to_operation(operation)
-    action = await _resolve(registry, op)
-    result = await action.check(op, context=_operation_context(context, config))
-    return to_operation(result)
+    return await _run_operation(registry, operation, context, config, cancel=False)
 
 
 async def cancel_operation(
@@ -346,14 +391,7 @@ async def cancel_operation(
     config: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Cancel an operation (JS ``cancelOperation``); see ``Genkit.cancel_operation``."""
-    op = to_operation(operation)
-    action = await _resolve(registry, op)
-    if not action.supports_cancel:
-        raise GenkitError(
-            status='UNIMPLEMENTED', message=f'Background action {op.action} does not support cancellation.'
-        )
-    result = await action.cancel(op, context=_operation_context(context, config))
-    return to_operation(result)
+    return await _run_operation(registry, operation, context, config, cancel=True)
 
 
 async def wait_for_operation(

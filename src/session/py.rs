@@ -38,26 +38,27 @@ mod ops {
         store.save(&SessionData::from_json(id, data_json)?)
     }
 
-    pub fn append(
-        store: &dyn SessionStore,
-        session_id: &str,
-        thread: &str,
-        messages: Vec<String>,
-    ) -> Result<()> {
-        let id = validate_session_id(session_id)?;
-        let thread = validate_thread(thread)?;
-        store.append(id, thread, &parse_messages(id, messages)?)
+    /// Whether a thread write extends the thread or replaces it.
+    #[derive(Clone, Copy)]
+    pub enum ThreadWrite {
+        Append,
+        Replace,
     }
 
-    pub fn replace_thread(
+    pub fn write_thread(
         store: &dyn SessionStore,
         session_id: &str,
         thread: &str,
         messages: Vec<String>,
+        mode: ThreadWrite,
     ) -> Result<()> {
         let id = validate_session_id(session_id)?;
         let thread = validate_thread(thread)?;
-        store.replace_thread(id, thread, &parse_messages(id, messages)?)
+        let messages = parse_messages(id, messages)?;
+        match mode {
+            ThreadWrite::Append => store.append(id, thread, &messages),
+            ThreadWrite::Replace => store.replace_thread(id, thread, &messages),
+        }
     }
 
     pub fn set_state(
@@ -105,7 +106,15 @@ impl MemoryStoreCore {
         thread: &str,
         messages: Vec<String>,
     ) -> PyResult<()> {
-        Ok(py.detach(|| ops::append(&self.store, session_id, thread, messages))?)
+        Ok(py.detach(|| {
+            ops::write_thread(
+                &self.store,
+                session_id,
+                thread,
+                messages,
+                ops::ThreadWrite::Append,
+            )
+        })?)
     }
 
     fn replace_thread(
@@ -115,7 +124,15 @@ impl MemoryStoreCore {
         thread: &str,
         messages: Vec<String>,
     ) -> PyResult<()> {
-        Ok(py.detach(|| ops::replace_thread(&self.store, session_id, thread, messages))?)
+        Ok(py.detach(|| {
+            ops::write_thread(
+                &self.store,
+                session_id,
+                thread,
+                messages,
+                ops::ThreadWrite::Replace,
+            )
+        })?)
     }
 
     #[pyo3(signature = (session_id, state_json))]
@@ -201,7 +218,15 @@ impl DiskStoreCore {
         messages: Vec<String>,
     ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || ops::append(&*store, &session_id, &thread, messages))
+        ticket.run_blocking(move || {
+            ops::write_thread(
+                &*store,
+                &session_id,
+                &thread,
+                messages,
+                ops::ThreadWrite::Append,
+            )
+        })
     }
 
     fn replace_thread(
@@ -212,7 +237,15 @@ impl DiskStoreCore {
         messages: Vec<String>,
     ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || ops::replace_thread(&*store, &session_id, &thread, messages))
+        ticket.run_blocking(move || {
+            ops::write_thread(
+                &*store,
+                &session_id,
+                &thread,
+                messages,
+                ops::ThreadWrite::Replace,
+            )
+        })
     }
 
     #[pyo3(signature = (ticket, session_id, state_json))]
