@@ -1,6 +1,7 @@
 //! genkit-parity's Rust core. This file only declares what Python sees as
 //! `genkit_parity._native`; each feature lives in its own module.
 
+pub mod dap;
 pub mod errors;
 pub mod operation;
 pub mod runtime;
@@ -11,6 +12,8 @@ pub mod timer;
 mod _native {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::dap::py::{DapCache, DapSnapshot, FetchLease};
     #[pymodule_export]
     use crate::operation::py::{OperationPoller, normalize_operation};
     #[pymodule_export]

@@ -54,7 +54,25 @@ fn build_runtime() -> Runtime {
 }
 
 /// Turns a finished job's output into a Python object, on the event loop's thread.
-type Deliver = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+pub type Deliver = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// A job of some queue that Rust code completes later, from any thread.
+pub struct JobHandle {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl JobHandle {
+    /// The id the Python side keys its future with.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Hands the job's result to its event loop.
+    pub fn complete(self, deliver: Deliver) {
+        self.shared.complete(self.id, deliver);
+    }
+}
 
 struct Shared {
     /// Finished jobs not yet handed to Python, and whether a wake-up byte is pending.
@@ -115,6 +133,16 @@ impl Shared {
 #[pyclass(frozen, module = "genkit_parity._native")]
 pub struct CompletionQueue {
     shared: Arc<Shared>,
+}
+
+impl CompletionQueue {
+    /// A new job of this queue, for Rust code to complete later.
+    pub fn job(&self) -> JobHandle {
+        JobHandle {
+            shared: Arc::clone(&self.shared),
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 #[pymethods]

@@ -3,90 +3,37 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 
 from genkit_parity.background import OPERATION_JSON_SCHEMA
 
-HOST = textwrap.dedent(
-    """
-    import glob, sys, time
-    from genkit_parity import Genkit
+from ._reflection import get, post, serve_reflection
 
-    ai = Genkit()
+HOST = """
+from genkit_parity import Genkit
 
-    async def start(request, ctx):
-        return {'id': 'op1', 'metadata': {'p': 1}}
+ai = Genkit()
 
-    def check(op):
-        message = {'role': 'model', 'content': [{'text': 'done'}]}
-        return {'id': op.id, 'done': True, 'output': {'message': message}}
+async def start(request, ctx):
+    return {'id': 'op1', 'metadata': {'p': 1}}
 
-    ai.define_background_model(
-        'bg', start=start, check=check,
-        config_schema={'type': 'object', 'properties': {'duration': {'type': 'number'}}},
-    )
-    ai.define_background_action('job', start=lambda x: {'id': 'j1'}, check=check, cancel=lambda op: op)
-    for _ in range(300):
-        files = glob.glob('.genkit/runtimes/*.json')
-        if files:
-            break
-        time.sleep(0.05)
-    print('RUNTIME', open(files[0]).read().replace(chr(10), ' '), flush=True)
-    sys.stdin.read()
-    """
+def check(op):
+    message = {'role': 'model', 'content': [{'text': 'done'}]}
+    return {'id': op.id, 'done': True, 'output': {'message': message}}
+
+ai.define_background_model(
+    'bg', start=start, check=check,
+    config_schema={'type': 'object', 'properties': {'duration': {'type': 'number'}}},
 )
+ai.define_background_action('job', start=lambda x: {'id': 'j1'}, check=check, cancel=lambda op: op)
+"""
 
 
 @pytest.fixture(scope='module')
 def reflection_url(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp('reflection')
-    env = {**os.environ, 'GENKIT_ENV': 'dev'}
-    env.pop('GENKIT_TELEMETRY_SERVER', None)
-    with subprocess.Popen(
-        [sys.executable, '-c', HOST],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as host:
-        assert host.stdout is not None and host.stdin is not None
-        line = ''
-        while not line.startswith('RUNTIME '):  # genkit logs to stdout too
-            line = host.stdout.readline()
-            assert line, 'reflection host exited'
-        runtime = json.loads(line.removeprefix('RUNTIME '))
-        try:
-            yield runtime['reflectionServerUrl']
-        finally:
-            host.stdin.close()
-            host.wait(timeout=30)
-    assert not list(Path(cwd).glob('.genkit/runtimes/*.json')), 'runtime file left behind'
-
-
-def get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def post(url: str, body: object) -> tuple[int, str]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={'Content-Type': 'application/json'}, method='POST'
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    with serve_reflection(HOST, tmp_path_factory.mktemp('reflection')) as url:
+        yield url
 
 
 def test_actions_listing_has_js_shapes(reflection_url):

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from genkit._ai._agents._session import get_current_session as _agent_session
-from genkit._core._action import Action, ActionKind, get_current_context
+from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, ActionKind, get_current_context
 from genkit._core._background import lookup_background_action
 from genkit._core._schema import to_json_schema
 from genkit._core._tracing import SpanMetadata, run_in_new_span
+from genkit._core._typing import ActionMetadata
 
 __all__ = [
     'Action',
@@ -23,6 +24,9 @@ __all__ = [
     'CHECK_OPERATION',
     'ActionKind',
     'action_address',
+    'action_metadata',
+    'attach_provider',
+    'define_provider_action',
     'action_kind',
     'agent_session',
     'get_current_context',
@@ -105,3 +109,38 @@ def register_action(registry: Any, action: Any) -> None:
 def override_input_schema(action: Any, schema: Any) -> None:
     """Make an action validate (and list) its input against ``schema`` (pydantic type or JSON schema)."""
     action._override_input_schema(schema)
+
+
+def define_provider_action(
+    registry: Any, name: str, description: str | None, metadata: dict[str, Any]
+) -> Any:
+    """Register the action that stands for a dynamic action provider (its output is the listing)."""
+
+    async def provider_action(listing: Any) -> Any:
+        return listing
+
+    return registry.register_action(
+        name=name,
+        kind=ActionKind.DYNAMIC_ACTION_PROVIDER,
+        description=description,
+        fn=provider_action,
+        metadata={**metadata, 'type': 'dynamic-action-provider'},
+    )
+
+
+def attach_provider(action: Any, provider: Any) -> None:
+    """Make ``provider`` the one genkit's registry, generate and reflection consult for ``action``."""
+    setattr(action, GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, provider)
+
+
+def action_metadata(*, key: str, action_type: str, action: Any) -> Any:
+    """Genkit's ``ActionMetadata`` (the reflection listing row) for a provided action."""
+    return ActionMetadata(
+        key=key,
+        action_type=action_type,
+        name=action.name,
+        description=action.description,
+        input_schema=action.input_schema,
+        output_schema=action.output_schema,
+        metadata=dict(action.metadata) if action.metadata else None,
+    )

@@ -6,13 +6,15 @@ Both add the same methods (``create_session``, ``load_session``, ``current_sessi
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import genkit
 from genkit.model import BackgroundAction, ModelInfo
 
-from . import _compat, background
+from . import _compat, background, dap
 from .background import Operation
 from .chat import Chat, Preamble
 from .session import Session, current_session, load_session, new_session
@@ -108,6 +110,71 @@ class GenkitParityMixin(_GenkitBase):
         )
         args = () if preamble is None else (preamble,)
         return session.chat(*args, **options)
+
+    # -- dynamic action providers -----------------------------------------------------------
+
+    def define_dynamic_action_provider(  # type: ignore[override]
+        self,
+        name: str,
+        fn: dap.ProviderFn,
+        *,
+        cache_ttl_millis: int | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dap.DynamicActionProvider:
+        """Register a provider of actions discovered at run time (JS ``defineDynamicActionProvider``).
+
+        ``fn()`` (sync or async) returns ``{action_type: [actions or tools]}``, e.g.
+        ``{'tool': [...]}``. Results are cached for ``cache_ttl_millis`` (unset or 0 → 3,000
+        ms, negative → not cached), and one fetch serves every concurrent caller on any
+        event loop or thread. Provided actions resolve as
+        ``/dynamic-action-provider/<name>:<type>/<action>``, ``generate(tools=['<name>:tool/*'])``
+        (also ``'<name>:tool/prefix*'`` and exact names) uses them whichever way the tools were
+        built, and the Dev UI lists them.
+
+        Example:
+            >>> # tools = ai.define_dynamic_action_provider('mcp', lambda: {'tool': [search, fetch]})
+            >>> # await ai.generate(prompt='...', tools=['mcp:tool/*'])
+
+        """
+        return dap.define_dynamic_action_provider(
+            self.registry,
+            name,
+            fn,
+            cache_ttl_millis=cache_ttl_millis,
+            description=description,
+            metadata=metadata,
+        )
+
+    def dynamic_tool(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        input_schema: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> genkit.Tool:
+        """A tool that is not registered (JS ``ai.dynamicTool``).
+
+        Pass it to ``generate(tools=[...])`` or return it from a dynamic action provider.
+        ``fn`` may be sync or async; the tool's metadata carries ``dynamic: True``.
+        """
+        if not callable(fn):
+            raise TypeError(f'fn must be callable, not {type(fn).__name__}')
+        implementation = fn
+        if not inspect.iscoroutinefunction(fn):
+            # genkit tools must be coroutine functions; JS accepts sync ones too.
+            @functools.wraps(fn)
+            async def implementation(*args: Any, **kwargs: Any) -> Any:
+                return fn(*args, **kwargs)
+
+            # genkit reads the parameters with getfullargspec, which ignores __wrapped__.
+            implementation.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+
+        made = genkit.tool(implementation, name=name, description=description, input_schema=input_schema)
+        made.action().metadata.update({**(metadata or {}), 'type': 'tool', 'dynamic': True})
+        return made
 
     # -- background operations ------------------------------------------------------------
 

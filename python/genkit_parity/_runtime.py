@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _native
 
-__all__ = ['call', 'sleep']
+__all__ = ['call', 'current_bridge', 'sleep', 'wait_job']
 
 
 class _LoopBridge:
@@ -91,3 +91,18 @@ async def sleep(seconds: float) -> None:
         bridge.queue.cancel_timer(timer)
         bridge.waiting.pop(timer, None)
         raise
+
+
+def current_bridge() -> _LoopBridge:
+    """The completion queue (and waiting futures) of the running event loop."""
+    return _bridge(asyncio.get_running_loop())
+
+
+async def wait_job(bridge: _LoopBridge, job_id: int) -> Any:
+    """Await a job of ``bridge``'s queue that Rust code completes (e.g. a shared fetch)."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    bridge.waiting[job_id] = future
+    try:
+        return await future
+    finally:
+        bridge.waiting.pop(job_id, None)

@@ -1,0 +1,179 @@
+"""Dynamic action providers: actions (mostly tools) discovered at run time, with a Rust cache.
+
+Reference: JS Genkit ``defineDynamicActionProvider`` (spec §4). The provider is registered
+in genkit's registry the way genkit's own is, so DAP keys
+(``/dynamic-action-provider/<dap>:<type>/<name>``), ``generate(tools=['<dap>:tool/*'])``
+and the reflection listing all consult it. What differs is the cache: a Rust TTL cache
+with indexed lookups (a warm ``get_action`` never suspends) and one fetch at a time across
+tasks, event loops and threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from genkit import Tool
+
+from . import _compat, _native, _runtime
+
+__all__ = ['DynamicActionProvider', 'ProviderFn', 'define_dynamic_action_provider']
+
+#: What a provider function returns: action type → actions (or tools), e.g. ``{'tool': [...]}``.
+ProviderFn = Callable[[], Awaitable[Mapping[str, Sequence[Any]]] | Mapping[str, Sequence[Any]]]
+
+
+class DynamicActionProvider:
+    """A registered dynamic action provider; get it from ``ai.define_dynamic_action_provider``."""
+
+    def __init__(self, action: Any, fn: ProviderFn, cache_ttl_millis: int | None) -> None:
+        """Use ``ai.define_dynamic_action_provider`` instead."""
+        self.action = action
+        self.name: str = action.name
+        self._fn = fn
+        self._cache = _native.DapCache(cache_ttl_millis)
+        self._keyed: tuple[int, dict[str, Any]] | None = None
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get_action_nowait(self, action_type: str, name: str) -> Any | None:
+        """The provided action from a warm cache, synchronously; ``LookupError`` if cold."""
+        fresh, action = self._cache.get_warm(action_type, name)
+        if not fresh:
+            raise LookupError(f'dynamic action provider {self.name!r}: cache is cold; await get_action()')
+        return action
+
+    async def get_action(self, action_type: str, name: str) -> Any | None:
+        """The provided action of ``action_type`` named ``name``, or None (O(1) when warm)."""
+        fresh, action = self._cache.get_warm(action_type, name)
+        if fresh:
+            return action
+        return (await self._snapshot()).get(action_type, name)
+
+    async def list_action_metadata(self, action_type: str, pattern: str) -> list[dict[str, Any]]:
+        """Metadata of provided actions matching ``pattern``: ``*``, ``prefix*`` or an exact name.
+
+        Each entry has ``name``, ``key`` and, when set, ``description``, ``inputSchema``,
+        ``outputSchema`` and ``metadata``; in provider order. Treat entries as read-only.
+        """
+        return (await self._snapshot()).list_metadata(action_type, pattern)
+
+    async def list_action_metadata_by_key(self, prefix: str | None = None) -> dict[str, Any]:
+        """Reflection rows of every provided action, keyed by its full DAP key (no trace)."""
+        snapshot = await self._snapshot(skip_trace=True)
+        keyed = self._keyed
+        if keyed is None or keyed[0] != snapshot.generation:
+            rows = {
+                metadata['key']: _compat.action_metadata(key=metadata['key'], action_type=kind, action=action)
+                for kind, _name, action, metadata in snapshot.items()
+            }
+            keyed = self._keyed = (snapshot.generation, rows)
+        return dict(keyed[1])
+
+    def invalidate_cache(self) -> None:
+        """Drop the cached actions; the next access fetches them again."""
+        self._cache.invalidate()
+
+    # -- fetching -----------------------------------------------------------------------
+
+    async def _snapshot(self, *, skip_trace: bool = False) -> _native.DapSnapshot:
+        fresh = self._cache.fresh()
+        if fresh is not None:
+            return fresh
+        bridge = _runtime.current_bridge()
+        role = self._cache.access(bridge.queue)
+        if isinstance(role, _native.DapSnapshot):
+            return role
+        if isinstance(role, int):
+            snapshot: _native.DapSnapshot = await _runtime.wait_job(bridge, role)
+            return snapshot
+        # This caller fetches. The fetch runs as its own task so that cancelling this
+        # caller never cancels the fetch other callers are waiting on.
+        return await asyncio.shield(asyncio.ensure_future(self._fetch(role, skip_trace)))
+
+    async def _fetch(self, lease: _native.FetchLease, skip_trace: bool) -> _native.DapSnapshot:
+        try:
+            value = self._fn()
+            if inspect.isawaitable(value):
+                value = await value
+            groups = self._index(value)
+        except BaseException as error:
+            self._cache.fail(lease, error)
+            raise
+        snapshot = self._cache.finish(lease, groups)
+        if not skip_trace:
+            # As JS: a fetch for a lookup is traced as a run of the provider's action.
+            listing = {kind: [entry[2] for entry in entries] for kind, entries in groups}
+            await self.action.run(listing)
+        return snapshot
+
+    def _index(self, value: object) -> list[tuple[str, list[tuple[str, Any, dict[str, Any]]]]]:
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                f'dynamic action provider {self.name!r} must return a dict of action type -> list of '
+                f'actions, got {type(value).__name__}'
+            )
+        groups = []
+        for kind, items in value.items():
+            if not isinstance(kind, str):
+                raise TypeError(f'dynamic action provider {self.name!r}: action type {kind!r} is not a str')
+            if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+                raise TypeError(
+                    f'dynamic action provider {self.name!r}: value[{kind!r}] must be a list of actions, '
+                    f'got {type(items).__name__}'
+                )
+            entries = []
+            for position, item in enumerate(items):
+                action = item.action() if isinstance(item, Tool) else item
+                name = getattr(action, 'name', None)
+                if not isinstance(name, str) or not name or not callable(getattr(action, 'run', None)):
+                    raise TypeError(
+                        f'dynamic action provider {self.name!r}: value[{kind!r}][{position}] is not a '
+                        f'named action or tool (got {type(item).__name__})'
+                    )
+                entries.append((name, action, self._listing_entry(kind, action)))
+            groups.append((kind, entries))
+        return groups
+
+    def _listing_entry(self, kind: str, action: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            'key': f'/dynamic-action-provider/{self.name}:{kind}/{action.name}',
+            'name': action.name,
+        }
+        for field, value in (
+            ('description', action.description),
+            ('inputSchema', getattr(action, 'input_schema', None)),
+            ('outputSchema', getattr(action, 'output_schema', None)),
+            ('metadata', dict(action.metadata) if action.metadata else None),
+        ):
+            if value is not None:
+                entry[field] = value
+        return entry
+
+
+def define_dynamic_action_provider(
+    registry: Any,
+    name: str,
+    fn: ProviderFn,
+    *,
+    cache_ttl_millis: int | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> DynamicActionProvider:
+    """Register a dynamic action provider; see ``Genkit.define_dynamic_action_provider``."""
+    if not isinstance(name, str) or not name or ':' in name or '/' in name:
+        raise ValueError(f'name must be a non-empty str without ":" or "/", got {name!r}')
+    if not callable(fn):
+        raise TypeError(f'fn must be callable, not {type(fn).__name__}')
+    if cache_ttl_millis is not None and (
+        isinstance(cache_ttl_millis, bool) or not isinstance(cache_ttl_millis, int)
+    ):
+        raise TypeError(f'cache_ttl_millis must be an int or None, not {type(cache_ttl_millis).__name__}')
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f'metadata must be a mapping, not {type(metadata).__name__}')
+    action = _compat.define_provider_action(registry, name, description, dict(metadata or {}))
+    provider = DynamicActionProvider(action, fn, cache_ttl_millis)
+    _compat.attach_provider(action, provider)
+    return provider
