@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import bench_dap
 import bench_operations
 import bench_sessions
 
@@ -32,7 +33,7 @@ def header() -> str:
 
 
 def main() -> None:
-    sections = [header(), bench_sessions.main(), bench_operations.main()]
+    sections = [header(), bench_sessions.main(), bench_operations.main(), bench_dap.main()]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())
 

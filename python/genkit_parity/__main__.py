@@ -14,6 +14,7 @@ FEATURES = {
     'session stores: in-memory, file, SQLite (Rust core)': True,
     'custom session stores (async get/save)': True,
     'background operations (define_background_action/model, check/cancel/wait_for_operation)': True,
+    'dynamic action providers (define_dynamic_action_provider, dynamic_tool)': True,
     'test models and pytest plugin (genkit_parity.testing)': True,
 }
 

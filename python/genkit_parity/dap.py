@@ -11,7 +11,9 @@ tasks, event loops and threads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,6 +37,8 @@ class DynamicActionProvider:
         self._fn = fn
         self._cache = _native.DapCache(cache_ttl_millis)
         self._keyed: tuple[int, dict[str, Any]] | None = None
+        self._pending: dict[asyncio.AbstractEventLoop, asyncio.Task[_native.DapSnapshot]] = {}
+        self._pending_lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------------------
 
@@ -82,6 +86,24 @@ class DynamicActionProvider:
         fresh = self._cache.fresh()
         if fresh is not None:
             return fresh
+        # Callers on one event loop share one acquisition (a task, so that cancelling any
+        # caller never cancels it); the Rust cache then shares one fetch across loops.
+        loop = asyncio.get_running_loop()
+        with self._pending_lock:
+            pending = self._pending.get(loop)
+            if pending is None:
+                pending = self._pending[loop] = loop.create_task(self._acquire(skip_trace))
+                pending.add_done_callback(functools.partial(self._forget, loop))
+        return await asyncio.shield(pending)
+
+    def _forget(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[_native.DapSnapshot]) -> None:
+        with self._pending_lock:
+            if self._pending.get(loop) is task:
+                del self._pending[loop]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every caller re-raises it from the shield
+
+    async def _acquire(self, skip_trace: bool) -> _native.DapSnapshot:
         bridge = _runtime.current_bridge()
         role = self._cache.access(bridge.queue)
         if isinstance(role, _native.DapSnapshot):
@@ -89,9 +111,7 @@ class DynamicActionProvider:
         if isinstance(role, int):
             snapshot: _native.DapSnapshot = await _runtime.wait_job(bridge, role)
             return snapshot
-        # This caller fetches. The fetch runs as its own task so that cancelling this
-        # caller never cancels the fetch other callers are waiting on.
-        return await asyncio.shield(asyncio.ensure_future(self._fetch(role, skip_trace)))
+        return await self._fetch(role, skip_trace)
 
     async def _fetch(self, lease: _native.FetchLease, skip_trace: bool) -> _native.DapSnapshot:
         try:
@@ -105,7 +125,10 @@ class DynamicActionProvider:
         snapshot = self._cache.finish(lease, groups)
         if not skip_trace:
             # As JS: a fetch for a lookup is traced as a run of the provider's action.
-            listing = {kind: [entry[2] for entry in entries] for kind, entries in groups}
+            listing = {
+                kind: [{'name': name, **(action.metadata or {})} for name, action, _entry in entries]
+                for kind, entries in groups
+            }
             await self.action.run(listing)
         return snapshot
 
