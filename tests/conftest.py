@@ -35,6 +35,24 @@ def memory_store() -> InMemorySessionStore:
     return InMemorySessionStore()
 
 
+@pytest.fixture
+def spans():
+    """An in-memory exporter receiving every span finished during the test."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
+
+
 def dump(messages: Any) -> list[dict[str, Any]]:
     """Messages as plain JSON data (as JS stores them)."""
     return [m.model_dump(mode='json', by_alias=True, exclude_none=True) for m in messages]

@@ -269,22 +269,11 @@ async def test_fix_ai_chat_honours_store_and_session_id(ai, tmp_path, make_store
     assert len((await store.get('fixed'))['threads']['main']) == 5
 
 
-async def test_send_span_carries_session_and_thread(ai):
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+async def test_send_span_carries_session_and_thread(ai, spans):
     session = ai.create_session()
     await session.chat('t1').send('weather?')
-    spans = {span.name: span for span in exporter.get_finished_spans()}
-    send = spans['send']
+    by_name = {span.name: span for span in spans.get_finished_spans()}
+    send = by_name['send']
     assert send.attributes['genkit:type'] == 'helper'
     assert send.attributes['genkit:sessionId'] == session.id
     assert send.attributes['genkit:threadName'] == 't1'
@@ -292,10 +281,9 @@ async def test_send_span_carries_session_and_thread(ai):
         '"prompt": "weather?"' in send.attributes['genkit:input']
         or '"prompt":"weather?"' in send.attributes['genkit:input']
     )
-    generate = spans['generate']
+    generate = by_name['generate']
     assert generate.parent.span_id == send.context.span_id
     assert 'genkit:sessionId' not in generate.attributes
-    exporter.shutdown()
 
 
 async def test_thread_and_preamble_by_keyword(ai, memory_store):

@@ -221,29 +221,17 @@ async def test_dynamic_tool_is_unregistered_but_usable(ai, programmable_model):
     assert response.text == 'results: Q'
 
 
-async def test_fetch_for_a_lookup_is_traced_listing_is_not(ai, tools):
-    from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    provider_ = trace.get_tracer_provider()
-    if not isinstance(provider_, TracerProvider):
-        provider_ = TracerProvider()
-        trace.set_tracer_provider(provider_)
-    exporter = InMemorySpanExporter()
-    provider_.add_span_processor(SimpleSpanProcessor(exporter))
+async def test_fetch_for_a_lookup_is_traced_listing_is_not(ai, tools, spans):
     listed = ai.define_dynamic_action_provider('listed-dap', Provider({'tool': tools}))
     await listed.list_action_metadata_by_key('listed-dap')
-    assert [s.name for s in exporter.get_finished_spans()] == []
+    assert [s.name for s in spans.get_finished_spans()] == []
     looked_up = ai.define_dynamic_action_provider('traced-dap', Provider({'tool': tools}))
     await looked_up.get_action('tool', 'tool1')
-    spans = [s for s in exporter.get_finished_spans() if s.name == 'traced-dap']
-    assert len(spans) == 1
-    assert spans[0].attributes['genkit:type'] == 'action'
-    assert spans[0].attributes['genkit:metadata:subtype'] == 'dynamic-action-provider'
-    assert '"tool1"' in spans[0].attributes['genkit:output']
-    exporter.shutdown()
+    fetches = [s for s in spans.get_finished_spans() if s.name == 'traced-dap']
+    assert len(fetches) == 1
+    assert fetches[0].attributes['genkit:type'] == 'action'
+    assert fetches[0].attributes['genkit:metadata:subtype'] == 'dynamic-action-provider'
+    assert '"tool1"' in fetches[0].attributes['genkit:output']
 
 
 async def test_bad_provider_values_are_typed_errors(ai, tools):
