@@ -12,6 +12,8 @@ README = Path(__file__).resolve().parent.parent / 'README.md'
 
 def test_readme_examples_run(tmp_path):
     blocks = re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+    # The MCP example needs the test suite's MCP server; tests/test_mcp.py covers that code.
+    blocks = [block for block in blocks if not block.startswith('# needs an MCP server')]
     assert len(blocks) >= 8
     script = tmp_path / 'readme_examples.py'
     script.write_text('\n\n'.join(blocks))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from importlib import metadata
 
@@ -16,6 +17,7 @@ FEATURES = {
     'background operations (define_background_action/model, check/cancel/wait_for_operation)': True,
     'dynamic action providers (define_dynamic_action_provider, dynamic_tool)': True,
     'test models and pytest plugin (genkit_parity.testing)': True,
+    'MCP host (genkit_parity.mcp; needs the mcp extra)': importlib.util.find_spec('mcp') is not None,
 }
 
 

@@ -1,0 +1,46 @@
+"""A real MCP server (FastMCP, from the mcp SDK) for the MCP host tests.
+
+Run as ``python tests/mcp_server.py stdio`` or ``python tests/mcp_server.py http <port>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+
+from mcp.server.fastmcp import Context, FastMCP, Image
+
+# A 1x1 PNG.
+PIXEL = base64.b64decode(
+    'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='
+)
+
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+server = FastMCP('test-server', host='127.0.0.1', port=port, log_level='WARNING')
+
+
+@server.tool(description='Adds two numbers')
+def add(a: int, b: int) -> str:
+    return str(a + b)
+
+
+@server.tool(description='Returns a tiny image')
+def pixel() -> Image:
+    return Image(data=PIXEL, format='png')
+
+
+@server.tool(description='Adds the tool "fresh" and announces it')
+async def grow(ctx: Context) -> str:
+    server.add_tool(lambda: 'so fresh', name='fresh', description='Added at run time')
+    await ctx.session.send_tool_list_changed()
+    return 'grown'
+
+
+@server.tool(description='Kills this server')
+def crash() -> str:
+    os._exit(3)
+
+
+if __name__ == '__main__':
+    server.run(transport='stdio' if sys.argv[1] == 'stdio' else 'streamable-http')
