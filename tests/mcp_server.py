@@ -37,6 +37,16 @@ async def grow(ctx: Context) -> str:
     return 'grown'
 
 
+@server.prompt(description='Greets someone')
+def greet(name: str) -> str:
+    return f'Please greet {name} warmly.'
+
+
+@server.resource('note://hello', description='A short note')
+def hello_note() -> str:
+    return 'hi there'
+
+
 @server.tool(description='Kills this server')
 def crash() -> str:
     os._exit(3)

@@ -118,3 +118,15 @@ async def test_bad_configuration(ai):
     with pytest.raises(ValueError, match='unknown MCP server'):
         await host.reconnect('nope')
     await host.close()
+
+
+async def test_prompts_and_resources(ai, server_target):
+    async with define_mcp_host(ai, 'mcp', {'t': server_target}) as host:
+        assert [m['name'] for m in await host.provider.list_action_metadata('prompt', '*')] == ['t/greet']
+        prompt = await host.provider.get_action('prompt', 't/greet')
+        rendered = (await prompt.run({'name': 'Ada'})).response
+        assert rendered == {'messages': [{'role': 'user', 'content': [{'text': 'Please greet Ada warmly.'}]}]}
+        messages = await host.get_prompt('t', 'greet', {'name': 'Bo'})
+        assert [(m.role, m.content[0].text) for m in messages] == [('user', 'Please greet Bo warmly.')]
+        parts = await host.read_resource('t', 'note://hello')
+        assert [p.text for p in parts] == ['hi there']

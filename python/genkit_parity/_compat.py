@@ -33,6 +33,7 @@ __all__ = [
     'helper_span',
     'lookup_background_action',
     'override_input_schema',
+    'prompt_action',
     'register_action',
     'registered_action',
     'set_span_output',
@@ -144,3 +145,11 @@ def action_metadata(*, key: str, action_type: str, action: Any) -> Any:
         output_schema=action.output_schema,
         metadata=dict(action.metadata) if action.metadata else None,
     )
+
+
+def prompt_action(name: str, render: Any, description: str | None, input_schema: dict[str, Any]) -> Any:
+    """An unregistered ``prompt`` action (for a dynamic action provider) rendering with ``render``."""
+    kind: Any = ActionKind.PROMPT
+    action = Action(kind=kind, name=name, fn=render, description=description)
+    action._override_input_schema(input_schema)
+    return action

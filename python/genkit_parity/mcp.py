@@ -1,11 +1,12 @@
-"""An MCP host: tools of MCP servers exposed to Genkit through a dynamic action provider.
+"""An MCP host: tools and prompts of MCP servers exposed to Genkit through a dynamic action provider.
 
 Connects to MCP servers over stdio or streamable HTTP with the official ``mcp`` SDK (1.x;
 install ``genkit-parity[mcp]``). Each server's tools become Genkit tools named
 ``<server>/<tool>`` behind a provider named after the host, so
-``generate(tools=['<host>:tool/*'])`` offers them all. A server's ``tools/list_changed``
-notification refreshes the listing; a server that dies gives a clear error on the next
-call, and ``await host.reconnect(server)`` brings it back.
+``generate(tools=['<host>:tool/*'])`` offers them all; its prompts become ``prompt``
+actions rendering to Genkit messages, and its resources are read as Genkit parts. A
+server's ``tools/list_changed`` notification refreshes the listing; a server that dies
+gives a clear error on the next call, and ``await host.reconnect(server)`` brings it back.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import genkit
-from genkit import GenkitError, Part
+from genkit import GenkitError, Message, Part
+from pydantic import AnyUrl
 
 try:
     import mcp.types as mcp_types
@@ -29,6 +31,7 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError('genkit_parity.mcp needs the mcp SDK: pip install "genkit-parity[mcp]"') from error
 
+from . import _compat
 from .dap import DynamicActionProvider, define_dynamic_action_provider
 
 __all__ = ['McpHost', 'McpServerUnavailableError', 'StdioServerParameters', 'define_mcp_host']
@@ -157,19 +160,81 @@ class McpHost:
 
     # -- tools ----------------------------------------------------------------------------
 
-    async def _list_tools(self) -> dict[str, list[genkit.Tool]]:
-        tools: list[genkit.Tool] = []
+    async def _list_tools(self) -> dict[str, list[Any]]:
+        tools: list[Any] = []
+        prompts: list[Any] = []
         for connection in self._connections.values():
             session = connection.session
             if session is None:
                 continue
             try:
                 listed = await session.list_tools()
+                tools.extend(self._tool(connection, tool) for tool in listed.tools)
+                capabilities = session.get_server_capabilities()
+                if capabilities is not None and capabilities.prompts is not None:
+                    listed_prompts = await session.list_prompts()
+                    prompts.extend(self._prompt(connection, prompt) for prompt in listed_prompts.prompts)
             except Exception as error:
                 connection.failure = f'{type(error).__name__}: {error}'
-                continue
-            tools.extend(self._tool(connection, tool) for tool in listed.tools)
-        return {'tool': tools}
+        return {'tool': tools, 'prompt': prompts}
+
+    def _session(self, server: str) -> ClientSession:
+        connection = self._connection(server)
+        if connection.session is None:
+            raise McpServerUnavailableError(server, connection.failure or 'not connected')
+        return connection.session
+
+    async def get_prompt(
+        self, server: str, name: str, arguments: Mapping[str, str] | None = None
+    ) -> list[Message]:
+        """Render an MCP prompt of ``server`` as Genkit messages (``assistant`` → ``model``)."""
+        session = self._session(server)
+        try:
+            result = await session.get_prompt(name, dict(arguments or {}))
+        except Exception as error:
+            raise McpServerUnavailableError(server, f'{type(error).__name__}: {error}') from error
+        return [
+            Message(role='model' if m.role == 'assistant' else 'user', content=[_to_part(m.content)])
+            for m in result.messages
+        ]
+
+    async def read_resource(self, server: str, uri: str) -> list[Part]:
+        """Read an MCP resource of ``server`` as Genkit parts (text, or media for blobs)."""
+        session = self._session(server)
+        try:
+            result = await session.read_resource(AnyUrl(uri))
+        except Exception as error:
+            raise McpServerUnavailableError(server, f'{type(error).__name__}: {error}') from error
+        parts = []
+        for item in result.contents:
+            if isinstance(item, mcp_types.TextResourceContents):
+                parts.append(Part(text=item.text))
+            else:
+                mime = item.mimeType or 'application/octet-stream'
+                parts.append(
+                    Part(media=genkit.Media(url=f'data:{mime};base64,{item.blob}', content_type=mime))
+                )
+        return parts
+
+    def _prompt(self, connection: _Connection, prompt: mcp_types.Prompt) -> Any:
+        server, remote_name = connection.name, prompt.name
+        arguments = prompt.arguments or []
+        schema = {
+            'type': 'object',
+            'properties': {
+                a.name: {'type': 'string', **({'description': a.description} if a.description else {})}
+                for a in arguments
+            },
+            'required': [a.name for a in arguments if a.required],
+        }
+
+        async def render(input: Any) -> dict[str, Any]:
+            messages = await self.get_prompt(server, remote_name, dict(input or {}))
+            return {
+                'messages': [m.model_dump(mode='json', by_alias=True, exclude_none=True) for m in messages]
+            }
+
+        return _compat.prompt_action(f'{server}/{remote_name}', render, prompt.description, schema)
 
     def _tool(self, connection: _Connection, tool: mcp_types.Tool) -> genkit.Tool:
         server, remote_name = connection.name, tool.name
@@ -217,6 +282,16 @@ def _to_response(
     if result.isError:
         raise GenkitError(status='INTERNAL', message=f'MCP tool {server}/{tool} failed: {text}')
     return genkit.MultipartToolResponse(output=text, content=media or None)
+
+
+def _to_part(item: Any) -> Part:
+    """One MCP content item as a Genkit part: text, or a media part with a ``data:`` URL."""
+    if isinstance(item, mcp_types.TextContent):
+        return Part(text=item.text)
+    if isinstance(item, mcp_types.ImageContent):
+        data = item.data if isinstance(item.data, str) else base64.b64encode(item.data).decode()
+        return Part(media=genkit.Media(url=f'data:{item.mimeType};base64,{data}', content_type=item.mimeType))
+    return Part(text=item.model_dump_json(by_alias=True, exclude_none=True))
 
 
 def define_mcp_host(
