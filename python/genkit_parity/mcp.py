@@ -62,7 +62,7 @@ class _Connection:
 
 
 class McpHost:
-    """Connections to MCP servers, and the dynamic action provider that exposes their tools."""
+    """Connections to MCP servers, and the dynamic action provider that exposes their tools and prompts."""
 
     def __init__(
         self, ai: genkit.Genkit, name: str, servers: Mapping[str, StdioServerParameters | str]
@@ -79,7 +79,7 @@ class McpHost:
         self.name = name
         self._connections = {server: _Connection(server, target) for server, target in servers.items()}
         self.provider: DynamicActionProvider = define_dynamic_action_provider(
-            ai.registry, name, self._list_tools, description=f'MCP host {name}'
+            ai.registry, name, self._provide, description=f'MCP host {name}'
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -160,7 +160,9 @@ class McpHost:
 
     # -- tools ----------------------------------------------------------------------------
 
-    async def _list_tools(self) -> dict[str, list[Any]]:
+    async def _provide(self) -> dict[str, list[Any]]:
+        # The provider function: every connected server's tools and prompts. A server that
+        # fails to list is skipped (its failure is kept for the error its calls will raise).
         tools: list[Any] = []
         prompts: list[Any] = []
         for connection in self._connections.values():
