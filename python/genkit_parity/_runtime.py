@@ -17,7 +17,7 @@ from typing import Any
 
 from . import _native
 
-__all__ = ['call', 'current_bridge', 'sleep', 'wait_job']
+__all__ = ['call', 'current_bridge', 'sleep']
 
 
 class _LoopBridge:
@@ -30,18 +30,18 @@ class _LoopBridge:
         os.set_blocking(self._fd, False)
         loop.add_reader(self._fd, self._on_ready)
 
-    def submit(
-        self, loop: asyncio.AbstractEventLoop, start: Callable[[_native.Ticket], None]
-    ) -> asyncio.Future[Any]:
-        ticket = self.queue.ticket()
-        future: asyncio.Future[Any] = loop.create_future()
-        self.waiting[ticket.id] = future
+    async def wait(self, job_id: int) -> Any:
+        """Await job ``job_id`` of this queue.
+
+        Only ``_on_ready``, on this loop, resolves it, so registering after the job was
+        started cannot miss its result.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting[job_id] = future
         try:
-            start(ticket)
-        except BaseException:
-            del self.waiting[ticket.id]
-            raise
-        return future
+            return await future
+        finally:
+            self.waiting.pop(job_id, None)
 
     def _on_ready(self) -> None:
         # Read the wake-up bytes first, then drain: a job finishing in between writes a
@@ -74,35 +74,23 @@ async def call(start: Callable[[_native.Ticket], None]) -> Any:
     Jobs run to completion even if the awaiting task is cancelled, so a write is never
     half-done.
     """
-    loop = asyncio.get_running_loop()
-    return await _bridge(loop).submit(loop, start)
+    bridge = current_bridge()
+    ticket = bridge.queue.ticket()
+    start(ticket)
+    return await bridge.wait(ticket.id)
 
 
 async def sleep(seconds: float) -> None:
     """Sleep on the core's timers (tokio); cancelling the caller cancels the timer."""
-    loop = asyncio.get_running_loop()
-    bridge = _bridge(loop)
+    bridge = current_bridge()
     timer = bridge.queue.start_timer(seconds)
-    future: asyncio.Future[Any] = loop.create_future()
-    bridge.waiting[timer] = future
     try:
-        await future
+        await bridge.wait(timer)
     except asyncio.CancelledError:
         bridge.queue.cancel_timer(timer)
-        bridge.waiting.pop(timer, None)
         raise
 
 
 def current_bridge() -> _LoopBridge:
     """The completion queue (and waiting futures) of the running event loop."""
     return _bridge(asyncio.get_running_loop())
-
-
-async def wait_job(bridge: _LoopBridge, job_id: int) -> Any:
-    """Await a job of ``bridge``'s queue that Rust code completes (e.g. a shared fetch)."""
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    bridge.waiting[job_id] = future
-    try:
-        return await future
-    finally:
-        bridge.waiting.pop(job_id, None)

@@ -109,7 +109,7 @@ class DynamicActionProvider:
         if isinstance(role, _native.DapSnapshot):
             return role
         if isinstance(role, int):
-            snapshot: _native.DapSnapshot = await _runtime.wait_job(bridge, role)
+            snapshot: _native.DapSnapshot = await bridge.wait(role)
             return snapshot
         return await self._fetch(role, skip_trace)
 
