@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' maturin pytest pytest-asyncio pytest-timeout ruff mypy
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' maturin pytest pytest-asyncio pytest-timeout hypothesis ruff mypy
 	touch $@
 
 .PHONY: install
@@ -58,6 +58,7 @@ test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
 .PHONY: bench
 bench: build-release ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) -m pip install --quiet -c constraints.txt jiter
 	$(PY) benches/run.py
 
 .PHONY: clean

@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dap
+import bench_formats
 import bench_operations
 import bench_sessions
 
@@ -33,7 +34,7 @@ def header() -> str:
 
 
 def main() -> None:
-    sections = [header(), bench_sessions.main(), bench_operations.main(), bench_dap.main()]
+    sections = [header(), bench_sessions.main(), bench_operations.main(), bench_dap.main(), bench_formats.main()]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())
 

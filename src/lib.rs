@@ -4,6 +4,7 @@
 pub mod dap;
 pub mod errors;
 pub mod operation;
+pub mod partial_json;
 pub mod runtime;
 pub mod session;
 pub mod timer;
@@ -16,6 +17,8 @@ mod _native {
     use crate::dap::py::{DapCache, DapSnapshot, FetchLease};
     #[pymodule_export]
     use crate::operation::py::{OperationPoller, normalize_operation};
+    #[pymodule_export]
+    use crate::partial_json::py::{ArrayItemsStream, JsonStream, parse_strict_json};
     #[pymodule_export]
     use crate::runtime::{CompletionQueue, Ticket};
     #[pymodule_export]

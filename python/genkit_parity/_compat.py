@@ -6,20 +6,37 @@ below, so supporting another genkit line means another version of this file, not
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import json5
 from genkit._ai._agents._session import get_current_session as _agent_session
+from genkit._ai._formats._array import ArrayFormat
+from genkit._ai._formats._json import JsonFormat
+from genkit._ai._formats._jsonl import JsonlFormat
+from genkit._ai._formats._types import FormatDef, Formatter
 from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, ActionKind, get_current_context
 from genkit._core._background import lookup_background_action
+from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
 from genkit._core._tracing import SpanMetadata, run_in_new_span
 from genkit._core._typing import ActionMetadata
 
 __all__ = [
     'Action',
+    'ArrayFormat',
+    'FormatDef',
+    'Formatter',
+    'JsonFormat',
+    'JsonlFormat',
+    'check_stream_response',
+    'genkit_extract_json',
+    'json5_loads',
+    'registered_format',
+    'replace_format',
     'CANCEL_OPERATION',
     'CHECK_OPERATION',
     'ActionKind',
@@ -153,3 +170,49 @@ def prompt_action(name: str, render: Any, description: str | None, input_schema:
     action = Action(kind=kind, name=name, fn=render, description=description)
     action._override_input_schema(input_schema)
     return action
+
+
+def json5_loads(text: str) -> Any:
+    """Genkit's reader for complete JSON documents (the json5 package genkit depends on)."""
+    return json5.loads(text)
+
+
+def registered_format(registry: Any, name: str) -> Any | None:
+    """The output format registered as ``name`` (looked up the way generate looks it up)."""
+    return registry.lookup_value('format', name)
+
+
+def replace_format(registry: Any, name: str, format_def: Any) -> None:
+    """Put ``format_def`` in place of the format registered as ``name``.
+
+    genkit's ``define_format`` refuses a name that is taken, and the built-in formats are
+    registered by ``Genkit()`` itself, so the entry is swapped in the registry's table.
+    """
+    with registry._lock:
+        registry._value_by_kind_and_name.setdefault('format', {})[name] = format_def
+
+
+def check_stream_response(stream_response: Any, check: Any) -> None:
+    """Make ``stream_response.response`` run ``check(response)`` and raise what it raises."""
+    original = stream_response._response_future
+    checked = asyncio.get_running_loop().create_future()
+
+    def settle(done: Any) -> None:
+        if checked.done():
+            return
+        if done.cancelled():
+            checked.cancel()
+            return
+        error = done.exception()
+        if error is None:
+            try:
+                check(done.result())
+            except BaseException as raised:
+                error = raised
+        if error is None:
+            checked.set_result(done.result())
+        else:
+            checked.set_exception(error)
+
+    original.add_done_callback(settle)
+    stream_response._response_future = checked

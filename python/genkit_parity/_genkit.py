@@ -9,12 +9,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import genkit
 from genkit.model import BackgroundAction, ModelInfo
 
-from . import _compat, background, dap
+from . import _compat, background, dap, formats
 from .background import Operation
 from .chat import Chat, Preamble
 from .session import Session, current_session, load_session, new_session
@@ -33,6 +33,25 @@ else:
 
 class GenkitParityMixin(_GenkitBase):
     """The methods genkit-parity adds to a ``genkit.Genkit`` instance."""
+
+    #: Raise ``GenkitError`` INVALID_ARGUMENT from ``generate()`` on a schema mismatch (JS).
+    strict_output: bool = False
+
+    if not TYPE_CHECKING:  # type checkers keep genkit's own (overloaded) signatures
+
+        async def generate(self, *args: Any, strict_output: bool | None = None, **kwargs: Any) -> Any:
+            """Genkit's ``generate``; ``strict_output=True`` raises on a schema mismatch as JS does."""
+            response = await super().generate(*args, **kwargs)
+            if self.strict_output if strict_output is None else strict_output:
+                formats.raise_for_invalid_output(response)
+            return response
+
+        def generate_stream(self, *args: Any, strict_output: bool | None = None, **kwargs: Any) -> Any:
+            """Genkit's ``generate_stream``; with ``strict_output`` its ``response`` raises on a mismatch."""
+            stream_response = super().generate_stream(*args, **kwargs)
+            if self.strict_output if strict_output is None else strict_output:
+                _compat.check_stream_response(stream_response, formats.raise_for_invalid_output)
+            return stream_response
 
     def create_session(
         self,
@@ -327,7 +346,17 @@ class GenkitParityMixin(_GenkitBase):
 
 
 class Genkit(GenkitParityMixin, genkit.Genkit):
-    """``genkit.Genkit`` with genkit-parity's methods; same constructor.
+    """``genkit.Genkit`` with genkit-parity's methods; genkit's constructor plus two options.
+
+    Args:
+        *args: genkit's ``Genkit`` arguments (``plugins``, ``model``, ...).
+        fast_formats: use the Rust incremental parser for the ``json``, ``array`` and
+            ``jsonl`` output formats (see :mod:`genkit_parity.formats`); False keeps genkit's.
+        strict_output: make ``generate()`` raise ``GenkitError`` ``INVALID_ARGUMENT`` when
+            the output does not match the schema, as JS does (default: genkit's behaviour,
+            ``output`` None and ``response.error`` set). A per-call ``strict_output=``
+            overrides it.
+        **kwargs: genkit's ``Genkit`` keyword arguments.
 
     Example:
         >>> from genkit_parity import Genkit
@@ -338,19 +367,34 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
 
     """
 
+    def __init__(
+        self, *args: Any, fast_formats: bool = True, strict_output: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        _configure(self, fast_formats=fast_formats, strict_output=strict_output)
+
+
+def _configure(ai: GenkitParityMixin, *, fast_formats: bool, strict_output: bool) -> None:
+    if not isinstance(fast_formats, bool) or not isinstance(strict_output, bool):
+        raise TypeError('fast_formats and strict_output must be bools')
+    formats.use_fast_formats(ai, fast_formats)
+    ai.strict_output = strict_output
+
 
 _extended_classes: dict[type, type] = {}
 
 
-def extend(ai: G) -> G:
+def extend(ai: G, *, fast_formats: bool = True, strict_output: bool = False) -> G:
     """Add genkit-parity's methods to an existing ``Genkit`` (or ``genkit.exp.Genkit``).
 
     The instance's class is swapped for a subclass that also has the mixin, so
-    ``isinstance`` checks keep working. Returns the same instance; idempotent.
+    ``isinstance`` checks keep working. Returns the same instance. ``fast_formats`` and
+    ``strict_output`` are as for :class:`Genkit` (and are re-applied on a second call).
     """
     if not isinstance(ai, genkit.Genkit):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if isinstance(ai, GenkitParityMixin):
+        _configure(ai, fast_formats=fast_formats, strict_output=strict_output)
         return ai
     base = type(ai)
     extended = _extended_classes.get(base)
@@ -360,4 +404,5 @@ def extend(ai: G) -> G:
         )
         _extended_classes[base] = extended
     ai.__class__ = extended
+    _configure(cast(GenkitParityMixin, ai), fast_formats=fast_formats, strict_output=strict_output)
     return ai

@@ -1,11 +1,14 @@
 """Type stubs for the Rust core, ``genkit_parity._native`` (hand-written, checked by stubtest)."""
 
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path
 from typing import Any, final
 
 __all__ = [
+    'ArrayItemsStream',
     'CompletionQueue',
+    'JsonStream',
     'DapCache',
     'DapSnapshot',
     'DiskStoreCore',
@@ -13,6 +16,7 @@ __all__ = [
     'MemoryStoreCore',
     'OperationPoller',
     'Ticket',
+    'parse_strict_json',
     '__version__',
     'normalize_operation',
     'validate_session_id',
@@ -127,3 +131,23 @@ class DapCache:
     ) -> DapSnapshot: ...
     def fail(self, lease: FetchLease, error: BaseException) -> None: ...
     def invalidate(self) -> None: ...
+
+@final
+class JsonStream:
+    """genkit's ``extract_json`` for one stream.
+
+    ``push`` returns ``(0, value)``, or ``(1, None)`` when genkit's own parser must decide.
+    """
+
+    def __init__(self) -> None: ...
+    def push(self, delta: str) -> tuple[int, Any]: ...
+
+@final
+class ArrayItemsStream:
+    """The ``array`` format's per-chunk items for one stream."""
+
+    def __init__(self) -> None: ...
+    def push(self, delta: str, fallback: Callable[[str], Any]) -> list[Any]: ...
+
+def parse_strict_json(text: str) -> tuple[int, Any]:
+    """``(0, value)`` complete, ``(2, None)`` unfinished, ``(1, None)`` not strict JSON."""

@@ -1,0 +1,216 @@
+//! Python bindings: per-stream parsers for genkit's `json` and `array` formats, and a strict
+//! one-shot parse for `jsonl` lines. Values become Python objects as `json`/`json5` build them.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString};
+
+use super::extract::{JsonExtractor, Outcome};
+use super::items::ArrayItems;
+use super::parser::{PushParser, Status};
+use super::text::{Surrogates, Text};
+use super::value::{JsonValue, Number, View};
+
+/// Returned in place of a value when genkit's own parser must decide.
+const ORACLE: u8 = 1;
+const VALUE: u8 = 0;
+
+/// `extract_json` for one stream of model output.
+///
+/// `push(delta)` appends a chunk's text and returns `(0, value)` — the value genkit's
+/// `extract_json(text, throw_on_bad_json=False)` gives for all text so far — or `(1, None)`
+/// when the text is outside strict JSON and genkit's function must be asked instead.
+#[pyclass(module = "genkit_parity._native")]
+pub struct JsonStream {
+    extractor: JsonExtractor,
+}
+
+#[pymethods]
+impl JsonStream {
+    #[new]
+    fn new() -> Self {
+        JsonStream {
+            extractor: JsonExtractor::new(),
+        }
+    }
+
+    fn push<'py>(&mut self, py: Python<'py>, delta: &str) -> PyResult<(u8, Bound<'py, PyAny>)> {
+        let outcome = self.extractor.push(delta);
+        outcome_to_py(py, outcome)
+    }
+}
+
+fn outcome_to_py<'py>(py: Python<'py>, outcome: Outcome<'_>) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    Ok(match outcome {
+        Outcome::Nothing => (VALUE, py.None().into_bound(py)),
+        // Unfinished documents go through Python's json (surrogate pairs joined), finished
+        // ones through json5 (kept apart), as in genkit.
+        Outcome::Partial(view) => (VALUE, view_to_py(py, &view)?),
+        Outcome::Complete(value) => (VALUE, value_to_py(py, value, Surrogates::Separate)?),
+        Outcome::Oracle => (ORACLE, py.None().into_bound(py)),
+    })
+}
+
+/// The `array` format's per-chunk items for one stream.
+///
+/// `push(delta, fallback)` returns the items genkit reports for a chunk with text `delta`.
+/// Objects that are not strict JSON are read with `fallback` (genkit's `json5.loads`); one
+/// that raises is skipped, as genkit skips it.
+#[pyclass(module = "genkit_parity._native")]
+pub struct ArrayItemsStream {
+    items: ArrayItems,
+}
+
+#[pymethods]
+impl ArrayItemsStream {
+    #[new]
+    fn new() -> Self {
+        ArrayItemsStream {
+            items: ArrayItems::new(),
+        }
+    }
+
+    fn push<'py>(
+        &mut self,
+        py: Python<'py>,
+        delta: &str,
+        fallback: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut error = None;
+        let mut parse = |slice: &str| match read_strict_or_fallback(py, slice, fallback) {
+            Ok(item) => item,
+            Err(e) => {
+                error.get_or_insert(e);
+                None
+            }
+        };
+        let items = self.items.push(delta, &mut parse);
+        if let Some(e) = error {
+            return Err(e);
+        }
+        PyList::new(py, items)
+    }
+}
+
+/// One object slice: strict JSON read here, anything else by `fallback`, where an exception
+/// means genkit would skip the object.
+fn read_strict_or_fallback<'py>(
+    py: Python<'py>,
+    slice: &str,
+    fallback: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    if let Ok((value, end)) = PushParser::parse_complete(slice)
+        && end == slice.len()
+    {
+        return value_to_py(py, &value, Surrogates::Separate).map(Some);
+    }
+    match fallback.call1((slice,)) {
+        Ok(item) => Ok(Some(item)),
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyException>(py) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Parses `text` as one strict JSON object or array, as `json5.loads` would read it.
+///
+/// Returns `(0, value)` for a complete document with nothing but JSON whitespace after it,
+/// `(2, None)` for a valid but unfinished one (json5 would raise too), and `(1, None)` for
+/// anything else (ask json5).
+#[pyfunction]
+pub fn parse_strict_json<'py>(py: Python<'py>, text: &str) -> PyResult<(u8, Bound<'py, PyAny>)> {
+    let mut parser = PushParser::new();
+    Ok(match parser.push(text) {
+        Status::Complete { end }
+            if text[end..].trim_matches([' ', '\t', '\n', '\r']).is_empty() =>
+        {
+            let value = parser.value().expect("complete");
+            (VALUE, value_to_py(py, value, Surrogates::Separate)?)
+        }
+        Status::Incomplete => (2, py.None().into_bound(py)),
+        _ => (ORACLE, py.None().into_bound(py)),
+    })
+}
+
+fn text_to_py<'py>(
+    py: Python<'py>,
+    text: &Text,
+    surrogates: Surrogates,
+) -> PyResult<Bound<'py, PyAny>> {
+    if let Some(s) = text.as_str() {
+        return Ok(PyString::new(py, s).into_any());
+    }
+    PyBytes::new(py, &text.wtf8(surrogates)).call_method1("decode", ("utf-8", "surrogatepass"))
+}
+
+fn number_to_py<'py>(py: Python<'py>, number: &Number) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match number {
+        Number::Int(i) => i.into_pyobject(py)?.into_any(),
+        Number::BigInt(digits) => py.get_type::<PyInt>().call1((digits.as_str(),))?,
+        Number::Float(f) => f.into_pyobject(py)?.into_any(),
+    })
+}
+
+fn value_to_py<'py>(
+    py: Python<'py>,
+    value: &JsonValue,
+    surrogates: Surrogates,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        JsonValue::Null => py.None().into_bound(py),
+        JsonValue::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        JsonValue::Number(n) => number_to_py(py, n)?,
+        JsonValue::String(t) => text_to_py(py, t, surrogates)?,
+        JsonValue::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(value_to_py(py, item, surrogates)?)?;
+            }
+            list.into_any()
+        }
+        JsonValue::Object(members) => members_to_py(py, members, surrogates)?.into_any(),
+    })
+}
+
+fn members_to_py<'py>(
+    py: Python<'py>,
+    members: &[(Text, JsonValue)],
+    surrogates: Surrogates,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in members {
+        dict.set_item(
+            text_to_py(py, key, surrogates)?,
+            value_to_py(py, value, surrogates)?,
+        )?;
+    }
+    Ok(dict)
+}
+
+fn view_to_py<'py>(py: Python<'py>, view: &View<'_>) -> PyResult<Bound<'py, PyAny>> {
+    const S: Surrogates = Surrogates::Paired;
+    Ok(match view {
+        View::Value(value) => value_to_py(py, value, S)?,
+        View::PartialString { text, len } => match text.as_str() {
+            Some(s) => PyString::new(py, &s[..*len]).into_any(),
+            None => PyBytes::new(py, &text.wtf8_prefix(*len, S))
+                .call_method1("decode", ("utf-8", "surrogatepass"))?,
+        },
+        View::Scalar(value) => value_to_py(py, value, S)?,
+        View::Array { items, tail } => {
+            let list = PyList::empty(py);
+            for item in *items {
+                list.append(value_to_py(py, item, S)?)?;
+            }
+            if let Some(tail) = tail {
+                list.append(view_to_py(py, tail)?)?;
+            }
+            list.into_any()
+        }
+        View::Object { members, tail } => {
+            let dict = members_to_py(py, members, S)?;
+            if let Some((key, value)) = tail {
+                dict.set_item(text_to_py(py, key, S)?, view_to_py(py, value)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
