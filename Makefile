@@ -18,6 +18,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 .PHONY: install
 install: $(VENV)/.installed ## Create .venv with the pinned dependencies
 
+# The real Genkit telemetry server from npm (pinned by package-lock.json), for the tracing
+# tests and benchmarks; npm's cache stays inside the folder.
+TELEMETRY_SERVER := tools/telemetry-server/node_modules/.installed
+$(TELEMETRY_SERVER): tools/telemetry-server/package.json tools/telemetry-server/package-lock.json
+	cd tools/telemetry-server && npm_config_cache="$$PWD/.npm-cache" npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: telemetry-server
+telemetry-server: $(TELEMETRY_SERVER) ## Install the npm telemetry server used by tests and benchmarks
+
 .PHONY: build-dev
 build-dev: install ## Build the native module (debug) into .venv
 	$(BIN)/maturin develop --quiet
@@ -50,14 +60,14 @@ test-rust: install ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev ## The pytest suite
+test-python: build-dev $(TELEMETRY_SERVER) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test
 test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
 .PHONY: bench
-bench: build-release ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+bench: build-release $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
 	$(PY) -m pip install --quiet -c constraints.txt jiter
 	$(PY) benches/run.py
 

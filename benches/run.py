@@ -34,7 +34,13 @@ def header() -> str:
 
 
 def main() -> None:
-    sections = [header(), bench_sessions.main(), bench_operations.main(), bench_dap.main(), bench_formats.main()]
+    sections = [
+        header(),
+        bench_sessions.main(),
+        bench_operations.main(),
+        bench_dap.main(),
+        bench_formats.main(),
+    ]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())
 

@@ -6,7 +6,9 @@ pub mod errors;
 pub mod operation;
 pub mod partial_json;
 pub mod runtime;
+pub mod schema;
 pub mod session;
+pub mod telemetry;
 pub mod timer;
 
 #[pyo3::pymodule(gil_used = false)]
@@ -22,7 +24,13 @@ mod _native {
     #[pymodule_export]
     use crate::runtime::{CompletionQueue, Ticket};
     #[pymodule_export]
+    use crate::schema::py::{
+        gemini_config_json_schema, generation_common_config_schema, normalize_json_schema,
+    };
+    #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
+    #[pymodule_export]
+    use crate::telemetry::py::{SpanSink, adjust_span_attributes};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -22,7 +22,9 @@ from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, Ac
 from genkit._core._background import lookup_background_action
 from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
-from genkit._core._tracing import SpanMetadata, run_in_new_span
+from genkit._core._trace._default_exporter import TraceServerExporter
+from genkit._core._trace._suppress import suppress_telemetry
+from genkit._core._tracing import SpanMetadata, init_provider, run_in_new_span
 from genkit._core._typing import ActionMetadata
 
 __all__ = [
@@ -33,6 +35,12 @@ __all__ = [
     'JsonFormat',
     'JsonlFormat',
     'check_stream_response',
+    'genkit_telemetry_processors',
+    'remove_span_processors',
+    'set_model_custom_options',
+    'stop_reflection_server',
+    'telemetry_suppressed',
+    'tracer_provider',
     'genkit_extract_json',
     'json5_loads',
     'registered_format',
@@ -216,3 +224,77 @@ def check_stream_response(stream_response: Any, check: Any) -> None:
 
     original.add_done_callback(settle)
     stream_response._response_future = checked
+
+
+def tracer_provider() -> Any:
+    """The global OpenTelemetry ``TracerProvider`` genkit traces into (created if missing)."""
+    return init_provider()
+
+
+def telemetry_suppressed() -> bool:
+    """Whether genkit asked not to export the current trace (Dev UI prompt previews)."""
+    return suppress_telemetry.get()
+
+
+def _processors(provider: Any) -> Any:
+    # OpenTelemetry SDK internals: the provider's SynchronousMultiSpanProcessor.
+    return provider._active_span_processor
+
+
+def genkit_telemetry_processors(provider: Any) -> list[Any]:
+    """Genkit's own telemetry-server processors on ``provider`` (installed at ``import genkit``)."""
+    found = []
+    for processor in _processors(provider)._span_processors:
+        exporter = getattr(processor, 'span_exporter', None)
+        batch = getattr(processor, '_batch_processor', None)
+        if exporter is None and batch is not None:
+            exporter = getattr(batch, '_exporter', None)
+        if isinstance(exporter, TraceServerExporter):
+            found.append(processor)
+    return found
+
+
+def remove_span_processors(provider: Any, processors: list[Any]) -> None:
+    """Take ``processors`` off ``provider`` (the SDK has no public way to remove one)."""
+    multi = _processors(provider)
+    with multi._lock:
+        multi._span_processors = tuple(p for p in multi._span_processors if p not in processors)
+
+
+def set_model_custom_options(action: Any, schema: dict[str, Any]) -> None:
+    """Set the config schema the Dev UI reads at ``metadata.model.customOptions``."""
+    model = action.metadata.setdefault('model', {})
+    model['customOptions'] = schema
+
+
+def stop_reflection_server(ai: Any, timeout: float) -> bool:
+    """Ask ``ai``'s running reflection server (genkit's uvicorn server) to exit; wait for it.
+
+    genkit keeps no handle on the server it starts in a background thread, so the running
+    servers are found among live objects and matched by the port ``ai`` serves on.
+    """
+    import gc
+    import socket
+    import time
+
+    from genkit._core._reflection import ReflectionServer
+
+    spec = getattr(ai, '_reflection_server_spec', None)
+    if spec is None:
+        return False
+    servers = [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, ReflectionServer) and getattr(obj.config, 'port', None) in (spec.port, 0, None)
+    ]
+    for server in servers:
+        server.should_exit = True
+    deadline = time.monotonic() + timeout
+    while servers and time.monotonic() < deadline:  # until the port stops accepting
+        try:
+            with socket.create_connection((spec.host, spec.port), timeout=0.2):
+                pass
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

@@ -6,6 +6,7 @@ Both add the same methods (``create_session``, ``load_session``, ``current_sessi
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import genkit
 from genkit.model import BackgroundAction, ModelInfo
 
-from . import _compat, background, dap, formats
+from . import _compat, background, dap, formats, schemas, tracing
 from .background import Operation
 from .chat import Chat, Preamble
 from .session import Session, current_session, load_session, new_session
@@ -52,6 +53,52 @@ class GenkitParityMixin(_GenkitBase):
             if self.strict_output if strict_output is None else strict_output:
                 _compat.check_stream_response(stream_response, formats.raise_for_invalid_output)
             return stream_response
+
+    def define_model(
+        self,
+        name: str,
+        fn: Any,
+        config_schema: Any = None,
+        metadata: dict[str, object] | None = None,
+        info: Any = None,
+        description: str | None = None,
+    ) -> Any:
+        """Genkit's ``define_model``; a Pydantic ``config_schema`` is listed in the Dev UI's form.
+
+        ``metadata.model.customOptions`` becomes the draft-07, JS-shaped schema of a Pydantic
+        config class (see :mod:`genkit_parity.schemas`). A JSON Schema dict is listed as given
+        and a model without a config schema lists none, as in JS.
+        """
+        action = super().define_model(name, fn, config_schema, metadata, info, description)
+        if isinstance(config_schema, type):
+            _compat.set_model_custom_options(action, schemas.dev_ui_schema(config_schema))
+        return action
+
+    def define_json_schema(self, name: str, json_schema: dict[str, object]) -> dict[str, object]:
+        """Register a named JSON Schema for prompts (JS ``ai.defineJsonSchema``), validated first.
+
+        Returns ``json_schema`` unchanged, as JS does.
+
+        Raises:
+            TypeError: ``name`` is not a non-empty str or ``json_schema`` not a dict.
+            ValueError: ``json_schema`` is not a valid JSON Schema (the message names where),
+                or ``name`` is already registered.
+
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f'name must be a non-empty str, not {name!r}')
+        if not isinstance(json_schema, dict):
+            raise TypeError(f'json_schema must be a dict, not {type(json_schema).__name__}')
+        schemas.validate_json_schema(json_schema)
+        return super().define_json_schema(name, json_schema)
+
+    async def stop_servers(self, timeout: float = 5.0) -> None:
+        """Stop the Dev UI reflection server and deliver queued traces (JS ``stopServers``).
+
+        Waits up to ``timeout`` seconds for each.
+        """
+        await asyncio.to_thread(_compat.stop_reflection_server, self, timeout)
+        await tracing.flush_tracing(timeout)
 
     def create_session(
         self,
@@ -379,6 +426,7 @@ def _configure(ai: GenkitParityMixin, *, fast_formats: bool, strict_output: bool
         raise TypeError('fast_formats and strict_output must be bools')
     formats.use_fast_formats(ai, fast_formats)
     ai.strict_output = strict_output
+    tracing.install_default()
 
 
 _extended_classes: dict[type, type] = {}

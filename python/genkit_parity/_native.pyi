@@ -7,6 +7,7 @@ from typing import Any, final
 
 __all__ = [
     'ArrayItemsStream',
+    'SpanSink',
     'CompletionQueue',
     'JsonStream',
     'DapCache',
@@ -16,6 +17,10 @@ __all__ = [
     'MemoryStoreCore',
     'OperationPoller',
     'Ticket',
+    'adjust_span_attributes',
+    'gemini_config_json_schema',
+    'generation_common_config_schema',
+    'normalize_json_schema',
     'parse_strict_json',
     '__version__',
     'normalize_operation',
@@ -151,3 +156,38 @@ class ArrayItemsStream:
 
 def parse_strict_json(text: str) -> tuple[int, Any]:
     """``(0, value)`` complete, ``(2, None)`` unfinished, ``(1, None)`` not strict JSON."""
+
+@final
+class SpanSink:
+    """Exports OpenTelemetry spans to the Genkit telemetry server from a tokio task."""
+
+    def __new__(
+        cls,
+        url: str,
+        realtime: bool,
+        queue_capacity: int = 2048,
+        batch_max: int = 512,
+        request_timeout: float = 30.0,
+        sample_ratio: float = 1.0,
+    ) -> SpanSink: ...
+    @property
+    def realtime(self) -> bool: ...
+    def on_start(self, span: Any) -> str | None: ...
+    def on_end(self, span: Any) -> str | None: ...
+    def flush(self, timeout: float) -> bool: ...
+    def shutdown(self, timeout: float) -> bool: ...
+    def stats(self) -> dict[str, Any]: ...
+
+def adjust_span_attributes(
+    attributes: Any, is_error: bool, redact_input_output: bool = True
+) -> dict[str, Any]:
+    """JS's AdjustingTraceExporter rules on one span's attributes; keys get ``/`` for ``:``."""
+
+def normalize_json_schema(schema_json: str) -> str:
+    """The Dev UI (draft-07, JS-shaped) form of a JSON Schema given as JSON text."""
+
+def generation_common_config_schema() -> str:
+    """Genkit's common generation config schema (JSON text)."""
+
+def gemini_config_json_schema() -> str:
+    """A Gemini-compatible config schema (JSON text)."""

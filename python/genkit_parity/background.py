@@ -23,6 +23,7 @@ from pydantic import ConfigDict
 
 from . import _compat, _native, _runtime
 from .errors import InvalidOperationError, OperationTimeoutError
+from .schemas import dev_ui_schema, generation_common_config_schema
 
 __all__ = [
     'OPERATION_JSON_SCHEMA',
@@ -274,7 +275,12 @@ def define_background_model(
     model_label = label or info_data.get('label') or name
     model_supports = {**(info_data.get('supports') or {}), **(supports or {}), 'longRunning': True}
     model: dict[str, Any] = {'label': model_label, 'supports': model_supports}
-    if config_schema is not None:
+    # The Dev UI's config form (JS's draft-07 shape); the common config when none is given.
+    if config_schema is None:
+        model['customOptions'] = generation_common_config_schema()
+    elif isinstance(config_schema, type):
+        model['customOptions'] = dev_ui_schema(config_schema)
+    else:  # a JSON Schema is listed as given (JS)
         model['customOptions'] = _compat.to_json_schema(config_schema)
     if versions or info_data.get('versions'):
         model['versions'] = list(versions or info_data['versions'])

@@ -16,6 +16,9 @@ import genkit
 from genkit import ActionRunContext, Message, Part, ToolRequest
 from genkit.model import FinishReason, ModelInfo, ModelRequest, ModelResponse, ModelResponseChunk, Supports
 
+from .. import _compat
+from ..schemas import generation_common_config_schema
+
 __all__ = ['ProgrammableModel', 'Respond', 'define_echo_model', 'define_programmable_model', 'request_text']
 
 _SUPPORTS = Supports(multiturn=True, media=True, tools=True, system_role=True, tool_choice=True)
@@ -70,7 +73,9 @@ def define_echo_model(ai: genkit.Genkit, name: str = 'echoModel') -> genkit.Acti
         ]
         return ModelResponse(message=Message(role='model', content=parts), finish_reason=FinishReason('stop'))
 
-    return ai.define_model(name, echo, info=ModelInfo(label=name, supports=_SUPPORTS))
+    action = ai.define_model(name, echo, info=ModelInfo(label=name, supports=_SUPPORTS))
+    _compat.set_model_custom_options(action, generation_common_config_schema())
+    return action
 
 
 class ProgrammableModel:
@@ -200,5 +205,6 @@ def define_programmable_model(
     async def model_fn(request: ModelRequest[Any], ctx: ActionRunContext) -> ModelResponse[Any]:
         return await model(request, ctx)
 
-    ai.define_model(name, model_fn, info=ModelInfo(label=name, supports=_SUPPORTS))
+    action = ai.define_model(name, model_fn, info=ModelInfo(label=name, supports=_SUPPORTS))
+    _compat.set_model_custom_options(action, generation_common_config_schema())
     return model
