@@ -169,6 +169,7 @@ class SpanSink:
         batch_max: int = 512,
         request_timeout: float = 30.0,
         sample_ratio: float = 1.0,
+        linger: float = 0.005,
     ) -> SpanSink: ...
     @property
     def realtime(self) -> bool: ...

@@ -118,36 +118,65 @@ def _pick_model(annotation: Any, data: dict[str, Any]) -> type[BaseModel] | None
     return best
 
 
-def _coerce(annotation: Any, raw: Any, owner: type[BaseModel]) -> Any:
+#: Results already built for a container object: ``{(id(raw), id(annotation)): (raw, result)}``.
+#: The raw object is held so its id cannot be reused while the entry lives.
+Memo = dict[tuple[int, int], tuple[Any, Any]]
+
+
+def _coerce(annotation: Any, raw: Any, owner: type[BaseModel], memo: Memo | None) -> Any:
     if raw is None:
         return None
+    if memo is not None and isinstance(raw, (dict, list)):
+        key = (id(raw), id(annotation))
+        hit = memo.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        result = _coerce_container(annotation, raw, owner, memo)
+        memo[key] = (raw, result)
+        return result
+    return _coerce_container(annotation, raw, owner, memo)
+
+
+def _coerce_container(annotation: Any, raw: Any, owner: type[BaseModel], memo: Memo | None) -> Any:
     annotation = _resolve(annotation, owner)
     if isinstance(raw, dict):
         model = _pick_model(annotation, raw)
         if model is not None:
-            return construct_partial(model, raw)
+            return construct_partial(model, raw, memo)
         if get_origin(annotation) in _MAPPINGS:
             args = get_args(annotation)
             if len(args) == 2:
-                return {key: _coerce(args[1], value, owner) for key, value in raw.items()}
+                return {key: _coerce(args[1], value, owner, memo) for key, value in raw.items()}
         return raw
     if isinstance(raw, list) and get_origin(annotation) in _SEQUENCES:
         inners = tuple(arg for arg in get_args(annotation) if arg is not Ellipsis)
         if len(inners) == 1:
-            return [_coerce(inners[0], item, owner) for item in raw]
+            return [_coerce(inners[0], item, owner, memo) for item in raw]
         if inners:
-            return [_coerce(inners[min(i, len(inners) - 1)], item, owner) for i, item in enumerate(raw)]
+            last = len(inners) - 1
+            return [_coerce(inners[min(i, last)], item, owner, memo) for i, item in enumerate(raw)]
     return raw
 
 
-def construct_partial(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
-    """``model`` built from a partial dict without validation: missing fields are None."""
+def construct_partial(model: type[BaseModel], data: dict[str, Any], memo: Memo | None = None) -> BaseModel:
+    """``model`` built from a partial dict without validation: missing fields are None.
+
+    With ``memo``, a container object seen before (the same object, as a stream's finished
+    members are from chunk to chunk) gives the same result without being rebuilt.
+    """
+    key = (id(data), id(model))
+    if memo is not None and (hit := memo.get(key)) is not None and hit[0] is data:
+        built: BaseModel = hit[1]
+        return built
     values: dict[str, Any] = {}
     for field in _plan(model):
-        for key in field.keys:
-            if key in data:
-                values[field.name] = _coerce(field.annotation, data[key], model)
+        for name in field.keys:
+            if name in data:
+                values[field.name] = _coerce(field.annotation, data[name], model, memo)
                 break
         else:
             values[field.name] = None
-    return model.model_construct(**values)
+    result = model.model_construct(**values)
+    if memo is not None:
+        memo[key] = (data, result)
+    return result

@@ -112,6 +112,7 @@ class _JsonChunks:
         self._lock = threading.Lock()
         self._cursor = _ChunkCursor()
         self._stream = JsonStream()
+        self._models: dict[tuple[int, int], tuple[Any, Any]] = {}
 
     def __call__(self, chunk: ModelResponseChunk[Any]) -> Any:
         with self._lock:
@@ -119,20 +120,21 @@ class _JsonChunks:
                 delta = chunk.text
             else:
                 self._stream = JsonStream()
+                self._models.clear()
                 delta = chunk.accumulated_text
             self._cursor.advance(chunk)
             state, value = self._stream.push(delta)
-        if state == _ASK_GENKIT:
-            value = _compat.genkit_extract_json(chunk.accumulated_text, throw_on_bad_json=False)
-        return _as_schema(chunk, value)
+            if state == _ASK_GENKIT:
+                value = _compat.genkit_extract_json(chunk.accumulated_text, throw_on_bad_json=False)
+            return self._as_schema(chunk, value)
 
-
-def _as_schema(chunk: ModelResponseChunk[Any], value: Any) -> Any:
-    """The partial model genkit's ``chunk.output`` would build from ``value`` (it then keeps ours)."""
-    schema_type = chunk.schema_type
-    if schema_type is not None and isinstance(value, dict) and not issubclass(schema_type, RootModel):
-        return construct_partial(schema_type, value)
-    return value
+    def _as_schema(self, chunk: ModelResponseChunk[Any], value: Any) -> Any:
+        """The partial model genkit's ``chunk.output`` would build (it then keeps ours as is)."""
+        schema_type = chunk.schema_type
+        if schema_type is not None and isinstance(value, dict) and not issubclass(schema_type, RootModel):
+            # Finished members are the same objects from chunk to chunk: built once.
+            return construct_partial(schema_type, value, self._models)
+        return value
 
 
 class _ArrayChunks:

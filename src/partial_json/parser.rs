@@ -95,6 +95,10 @@ struct Invalid;
 /// Parses one JSON object or array from a stream of text pieces.
 pub struct PushParser {
     stack: Vec<Frame>,
+    /// A serial number per open container (parallel to `stack`): lets a caller that caches
+    /// converted children per container tell a new container from the one it has seen.
+    frame_ids: Vec<u64>,
+    next_frame_id: u64,
     token: Token,
     expect: Expect,
     done: Option<JsonValue>,
@@ -113,6 +117,8 @@ impl PushParser {
     pub fn new() -> Self {
         PushParser {
             stack: Vec::new(),
+            frame_ids: Vec::new(),
+            next_frame_id: 0,
             token: Token::None,
             expect: Expect::Opener,
             done: None,
@@ -182,12 +188,15 @@ impl PushParser {
                 self.token_view().map(Box::new)
             }
         };
+        let id = self.frame_ids[index];
         match &self.stack[index] {
             Frame::Array(items) => View::Array {
+                id,
                 items,
                 tail: child(),
             },
             Frame::Object { members, key } => View::Object {
+                id,
                 members,
                 tail: key.as_ref().and_then(|k| child().map(|v| (k, v))),
             },
@@ -296,6 +305,8 @@ impl PushParser {
         if self.stack.len() >= MAX_DEPTH {
             return Err(Invalid);
         }
+        self.frame_ids.push(self.next_frame_id);
+        self.next_frame_id += 1;
         if b == b'{' {
             self.stack.push(Frame::Object {
                 members: Vec::new(),
@@ -335,6 +346,7 @@ impl PushParser {
     }
 
     fn close(&mut self) {
+        self.frame_ids.pop();
         let value = match self.stack.pop().expect("close with an open frame") {
             Frame::Array(items) => JsonValue::Array(items),
             Frame::Object { members, .. } => JsonValue::Object(members),

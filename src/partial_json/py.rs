@@ -19,9 +19,41 @@ const VALUE: u8 = 0;
 /// `push(delta)` appends a chunk's text and returns `(0, value)` — the value genkit's
 /// `extract_json(text, throw_on_bad_json=False)` gives for all text so far — or `(1, None)`
 /// when the text is outside strict JSON and genkit's function must be asked instead.
+///
+/// Each push returns new containers for the document's open spine, but a finished member or
+/// item is converted once and the same Python object is handed out again on later pushes,
+/// so a chunk costs its new text plus the spine, not the whole document.
 #[pyclass(module = "genkit_parity._native")]
 pub struct JsonStream {
     extractor: JsonExtractor,
+    /// Per open container (by depth): the Python objects of its finished children.
+    converted: Vec<Converted>,
+}
+
+/// Finished children already converted for one open container.
+#[derive(Default)]
+struct Converted {
+    /// The container (`View` id) they belong to.
+    id: Option<u64>,
+    keys: Vec<Py<PyAny>>,
+    values: Vec<Py<PyAny>>,
+}
+
+impl Converted {
+    /// This depth's cache, emptied if it belonged to another container.
+    fn for_container(cache: &mut Vec<Converted>, depth: usize, id: u64) -> &mut Converted {
+        if cache.len() <= depth {
+            cache.resize_with(depth + 1, Converted::default);
+        }
+        let entry = &mut cache[depth];
+        if entry.id != Some(id) {
+            *entry = Converted {
+                id: Some(id),
+                ..Converted::default()
+            };
+        }
+        entry
+    }
 }
 
 #[pymethods]
@@ -30,23 +62,58 @@ impl JsonStream {
     fn new() -> Self {
         JsonStream {
             extractor: JsonExtractor::new(),
+            converted: Vec::new(),
         }
     }
 
     fn push<'py>(&mut self, py: Python<'py>, delta: &str) -> PyResult<(u8, Bound<'py, PyAny>)> {
-        let outcome = self.extractor.push(delta);
-        outcome_to_py(py, outcome)
+        Ok(match self.extractor.push(delta) {
+            Outcome::Nothing => (VALUE, py.None().into_bound(py)),
+            // Unfinished documents go through Python's json (surrogate pairs joined),
+            // finished ones through json5 (kept apart), as in genkit.
+            Outcome::Partial(view) => (VALUE, spine_to_py(py, &view, 0, &mut self.converted)?),
+            Outcome::Complete(value) => (VALUE, value_to_py(py, value, Surrogates::Separate)?),
+            Outcome::Oracle => (ORACLE, py.None().into_bound(py)),
+        })
     }
 }
 
-fn outcome_to_py<'py>(py: Python<'py>, outcome: Outcome<'_>) -> PyResult<(u8, Bound<'py, PyAny>)> {
-    Ok(match outcome {
-        Outcome::Nothing => (VALUE, py.None().into_bound(py)),
-        // Unfinished documents go through Python's json (surrogate pairs joined), finished
-        // ones through json5 (kept apart), as in genkit.
-        Outcome::Partial(view) => (VALUE, view_to_py(py, &view)?),
-        Outcome::Complete(value) => (VALUE, value_to_py(py, value, Surrogates::Separate)?),
-        Outcome::Oracle => (ORACLE, py.None().into_bound(py)),
+/// [`view_to_py`] reusing the Python objects of finished children from earlier pushes.
+fn spine_to_py<'py>(
+    py: Python<'py>,
+    view: &View<'_>,
+    depth: usize,
+    cache: &mut Vec<Converted>,
+) -> PyResult<Bound<'py, PyAny>> {
+    const S: Surrogates = Surrogates::Paired;
+    Ok(match view {
+        View::Array { id, items, tail } => {
+            let done = Converted::for_container(cache, depth, *id);
+            for item in &items[done.values.len()..] {
+                done.values.push(value_to_py(py, item, S)?.unbind());
+            }
+            let list = PyList::new(py, done.values.iter().map(|v| v.bind(py)))?;
+            if let Some(tail) = tail {
+                list.append(spine_to_py(py, tail, depth + 1, cache)?)?;
+            }
+            list.into_any()
+        }
+        View::Object { id, members, tail } => {
+            let done = Converted::for_container(cache, depth, *id);
+            for (key, value) in &members[done.values.len()..] {
+                done.keys.push(text_to_py(py, key, S)?.unbind());
+                done.values.push(value_to_py(py, value, S)?.unbind());
+            }
+            let dict = PyDict::new(py);
+            for (key, value) in done.keys.iter().zip(&done.values) {
+                dict.set_item(key.bind(py), value.bind(py))?;
+            }
+            if let Some((key, value)) = tail {
+                dict.set_item(text_to_py(py, key, S)?, spine_to_py(py, value, depth + 1, cache)?)?;
+            }
+            dict.into_any()
+        }
+        other => view_to_py(py, other)?,
     })
 }
 
@@ -195,7 +262,7 @@ fn view_to_py<'py>(py: Python<'py>, view: &View<'_>) -> PyResult<Bound<'py, PyAn
                 .call_method1("decode", ("utf-8", "surrogatepass"))?,
         },
         View::Scalar(value) => value_to_py(py, value, S)?,
-        View::Array { items, tail } => {
+        View::Array { items, tail, .. } => {
             let list = PyList::empty(py);
             for item in *items {
                 list.append(value_to_py(py, item, S)?)?;
@@ -205,7 +272,7 @@ fn view_to_py<'py>(py: Python<'py>, view: &View<'_>) -> PyResult<Bound<'py, PyAn
             }
             list.into_any()
         }
-        View::Object { members, tail } => {
+        View::Object { members, tail, .. } => {
             let dict = members_to_py(py, members, S)?;
             if let Some((key, value)) = tail {
                 dict.set_item(text_to_py(py, key, S)?, view_to_py(py, value)?)?;

@@ -35,12 +35,12 @@ fn view_to_value(view: &View<'_>) -> JsonValue {
             JsonValue::String(Text::from(&text.as_str().unwrap()[..*len]))
         }
         View::Scalar(v) => v.clone(),
-        View::Array { items, tail } => {
+        View::Array { items, tail, .. } => {
             let mut items = items.to_vec();
             items.extend(tail.as_deref().map(view_to_value));
             JsonValue::Array(items)
         }
-        View::Object { members, tail } => {
+        View::Object { members, tail, .. } => {
             let mut members = members.to_vec();
             members.extend(tail.as_ref().map(|(k, v)| ((*k).clone(), view_to_value(v))));
             JsonValue::Object(members)

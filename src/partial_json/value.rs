@@ -51,11 +51,15 @@ pub enum View<'a> {
     Value(&'a JsonValue),
     /// An array still open: finished items, then maybe an unfinished one.
     Array {
+        /// Unique per container within one parser.
+        id: u64,
         items: &'a [JsonValue],
         tail: Option<Box<View<'a>>>,
     },
     /// An object still open: finished members, then maybe an unfinished one.
     Object {
+        /// Unique per container within one parser.
+        id: u64,
         members: &'a [(Text, JsonValue)],
         tail: Option<(&'a Text, Box<View<'a>>)>,
     },

@@ -27,6 +27,11 @@ pub struct ExportConfig {
     pub batch_max: usize,
     /// Limit for one POST.
     pub request_timeout: Duration,
+    /// How long the task waits after the first record of a batch for more to arrive. Spans
+    /// come in bursts (a flow's spans start and end within milliseconds); waiting a little
+    /// sends them in one POST, spares the callers a wake-up per record, and lets an end
+    /// replace its unsent start.
+    pub linger: Duration,
 }
 
 /// What happened to a submitted record.
@@ -197,12 +202,18 @@ async fn run(
     config: ExportConfig,
     shared: Arc<Shared>,
 ) {
-    let mut batch = Vec::with_capacity(config.batch_max);
-    while receiver
-        .recv_many(&mut batch, config.batch_max.max(1))
-        .await
-        > 0
-    {
+    let batch_max = config.batch_max.max(1);
+    let mut batch = Vec::with_capacity(batch_max);
+    while receiver.recv_many(&mut batch, batch_max).await > 0 {
+        if !config.linger.is_zero() && batch.len() < batch_max {
+            tokio::time::sleep(config.linger).await;
+            while batch.len() < batch_max {
+                match receiver.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
         let handled = batch.len() as u64;
         for body in documents(std::mem::take(&mut batch)) {
             let outcome = post(&client, &config.url, body).await;
@@ -385,6 +396,7 @@ mod tests {
                 queue_capacity: 4,
                 batch_max: 64,
                 request_timeout: Duration::from_secs(2),
+                linger: Duration::ZERO,
             },
         )
         .unwrap();
@@ -420,6 +432,7 @@ mod tests {
             queue_capacity: 1,
             batch_max: 1,
             request_timeout: Duration::from_secs(1),
+            linger: Duration::ZERO,
         };
         assert!(Exporter::start(runtime.handle(), config).is_err());
     }

@@ -23,7 +23,8 @@ use super::record::{
 /// Exports spans to the Genkit telemetry server from a tokio task.
 ///
 /// `SpanSink(url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0,
-/// sample_ratio=1.0)`. `url` is the full `/api/traces` URL. With `realtime`, spans are sent on
+/// sample_ratio=1.0, linger=0.005)`; `linger` seconds is how long the exporter waits after a
+/// span for more before posting. `url` is the full `/api/traces` URL. With `realtime`, spans are sent on
 /// start (open, `endTime` 0) and on end; otherwise on end only. The hooks return None, or a
 /// warning to log once (the first dropped record, the first failed POST).
 #[pyclass(frozen, module = "genkit_parity._native")]
@@ -39,7 +40,8 @@ pub struct SpanSink {
 #[pymethods]
 impl SpanSink {
     #[new]
-    #[pyo3(signature = (url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0, sample_ratio=1.0))]
+    #[pyo3(signature = (url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0, sample_ratio=1.0, linger=0.005))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         url: &str,
         realtime: bool,
@@ -47,6 +49,7 @@ impl SpanSink {
         batch_max: usize,
         request_timeout: f64,
         sample_ratio: f64,
+        linger: f64,
     ) -> PyResult<Self> {
         if !(0.0..=1.0).contains(&sample_ratio) {
             return Err(PyValueError::new_err(format!(
@@ -67,6 +70,7 @@ impl SpanSink {
             queue_capacity,
             batch_max,
             request_timeout: Duration::from_secs_f64(request_timeout),
+            linger: Duration::from_secs_f64(linger.clamp(0.0, 1.0)),
         };
         let exporter = Exporter::start(crate::runtime::runtime().handle(), config)
             .map_err(PyValueError::new_err)?;
@@ -181,14 +185,16 @@ fn read_span(
         None
     };
     let status = span.getattr(intern!(py, "status"))?;
+    // `_value_`/`_name_` are the enum members' documented plain attributes; `value`/`name`
+    // are slower descriptors.
     let code: i64 = status
         .getattr(intern!(py, "status_code"))?
-        .getattr(intern!(py, "value"))?
+        .getattr(intern!(py, "_value_"))?
         .extract()?;
     let message: Option<String> = status.getattr(intern!(py, "description"))?.extract()?;
     let kind: String = span
         .getattr(intern!(py, "kind"))?
-        .getattr(intern!(py, "name"))?
+        .getattr(intern!(py, "_name_"))?
         .extract()?;
     let mut record = SpanRecord {
         span_id: format!("{span_id:016x}"),
@@ -196,7 +202,7 @@ fn read_span(
         parent_span_id,
         start_time: start.map_or(0.0, ns_to_ms),
         end_time: end.map_or(0.0, ns_to_ms),
-        attributes: attributes_from_py(&span.getattr(intern!(py, "attributes"))?)?,
+        attributes: span_attributes(span)?,
         display_name: name,
         instrumentation_library: GENKIT_TRACER,
         span_kind: kind,
@@ -205,11 +211,53 @@ fn read_span(
             message,
         },
         time_events: TimeEvents {
-            time_event: events_from_py(&span.getattr(intern!(py, "events"))?)?,
+            time_event: span_events(span)?,
         },
     };
     record.ensure_exception_message();
     Ok(record)
+}
+
+/// The span's attributes. The SDK's public `attributes` property wraps its `BoundedAttributes`
+/// in a `MappingProxyType` whose items are produced by Python code; the plain dict inside is
+/// read directly when it is there (most of the hook's cost otherwise), else the public API.
+fn span_attributes(span: &Bound<'_, PyAny>) -> PyResult<Map<String, Value>> {
+    let py = span.py();
+    if let Ok(bounded) = span.getattr(intern!(py, "_attributes"))
+        && let Ok(inner) = bounded.getattr(intern!(py, "_dict"))
+        && let Ok(dict) = inner.cast::<PyDict>()
+    {
+        let mut map = Map::new();
+        for (key, value) in dict.iter() {
+            if let Some(value) = attribute_value(&value) {
+                map.insert(key_string(&key)?, value);
+            }
+        }
+        return Ok(map);
+    }
+    attributes_from_py(&span.getattr(intern!(py, "attributes"))?)
+}
+
+/// An attribute key as a Rust string (keys are str; anything else goes through `str()`).
+fn key_string(key: &Bound<'_, PyAny>) -> PyResult<String> {
+    match key.cast::<PyString>() {
+        Ok(s) => Ok(s.to_str()?.to_owned()),
+        Err(_) => Ok(key.str()?.to_string()),
+    }
+}
+
+/// The span's events; the public property copies them into a new tuple on every read, so the
+/// SDK's list is read when it is there (usually empty).
+fn span_events(span: &Bound<'_, PyAny>) -> PyResult<Vec<TimeEvent>> {
+    let py = span.py();
+    let events = match span.getattr(intern!(py, "_events")) {
+        Ok(events) => events,
+        Err(_) => span.getattr(intern!(py, "events"))?,
+    };
+    if events.len().is_ok_and(|n| n == 0) {
+        return Ok(Vec::new());
+    }
+    events_from_py(&events)
 }
 
 /// Span attributes as JSON; values JSON cannot hold (non-finite floats, odd types) are left
@@ -223,7 +271,7 @@ fn attributes_from_py(attributes: &Bound<'_, PyAny>) -> PyResult<Map<String, Val
     for item in items.try_iter()? {
         let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
         if let Some(value) = attribute_value(&value) {
-            map.insert(key.str()?.to_string(), value);
+            map.insert(key_string(&key)?, value);
         }
     }
     Ok(map)
@@ -270,7 +318,7 @@ fn events_from_py(events: &Bound<'_, PyAny>) -> PyResult<Vec<TimeEvent>> {
                     Some(Value::Array(_)) | None => Value::String(value.str()?.to_string()),
                     Some(v) => v,
                 };
-                attributes.insert(key.str()?.to_string(), value);
+                attributes.insert(key_string(&key)?, value);
             }
         }
         out.push(TimeEvent {
