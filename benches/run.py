@@ -15,6 +15,7 @@ import bench_dap
 import bench_formats
 import bench_operations
 import bench_sessions
+import bench_tracing
 
 RESULTS = Path(__file__).parent / 'results.md'
 
@@ -40,6 +41,7 @@ def main() -> None:
         bench_operations.main(),
         bench_dap.main(),
         bench_formats.main(),
+        bench_tracing.main(),
     ]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())

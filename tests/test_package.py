@@ -66,6 +66,11 @@ def test_doctor_command():
     assert f'genkit        {metadata.version("genkit")}\n' in result.stdout
     assert '[x] sessions and chat' in result.stdout
     assert '[x] background operations' in result.stdout
+    assert '[x] live tracing' in result.stdout and '[x] streaming structured output' in result.stdout
+    assert (
+        'telemetry: no GENKIT_TELEMETRY_SERVER set' in result.stdout
+        or 'telemetry: exports to' in result.stdout
+    )
 
 
 def test_pytest_plugin_is_registered(pytestconfig, ai, programmable_model):

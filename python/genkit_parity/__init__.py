@@ -27,6 +27,7 @@ from .stores import (
     SqliteSessionStore,
     default_store,
 )
+from .tracing import TelemetryConfig, cleanup_tracing, enable_telemetry, flush_tracing
 
 __all__ = [
     'MAIN_THREAD',
@@ -44,8 +45,12 @@ __all__ = [
     'SessionStore',
     'SessionStoreError',
     'SqliteSessionStore',
+    'TelemetryConfig',
     '__version__',
+    'cleanup_tracing',
     'current_session',
     'default_store',
+    'enable_telemetry',
     'extend',
+    'flush_tracing',
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from importlib import metadata
 
@@ -16,6 +17,9 @@ FEATURES = {
     'custom session stores (async get/save)': True,
     'background operations (define_background_action/model, check/cancel/wait_for_operation)': True,
     'dynamic action providers (define_dynamic_action_provider, dynamic_tool)': True,
+    'streaming structured output: json/array/jsonl formats on the Rust incremental parser': True,
+    'live tracing: Rust exporter to the telemetry server (enable_telemetry, flush_tracing)': True,
+    'Dev UI config schemas (genkit_parity.schemas)': True,
     'test models and pytest plugin (genkit_parity.testing)': True,
     'MCP host (genkit_parity.mcp; needs the mcp extra)': importlib.util.find_spec('mcp') is not None,
 }
@@ -41,6 +45,11 @@ def doctor() -> int:
     print('features:')
     for name, active in FEATURES.items():
         print(f'  [{"x" if active else " "}] {name}')
+    server = os.environ.get('GENKIT_TELEMETRY_SERVER')
+    if os.environ.get('GENKIT_PARITY_TELEMETRY') == 'genkit':
+        print("telemetry: genkit's own exporter (GENKIT_PARITY_TELEMETRY=genkit)")
+    else:
+        print(f'telemetry: {"exports to " + server if server else "no GENKIT_TELEMETRY_SERVER set"}')
     return 0 if supported else 1
 
 

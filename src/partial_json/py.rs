@@ -109,7 +109,10 @@ fn spine_to_py<'py>(
                 dict.set_item(key.bind(py), value.bind(py))?;
             }
             if let Some((key, value)) = tail {
-                dict.set_item(text_to_py(py, key, S)?, spine_to_py(py, value, depth + 1, cache)?)?;
+                dict.set_item(
+                    text_to_py(py, key, S)?,
+                    spine_to_py(py, value, depth + 1, cache)?,
+                )?;
             }
             dict.into_any()
         }
