@@ -285,7 +285,7 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
     servers = [
         obj
         for obj in gc.get_objects()
-        if isinstance(obj, ReflectionServer) and getattr(obj.config, 'port', None) in (spec.port, 0, None)
+        if isinstance(obj, ReflectionServer) and getattr(obj.config, 'port', None) == spec.port
     ]
     for server in servers:
         server.should_exit = True

@@ -101,7 +101,9 @@ impl Exporter {
                 config.url
             ));
         }
+        // The Dev UI's telemetry server is local: never route it through an HTTP(S)_PROXY.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
