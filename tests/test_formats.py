@@ -115,6 +115,8 @@ async def test_formats_are_installed_and_can_be_switched_off() -> None:
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(TypeError, match=r'ai must be a genkit\.Genkit'):
         use_fast_formats(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match='enabled must be a bool'):
+        use_fast_formats(Genkit(), 'no')  # type: ignore[arg-type]
     with pytest.raises(TypeError, match='must be bools'):
         Genkit(fast_formats='yes')  # type: ignore[arg-type]
 

@@ -260,6 +260,8 @@ def use_fast_formats(ai: genkit.Genkit, enabled: bool = True) -> None:
     """
     if not isinstance(ai, genkit.Genkit):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
+    if not isinstance(enabled, bool):
+        raise TypeError(f'enabled must be a bool, not {type(enabled).__name__}')
     for format_class in _FAST_FORMATS if enabled else _GENKIT_FORMATS:
         format_def = format_class()
         _compat.replace_format(ai.registry, format_def.name, format_def)
