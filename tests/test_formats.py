@@ -112,6 +112,15 @@ async def test_formats_are_installed_and_can_be_switched_off() -> None:
     assert not isinstance(plain.registry.lookup_value('format', 'json'), FastJsonFormat)
 
 
+def test_extend_again_changes_only_what_is_passed() -> None:
+    ai = extend(genkit.Genkit(), strict_output=True, fast_formats=False)
+    extend(ai)
+    assert ai.strict_output is True
+    assert not isinstance(ai.registry.lookup_value('format', 'json'), FastJsonFormat)
+    extend(ai, fast_formats=True)
+    assert ai.strict_output is True and isinstance(ai.registry.lookup_value('format', 'json'), FastJsonFormat)
+
+
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(TypeError, match=r'ai must be a genkit\.Genkit'):
         use_fast_formats(object())  # type: ignore[arg-type]

@@ -170,6 +170,20 @@ def test_models_list_their_config_schema_in_the_reflection_api(tmp_path: Path) -
     }
 
 
+def test_non_pydantic_config_classes_are_left_to_genkit() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class DataConfig:
+        temperature: float = 0.5
+
+    async def fn(request, ctx):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    action = Genkit().define_model('dataModel', fn, config_schema=DataConfig)
+    assert action.name == 'dataModel'
+
+
 def test_plain_genkit_models_keep_genkits_schema_until_extended() -> None:
     plain = genkit.Genkit()
 

@@ -285,6 +285,11 @@ def test_bad_configuration_is_rejected() -> None:
         enable_telemetry(TelemetryConfig(exporters=[object()]))  # type: ignore[list-item]
     with pytest.raises(ValueError, match='timeout'):
         asyncio.run(flush_tracing(-1))
+    with pytest.raises(ValueError, match='at most'):
+        enable_telemetry(TelemetryConfig(server_url='http://127.0.0.1:1', queue_capacity=2**62))
+    # Out-of-range numbers are clamped, never a Rust panic.
+    enable_telemetry(TelemetryConfig(server_url='http://127.0.0.1:1', request_timeout=float('inf')))
+    assert asyncio.run(flush_tracing(1e20))
     cleanup_tracing()
 
 

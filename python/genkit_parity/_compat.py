@@ -223,6 +223,8 @@ def check_stream_response(stream_response: Any, check: Any) -> None:
             checked.set_exception(error)
 
     original.add_done_callback(settle)
+    # Cancelling what the caller awaits cancels genkit's own future (and its generate).
+    checked.add_done_callback(lambda done: original.cancel() if done.cancelled() else None)
     stream_response._response_future = checked
 
 
@@ -274,8 +276,10 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
     servers are found among live objects and matched by the port ``ai`` serves on.
     """
     import gc
+    import os
     import socket
     import time
+    from pathlib import Path
 
     from genkit._core._reflection import ReflectionServer
 
@@ -290,11 +294,13 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
     for server in servers:
         server.should_exit = True
     deadline = time.monotonic() + timeout
-    while servers and time.monotonic() < deadline:  # until the port stops accepting
-        try:
+    runtime_files = Path.cwd() / '.genkit' / 'runtimes'
+    while servers and time.monotonic() < deadline:
+        try:  # until the port stops accepting and genkit has removed its runtime file
             with socket.create_connection((spec.host, spec.port), timeout=0.2):
                 pass
         except OSError:
-            return True
+            if not list(runtime_files.glob(f'{os.getpid()}-{spec.port}-*.json')):
+                return True
         time.sleep(0.05)
     return False

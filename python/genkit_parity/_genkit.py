@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import genkit
 from genkit.model import BackgroundAction, ModelInfo
+from pydantic import BaseModel
 
 from . import _compat, background, dap, formats, schemas, tracing
 from .background import Operation
@@ -70,7 +71,7 @@ class GenkitParityMixin(_GenkitBase):
         and a model without a config schema lists none, as in JS.
         """
         action = super().define_model(name, fn, config_schema, metadata, info, description)
-        if isinstance(config_schema, type):
+        if isinstance(config_schema, type) and issubclass(config_schema, BaseModel):
             _compat.set_model_custom_options(action, schemas.dev_ui_schema(config_schema))
         return action
 
@@ -421,29 +422,37 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
         _configure(self, fast_formats=fast_formats, strict_output=strict_output)
 
 
-def _configure(ai: GenkitParityMixin, *, fast_formats: bool, strict_output: bool) -> None:
-    if not isinstance(fast_formats, bool) or not isinstance(strict_output, bool):
+def _configure(ai: GenkitParityMixin, *, fast_formats: bool | None, strict_output: bool | None) -> None:
+    """Apply the options that were given (None leaves a setting as it is)."""
+    if fast_formats is not None and not isinstance(fast_formats, bool):
         raise TypeError('fast_formats and strict_output must be bools')
-    formats.use_fast_formats(ai, fast_formats)
-    ai.strict_output = strict_output
+    if strict_output is not None and not isinstance(strict_output, bool):
+        raise TypeError('fast_formats and strict_output must be bools')
+    if fast_formats is not None:
+        formats.use_fast_formats(ai, fast_formats)
+    if strict_output is not None:
+        ai.strict_output = strict_output
     tracing.install_default()
 
 
 _extended_classes: dict[type, type] = {}
 
 
-def extend(ai: G, *, fast_formats: bool = True, strict_output: bool = False) -> G:
+def extend(ai: G, *, fast_formats: bool | None = None, strict_output: bool | None = None) -> G:
     """Add genkit-parity's methods to an existing ``Genkit`` (or ``genkit.exp.Genkit``).
 
     The instance's class is swapped for a subclass that also has the mixin, so
     ``isinstance`` checks keep working. Returns the same instance. ``fast_formats`` and
-    ``strict_output`` are as for :class:`Genkit` (and are re-applied on a second call).
+    ``strict_output`` are as for :class:`Genkit` (defaults: True and False). On an instance
+    already extended, only the options passed change; the others stay as they are.
     """
     if not isinstance(ai, genkit.Genkit):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if isinstance(ai, GenkitParityMixin):
         _configure(ai, fast_formats=fast_formats, strict_output=strict_output)
         return ai
+    fast_formats = True if fast_formats is None else fast_formats
+    strict_output = False if strict_output is None else strict_output
     base = type(ai)
     extended = _extended_classes.get(base)
     if extended is None:

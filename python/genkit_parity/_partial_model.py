@@ -19,7 +19,7 @@ from typing import Annotated, Any, ForwardRef, Union, get_args, get_origin, get_
 
 from pydantic import AliasChoices, BaseModel, RootModel
 
-__all__ = ['construct_partial', 'is_partial_model']
+__all__ = ['Memo', 'construct_partial', 'is_partial_model']
 
 _SEQUENCES = (list, tuple, Sequence, MutableSequence)
 _MAPPINGS = (dict, Mapping, MutableMapping)
@@ -118,21 +118,50 @@ def _pick_model(annotation: Any, data: dict[str, Any]) -> type[BaseModel] | None
     return best
 
 
-#: Results already built for a container object: ``{(id(raw), id(annotation)): (raw, result)}``.
-#: The raw object is held so its id cannot be reused while the entry lives.
-Memo = dict[tuple[int, int], tuple[Any, Any]]
+class Memo:
+    """Partial results already built for container objects, kept for one chunk at a time.
+
+    A stream hands out the same objects for finished members from chunk to chunk, so their
+    models are built once. Entries not used while reading the latest chunk (the previous
+    chunks' open containers, which are new objects every time) are dropped, so memory stays
+    proportional to the document, not to the number of chunks.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._previous: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._current: dict[tuple[int, int], tuple[Any, Any]] = {}
+
+    def next_chunk(self) -> None:
+        """Keep only what the chunk just read used."""
+        self._previous, self._current = self._current, {}
+
+    def clear(self) -> None:
+        """Forget everything (the stream restarted)."""
+        self._previous, self._current = {}, {}
+
+    def get(self, raw: Any, kind: Any) -> tuple[bool, Any]:
+        """``(True, result)`` for ``raw`` (the very object) read as ``kind``, else ``(False, None)``."""
+        key = (id(raw), id(kind))
+        hit = self._current.get(key) or self._previous.get(key)
+        if hit is None or hit[0] is not raw:  # (an id can be reused once its object is gone)
+            return False, None
+        self._current[key] = hit
+        return True, hit[1]
+
+    def put(self, raw: Any, kind: Any, result: Any) -> None:
+        """Remember ``result`` for ``raw`` read as ``kind`` (holding ``raw`` keeps its id unique)."""
+        self._current[(id(raw), id(kind))] = (raw, result)
 
 
 def _coerce(annotation: Any, raw: Any, owner: type[BaseModel], memo: Memo | None) -> Any:
     if raw is None:
         return None
     if memo is not None and isinstance(raw, (dict, list)):
-        key = (id(raw), id(annotation))
-        hit = memo.get(key)
-        if hit is not None and hit[0] is raw:
-            return hit[1]
-        result = _coerce_container(annotation, raw, owner, memo)
-        memo[key] = (raw, result)
+        found, result = memo.get(raw, annotation)
+        if not found:
+            result = _coerce_container(annotation, raw, owner, memo)
+            memo.put(raw, annotation, result)
         return result
     return _coerce_container(annotation, raw, owner, memo)
 
@@ -164,10 +193,10 @@ def construct_partial(model: type[BaseModel], data: dict[str, Any], memo: Memo |
     With ``memo``, a container object seen before (the same object, as a stream's finished
     members are from chunk to chunk) gives the same result without being rebuilt.
     """
-    key = (id(data), id(model))
-    if memo is not None and (hit := memo.get(key)) is not None and hit[0] is data:
-        built: BaseModel = hit[1]
-        return built
+    if memo is not None:
+        found, built = memo.get(data, model)
+        if found:
+            return built  # type: ignore[no-any-return]
     values: dict[str, Any] = {}
     for field in _plan(model):
         for name in field.keys:
@@ -178,5 +207,5 @@ def construct_partial(model: type[BaseModel], data: dict[str, Any], memo: Memo |
             values[field.name] = None
     result = model.model_construct(**values)
     if memo is not None:
-        memo[key] = (data, result)
+        memo.put(data, model, result)
     return result

@@ -19,7 +19,7 @@ from genkit import ActionRunContext, GenkitError, Metadata
 from genkit.model import BackgroundAction, ModelInfo, ModelRequest, ModelResponse
 from genkit.model import Error as GenkitErrorData
 from genkit.model import Operation as GenkitOperation
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from . import _compat, _native, _runtime
 from .errors import InvalidOperationError, OperationTimeoutError
@@ -278,7 +278,7 @@ def define_background_model(
     # The Dev UI's config form (JS's draft-07 shape); the common config when none is given.
     if config_schema is None:
         model['customOptions'] = generation_common_config_schema()
-    elif isinstance(config_schema, type):
+    elif isinstance(config_schema, type) and issubclass(config_schema, BaseModel):
         model['customOptions'] = dev_ui_schema(config_schema)
     else:  # a JSON Schema is listed as given (JS)
         model['customOptions'] = _compat.to_json_schema(config_schema)

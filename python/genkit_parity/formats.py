@@ -27,7 +27,7 @@ from pydantic import RootModel
 
 from . import _compat
 from ._native import ArrayItemsStream, JsonStream, parse_strict_json
-from ._partial_model import construct_partial
+from ._partial_model import Memo, construct_partial
 
 __all__ = [
     'FastArrayFormat',
@@ -112,7 +112,7 @@ class _JsonChunks:
         self._lock = threading.Lock()
         self._cursor = _ChunkCursor()
         self._stream = JsonStream()
-        self._models: dict[tuple[int, int], tuple[Any, Any]] = {}
+        self._models = Memo()
 
     def __call__(self, chunk: ModelResponseChunk[Any]) -> Any:
         with self._lock:
@@ -133,6 +133,7 @@ class _JsonChunks:
         schema_type = chunk.schema_type
         if schema_type is not None and isinstance(value, dict) and not issubclass(schema_type, RootModel):
             # Finished members are the same objects from chunk to chunk: built once.
+            self._models.next_chunk()
             return construct_partial(schema_type, value, self._models)
         return value
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,9 +293,10 @@ def install_default() -> None:
     try:
         enable_telemetry()
     except ValueError as error:
-        logger.error('genkit-parity: not exporting traces: %s', error)
+        logger.error("genkit-parity: keeping genkit's own trace exporter: %s", error)
         return
-    _installed.explicit = False
+    with _installed.lock:
+        _installed.explicit = False
 
 
 def _uninstall_locked(provider: Any) -> None:
@@ -312,8 +314,12 @@ def _flush_all(timeout: float) -> bool:
             *([_installed.processor] if _installed.processor else []),
             *_installed.extra,
         ]
-    millis = int(max(timeout, 0.0) * 1000)
-    return all([p.force_flush(millis) for p in processors])
+    deadline = time.monotonic() + max(timeout, 0.0)
+    flushed = True
+    for processor in processors:  # one deadline shared by all of them
+        left = max(0.0, deadline - time.monotonic())
+        flushed = processor.force_flush(int(left * 1000)) and flushed
+    return flushed
 
 
 async def flush_tracing(timeout: float = 5.0) -> bool:
@@ -328,7 +334,10 @@ async def flush_tracing(timeout: float = 5.0) -> bool:
 
 
 def cleanup_tracing() -> None:
-    """Deliver what is queued (2 s at most), then remove genkit-parity's span processors.
+    """Deliver what is queued, then remove genkit-parity's span processors.
+
+    The telemetry-server exporter gets 2 s; extra exporters are shut down by their
+    ``BatchSpanProcessor``, within its own export timeout.
 
     JS's ``cleanUpTracing``. genkit's own processor is not put back; call
     :func:`enable_telemetry` to export again.

@@ -11,6 +11,9 @@ use super::value::{JsonValue, Number, View};
 /// limit), so nothing here recurses without bound.
 pub const MAX_DEPTH: usize = 512;
 
+/// Longer numbers are handed back to genkit (Python's default int limit is 4,300 digits).
+pub const MAX_NUMBER_LEN: usize = 4_000;
+
 /// Where the parser stands after a push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -232,6 +235,11 @@ impl PushParser {
             Token::Number { raw, state } => {
                 let b = bytes[i];
                 if matches!(b, b'0'..=b'9' | b'.' | b'-' | b'+' | b'e' | b'E') {
+                    // Python refuses to convert ints this long (sys.get_int_max_str_digits),
+                    // and genkit's handling of that differs by path: let genkit decide.
+                    if raw.len() >= MAX_NUMBER_LEN {
+                        return Err(Invalid);
+                    }
                     *state = next_num(*state, b).ok_or(Invalid)?;
                     raw.push(b as char);
                     return Ok(i + 1);

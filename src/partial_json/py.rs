@@ -28,6 +28,8 @@ pub struct JsonStream {
     extractor: JsonExtractor,
     /// Per open container (by depth): the Python objects of its finished children.
     converted: Vec<Converted>,
+    /// The finished document, converted once (later chunks hand out the same object).
+    finished: Option<Py<PyAny>>,
 }
 
 /// Finished children already converted for one open container.
@@ -63,6 +65,7 @@ impl JsonStream {
         JsonStream {
             extractor: JsonExtractor::new(),
             converted: Vec::new(),
+            finished: None,
         }
     }
 
@@ -72,7 +75,14 @@ impl JsonStream {
             // Unfinished documents go through Python's json (surrogate pairs joined),
             // finished ones through json5 (kept apart), as in genkit.
             Outcome::Partial(view) => (VALUE, spine_to_py(py, &view, 0, &mut self.converted)?),
-            Outcome::Complete(value) => (VALUE, value_to_py(py, value, Surrogates::Separate)?),
+            Outcome::Complete(value) => {
+                if self.finished.is_none() {
+                    self.converted.clear();
+                    self.finished = Some(value_to_py(py, value, Surrogates::Separate)?.unbind());
+                }
+                let finished = self.finished.as_ref().expect("set above");
+                (VALUE, finished.bind(py).clone())
+            }
             Outcome::Oracle => (ORACLE, py.None().into_bound(py)),
         })
     }

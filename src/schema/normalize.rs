@@ -34,18 +34,19 @@ pub fn normalize(schema: Value) -> Value {
     }
     root.remove("$schema");
     let mut inliner = Inliner {
+        inlined: 0,
         defs,
         stack: Vec::new(),
         kept: Map::new(),
+        to_define: Vec::new(),
     };
     let mut out = match inliner.node(Value::Object(root)) {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    // Definitions that refer to themselves stay as definitions.
-    let mut pending: Vec<String> = inliner.kept.keys().cloned().collect();
+    // Definitions still referred to (recursion, limits) are emitted under `definitions`.
     let mut definitions = Map::new();
-    while let Some(name) = pending.pop() {
+    while let Some(name) = inliner.to_define.pop() {
         if definitions.contains_key(&name) {
             continue;
         }
@@ -58,13 +59,6 @@ pub fn normalize(schema: Value) -> Value {
         let normalized = inliner.node(raw);
         inliner.stack.pop();
         definitions.insert(name, normalized);
-        pending.extend(
-            inliner
-                .kept
-                .keys()
-                .filter(|k| !definitions.contains_key(*k))
-                .cloned(),
-        );
     }
     if !definitions.is_empty() {
         out.insert("definitions".into(), Value::Object(definitions));
@@ -73,12 +67,21 @@ pub fn normalize(schema: Value) -> Value {
     Value::Object(out)
 }
 
+/// Inlining stops (the reference is kept, under `definitions`) this deep, or after this many
+/// definitions were inlined: shared definitions could otherwise grow the schema exponentially
+/// and long chains could exhaust the stack.
+const MAX_INLINE_DEPTH: usize = 32;
+const MAX_INLINES: usize = 2_000;
+
 struct Inliner {
+    inlined: usize,
     defs: Map<String, Value>,
     /// Definitions being inlined (a repeat means recursion).
     stack: Vec<String>,
-    /// Definitions referenced recursively.
+    /// Definitions referenced (recursively, or past the limits) rather than inlined.
     kept: Map<String, Value>,
+    /// Kept definitions not emitted yet.
+    to_define: Vec<String>,
 }
 
 impl Inliner {
@@ -95,9 +98,14 @@ impl Inliner {
             && let Some(name) = definition_name(&reference)
         {
             map.remove("$ref");
-            let resolved = if self.stack.iter().any(|n| n == name) || !self.defs.contains_key(name)
-            {
-                self.kept.insert(name.to_owned(), Value::Null);
+            let keep_reference = self.stack.iter().any(|n| n == name)
+                || !self.defs.contains_key(name)
+                || self.stack.len() >= MAX_INLINE_DEPTH
+                || self.inlined >= MAX_INLINES;
+            let resolved = if keep_reference {
+                if self.kept.insert(name.to_owned(), Value::Null).is_none() {
+                    self.to_define.push(name.to_owned());
+                }
                 let mut r = Map::new();
                 r.insert(
                     "$ref".into(),
@@ -105,6 +113,7 @@ impl Inliner {
                 );
                 r
             } else {
+                self.inlined += 1;
                 self.stack.push(name.to_owned());
                 let inlined = self.node(self.defs[name].clone());
                 self.stack.pop();
@@ -356,6 +365,35 @@ mod tests {
         );
         assert_eq!(out["definitions"]["Node"]["additionalProperties"], false);
         assert!(out["definitions"]["Node"].get("$schema").is_none());
+    }
+
+    #[test]
+    fn shared_and_chained_definitions_stay_bounded() {
+        // 30 levels, each referring to the next twice: 2^30 nodes if everything were inlined.
+        let mut defs = Map::new();
+        for i in 0..30 {
+            let next = json!({"$ref": format!("#/$defs/D{}", i + 1)});
+            defs.insert(
+                format!("D{i}"),
+                json!({"type": "object", "properties": {"a": next.clone(), "b": next}}),
+            );
+        }
+        defs.insert("D30".into(), json!({"type": "string"}));
+        let out = normalize(json!({"$defs": defs, "$ref": "#/$defs/D0"}));
+        assert!(serde_json::to_string(&out).unwrap().len() < 5_000_000);
+        // A chain of 20,000 definitions neither overflows the stack nor takes long.
+        let mut defs = Map::new();
+        for i in 0..20_000 {
+            defs.insert(
+                format!("C{i}"),
+                json!({"type": "array", "items": {"$ref": format!("#/$defs/C{}", i + 1)}}),
+            );
+        }
+        defs.insert("C20000".into(), json!({"type": "integer"}));
+        let out = normalize(json!({"$defs": defs, "$ref": "#/$defs/C0"}));
+        let definitions = out["definitions"].as_object().unwrap();
+        assert!(definitions.len() <= 20_001);
+        assert!(definitions.values().all(|d| d.get("$schema").is_none()));
     }
 
     #[test]

@@ -20,6 +20,19 @@ use super::record::{
     Annotation, GENKIT_TRACER, SpanRecord, Status, TimeEvent, TimeEvents, ns_to_ms,
 };
 
+/// Most spans that may wait in memory (and most per batch).
+const MAX_QUEUE: usize = 1 << 24;
+
+/// A duration from Python seconds: negative or NaN is zero, huge is a year (never a panic).
+fn seconds(value: f64) -> Duration {
+    const YEAR: f64 = 365.0 * 24.0 * 3600.0;
+    if value.is_nan() || value <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(value.min(YEAR))
+    }
+}
+
 /// Exports spans to the Genkit telemetry server from a tokio task.
 ///
 /// `SpanSink(url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0,
@@ -65,12 +78,17 @@ impl SpanSink {
                 "queue_capacity, batch_max and request_timeout must be positive",
             ));
         }
+        if queue_capacity > MAX_QUEUE || batch_max > MAX_QUEUE {
+            return Err(PyValueError::new_err(format!(
+                "queue_capacity and batch_max must be at most {MAX_QUEUE}"
+            )));
+        }
         let config = ExportConfig {
             url: url.to_owned(),
             queue_capacity,
             batch_max,
-            request_timeout: Duration::from_secs_f64(request_timeout),
-            linger: Duration::from_secs_f64(linger.clamp(0.0, 1.0)),
+            request_timeout: seconds(request_timeout),
+            linger: seconds(linger.clamp(0.0, 1.0)),
         };
         let exporter = Exporter::start(crate::runtime::runtime().handle(), config)
             .map_err(PyValueError::new_err)?;
@@ -105,13 +123,13 @@ impl SpanSink {
     /// Waits (without the GIL) until everything queued so far is delivered, or `timeout`
     /// seconds pass. True if it all went out (or failed) in time.
     fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
-        let timeout = Duration::from_secs_f64(timeout.max(0.0));
+        let timeout = seconds(timeout);
         py.detach(|| self.exporter.flush(timeout))
     }
 
     /// Stops taking spans and waits up to `timeout` seconds for the queued ones. Idempotent.
     fn shutdown(&self, py: Python<'_>, timeout: f64) -> bool {
-        let timeout = Duration::from_secs_f64(timeout.max(0.0));
+        let timeout = seconds(timeout);
         py.detach(|| self.exporter.shutdown(timeout))
     }
 
