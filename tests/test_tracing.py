@@ -343,15 +343,7 @@ def test_genkit_parity_replaces_genkits_processor_in_dev_mode(server: str, tmp_p
         'GENKIT_TELEMETRY_SERVER': server,
         'GENKIT_ENABLE_REALTIME_TELEMETRY': 'true',
     }
-    result = subprocess.run(
-        [sys.executable, '-c', code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(code, tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert 'genkit before 1' in result.stdout
     assert 'genkit after 0 ours 1 True' in result.stdout
@@ -371,14 +363,6 @@ def test_opting_out_keeps_genkits_processor(server: str, tmp_path: Path) -> None
         'GENKIT_TELEMETRY_SERVER': server,
         'GENKIT_PARITY_TELEMETRY': 'genkit',
     }
-    result = subprocess.run(
-        [sys.executable, '-c', code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_child(code, tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert 'genkit 1' in result.stdout

@@ -65,8 +65,8 @@ def extract_json(text: str, throw_on_bad_json: bool = True) -> Any:
     return value
 
 
-def _json5_or_none(text: str) -> Any:
-    """One line or object the way genkit reads it: json5, None where json5 raises ValueError."""
+def _read_line(text: str) -> Any:
+    """A jsonl line the way genkit reads it (json5): its value, or ValueError where json5 raises."""
     code, value = parse_strict_json(text)
     if code == _VALUE:
         return value
@@ -88,16 +88,16 @@ class _ChunkCursor:
         self._count = 0
         self._last_part: object | None = None
 
-    def continues(self, chunk: ModelResponseChunk[Any]) -> bool:
+    def read(self, chunk: ModelResponseChunk[Any]) -> bool:
+        """Record ``chunk`` as the last one read; whether it continued the stream."""
         previous = chunk.previous_chunks
-        if self._count == 0 or len(previous) != self._count:
-            return False
-        content = previous[-1].content
-        return bool(content) and content[-1] is self._last_part
-
-    def advance(self, chunk: ModelResponseChunk[Any]) -> None:
-        self._count = len(chunk.previous_chunks) + 1
+        continues = self._count > 0 and len(previous) == self._count
+        if continues:
+            content = previous[-1].content
+            continues = bool(content) and content[-1] is self._last_part
+        self._count = len(previous) + 1
         self._last_part = chunk.content[-1] if chunk.content else None
+        return continues
 
 
 def _previous_text(chunk: ModelResponseChunk[Any]) -> str:
@@ -116,13 +116,12 @@ class _JsonChunks:
 
     def __call__(self, chunk: ModelResponseChunk[Any]) -> Any:
         with self._lock:
-            if self._cursor.continues(chunk):
+            if self._cursor.read(chunk):
                 delta = chunk.text
             else:
                 self._stream = JsonStream()
                 self._models.clear()
                 delta = chunk.accumulated_text
-            self._cursor.advance(chunk)
             state, value = self._stream.push(delta)
             if state == _ASK_GENKIT:
                 value = _compat.genkit_extract_json(chunk.accumulated_text, throw_on_bad_json=False)
@@ -148,10 +147,9 @@ class _ArrayChunks:
 
     def __call__(self, chunk: ModelResponseChunk[Any]) -> list[Any]:
         with self._lock:
-            if not self._cursor.continues(chunk):
+            if not self._cursor.read(chunk):
                 self._stream = ArrayItemsStream()
                 self._stream.push(_previous_text(chunk), _compat.json5_loads)
-            self._cursor.advance(chunk)
             return self._stream.push(chunk.text, _compat.json5_loads)
 
 
@@ -169,12 +167,11 @@ class _JsonlChunks:
 
     def __call__(self, chunk: ModelResponseChunk[Any]) -> list[Any]:
         with self._lock:
-            if self._cursor.continues(chunk):
+            if self._cursor.read(chunk):
                 text = self._tail + chunk.text
             else:
                 previous = _previous_text(chunk)
                 text = previous[previous.rfind('\n') + 1 :] + chunk.text
-            self._cursor.advance(chunk)
             self._tail = text[text.rfind('\n') + 1 :]
         results = []
         for line in text.split('\n'):
@@ -182,7 +179,7 @@ class _JsonlChunks:
             if not trimmed.startswith('{'):
                 continue
             try:
-                value = _json5_or_none(trimmed)
+                value = _read_line(trimmed)
             except ValueError:
                 break  # an unfinished (or bad) line ends the chunk, as in genkit
             if value:

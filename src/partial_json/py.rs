@@ -88,7 +88,8 @@ impl JsonStream {
     }
 }
 
-/// [`view_to_py`] reusing the Python objects of finished children from earlier pushes.
+/// An unfinished document as Python objects (as Python's json reads it: surrogate pairs
+/// joined), reusing the objects of finished children converted on earlier pushes.
 fn spine_to_py<'py>(
     py: Python<'py>,
     view: &View<'_>,
@@ -126,7 +127,9 @@ fn spine_to_py<'py>(
             }
             dict.into_any()
         }
-        other => view_to_py(py, other)?,
+        View::Value(value) => value_to_py(py, value, S)?,
+        View::Scalar(value) => value_to_py(py, value, S)?,
+        View::PartialString { text, len } => text_prefix_to_py(py, text, *len, S)?,
     })
 }
 
@@ -215,10 +218,21 @@ fn text_to_py<'py>(
     text: &Text,
     surrogates: Surrogates,
 ) -> PyResult<Bound<'py, PyAny>> {
+    text_prefix_to_py(py, text, text.len(), surrogates)
+}
+
+/// The first `len` bytes of `text` (a boundary the parser recorded) as a Python str.
+fn text_prefix_to_py<'py>(
+    py: Python<'py>,
+    text: &Text,
+    len: usize,
+    surrogates: Surrogates,
+) -> PyResult<Bound<'py, PyAny>> {
     if let Some(s) = text.as_str() {
-        return Ok(PyString::new(py, s).into_any());
+        return Ok(PyString::new(py, &s[..len]).into_any());
     }
-    PyBytes::new(py, &text.wtf8(surrogates)).call_method1("decode", ("utf-8", "surrogatepass"))
+    PyBytes::new(py, &text.wtf8_prefix(len, surrogates))
+        .call_method1("decode", ("utf-8", "surrogatepass"))
 }
 
 fn number_to_py<'py>(py: Python<'py>, number: &Number) -> PyResult<Bound<'py, PyAny>> {
@@ -263,34 +277,4 @@ fn members_to_py<'py>(
         )?;
     }
     Ok(dict)
-}
-
-fn view_to_py<'py>(py: Python<'py>, view: &View<'_>) -> PyResult<Bound<'py, PyAny>> {
-    const S: Surrogates = Surrogates::Paired;
-    Ok(match view {
-        View::Value(value) => value_to_py(py, value, S)?,
-        View::PartialString { text, len } => match text.as_str() {
-            Some(s) => PyString::new(py, &s[..*len]).into_any(),
-            None => PyBytes::new(py, &text.wtf8_prefix(*len, S))
-                .call_method1("decode", ("utf-8", "surrogatepass"))?,
-        },
-        View::Scalar(value) => value_to_py(py, value, S)?,
-        View::Array { items, tail, .. } => {
-            let list = PyList::empty(py);
-            for item in *items {
-                list.append(value_to_py(py, item, S)?)?;
-            }
-            if let Some(tail) = tail {
-                list.append(view_to_py(py, tail)?)?;
-            }
-            list.into_any()
-        }
-        View::Object { members, tail, .. } => {
-            let dict = members_to_py(py, members, S)?;
-            if let Some((key, value)) = tail {
-                dict.set_item(text_to_py(py, key, S)?, view_to_py(py, value)?)?;
-            }
-            dict.into_any()
-        }
-    })
 }

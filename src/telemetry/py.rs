@@ -243,15 +243,9 @@ fn span_attributes(span: &Bound<'_, PyAny>) -> PyResult<Map<String, Value>> {
     let py = span.py();
     if let Ok(bounded) = span.getattr(intern!(py, "_attributes"))
         && let Ok(inner) = bounded.getattr(intern!(py, "_dict"))
-        && let Ok(dict) = inner.cast::<PyDict>()
+        && inner.is_instance_of::<PyDict>()
     {
-        let mut map = Map::new();
-        for (key, value) in dict.iter() {
-            if let Some(value) = attribute_value(&value) {
-                map.insert(key_string(&key)?, value);
-            }
-        }
-        return Ok(map);
+        return attributes_from_py(&inner);
     }
     attributes_from_py(&span.getattr(intern!(py, "attributes"))?)
 }
@@ -285,11 +279,22 @@ fn attributes_from_py(attributes: &Bound<'_, PyAny>) -> PyResult<Map<String, Val
     if attributes.is_none() {
         return Ok(map);
     }
-    let items = attributes.call_method0(intern!(attributes.py(), "items"))?;
-    for item in items.try_iter()? {
-        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
-        if let Some(value) = attribute_value(&value) {
-            map.insert(key_string(&key)?, value);
+    let mut insert = |key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>| -> PyResult<()> {
+        if let Some(value) = attribute_value(value) {
+            map.insert(key_string(key)?, value);
+        }
+        Ok(())
+    };
+    if let Ok(dict) = attributes.cast::<PyDict>() {
+        // A plain dict is walked directly; any other mapping through its items().
+        for (key, value) in dict.iter() {
+            insert(&key, &value)?;
+        }
+    } else {
+        let items = attributes.call_method0(intern!(attributes.py(), "items"))?;
+        for item in items.try_iter()? {
+            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+            insert(&key, &value)?;
         }
     }
     Ok(map)
