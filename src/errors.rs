@@ -49,6 +49,32 @@ pub enum Error {
     #[error("{detail}")]
     InvalidArgument { detail: String },
 
+    /// Bad input to a vector index (dimension mismatch, empty, NaN or zero vector, a bad
+    /// index name or filter): INVALID_ARGUMENT.
+    #[error("vector index {index:?}: {detail}")]
+    VectorInvalid { index: String, detail: String },
+
+    /// A vector index opened read-only that has no file: NOT_FOUND.
+    #[error("vector index {index:?} not found: no {path}")]
+    VectorNotFound { index: String, path: String },
+
+    /// A vector index file that cannot be read back: DATA_LOSS. Never silently rebuilt.
+    #[error("vector index {index:?}: store file {path} is corrupt at byte {offset}: {detail}")]
+    VectorCorrupt {
+        index: String,
+        path: String,
+        offset: u64,
+        detail: String,
+    },
+
+    /// The disk failed under a vector index (nothing of the failed write was acknowledged).
+    #[error("vector index {index:?}: storage failed for {path}: {detail}")]
+    VectorStorage {
+        index: String,
+        path: String,
+        detail: String,
+    },
+
     /// A bug in the core: a panic in a worker or a broken invariant.
     #[error("internal error in genkit-parity core: {0}")]
     Internal(String),
@@ -83,6 +109,11 @@ impl Error {
 pyo3::import_exception!(genkit_parity.errors, SessionStoreError);
 pyo3::import_exception!(genkit_parity.errors, CorruptSessionError);
 pyo3::import_exception!(genkit_parity.errors, InvalidOperationError);
+// Vector index errors take `(message, index_name)`.
+pyo3::import_exception!(genkit_parity.errors, VectorStoreError);
+pyo3::import_exception!(genkit_parity.errors, InvalidVectorError);
+pyo3::import_exception!(genkit_parity.errors, VectorIndexNotFoundError);
+pyo3::import_exception!(genkit_parity.errors, CorruptVectorStoreError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -98,6 +129,14 @@ impl From<Error> for PyErr {
             }
             Error::Storage { session_id, .. } => SessionStoreError::new_err((message, session_id)),
             Error::Open { .. } => SessionStoreError::new_err((message, Option::<String>::None)),
+            Error::VectorInvalid { index, .. } => InvalidVectorError::new_err((message, index)),
+            Error::VectorNotFound { index, .. } => {
+                VectorIndexNotFoundError::new_err((message, index))
+            }
+            Error::VectorCorrupt { index, .. } => {
+                CorruptVectorStoreError::new_err((message, index))
+            }
+            Error::VectorStorage { index, .. } => VectorStoreError::new_err((message, index)),
             Error::Internal(_) => PyRuntimeError::new_err(message),
         }
     }

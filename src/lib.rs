@@ -10,6 +10,7 @@ pub mod schema;
 pub mod session;
 pub mod telemetry;
 pub mod timer;
+pub mod vectorstore;
 
 #[pyo3::pymodule(gil_used = false)]
 mod _native {

@@ -11,7 +11,16 @@ from typing import Any
 
 from genkit import GenkitError
 
-__all__ = ['CorruptSessionError', 'InvalidOperationError', 'OperationTimeoutError', 'SessionStoreError']
+__all__ = [
+    'CorruptSessionError',
+    'CorruptVectorStoreError',
+    'InvalidOperationError',
+    'InvalidVectorError',
+    'OperationTimeoutError',
+    'SessionStoreError',
+    'VectorIndexNotFoundError',
+    'VectorStoreError',
+]
 
 
 class SessionStoreError(GenkitError):
@@ -60,3 +69,44 @@ class OperationTimeoutError(GenkitError, TimeoutError):
         self.operation = operation
         self.checks = checks
         self.elapsed = elapsed
+
+
+class VectorStoreError(GenkitError):
+    """A local vector index could not read or write its file (disk full, permissions, ...).
+
+    ``index_name`` names the index. The write it reports was not acknowledged; everything
+    indexed before it is still stored. Status ``UNAVAILABLE``.
+    """
+
+    default_status = 'UNAVAILABLE'
+
+    def __init__(self, message: str, index_name: str | None = None) -> None:
+        super().__init__(message=message, status=self.default_status)  # type: ignore[arg-type]
+        self.index_name: str | None = index_name
+
+
+class InvalidVectorError(VectorStoreError, ValueError):
+    """Bad input to a vector index: a dimension mismatch with the stored vectors, an empty,
+    NaN, infinite or all-zero vector, an unusable index name or filter.
+
+    Status ``INVALID_ARGUMENT``; also a ``ValueError``. Nothing was written.
+    """
+
+    default_status = 'INVALID_ARGUMENT'
+
+
+class VectorIndexNotFoundError(VectorStoreError, LookupError):
+    """A vector index opened read-only (``must_exist=True``) has no file. Status ``NOT_FOUND``."""
+
+    default_status = 'NOT_FOUND'
+
+
+class CorruptVectorStoreError(VectorStoreError):
+    """A vector index file is damaged: a complete record with a bad checksum, or bytes that
+    are not a record. The message names the file and the byte offset.
+
+    Raised instead of dropping or rebuilding data. Status ``DATA_LOSS``. (A record cut short
+    by a crash at the very end of the file was never acknowledged and is dropped silently.)
+    """
+
+    default_status = 'DATA_LOSS'

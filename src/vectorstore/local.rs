@@ -1,0 +1,917 @@
+//! The local vector index: one append-only log per (directory, index name), loaded once per
+//! process and caught up incrementally, with JS dev-local-vectorstore's ids and semantics.
+//!
+//! Files in the directory, per index `<name>`:
+//! - `<name>.gkvec`: the record log (format in [`super::log`]).
+//! - `<name>.gkvec.lock`: an advisory lock. Writers hold it exclusively while they catch up,
+//!   drop duplicates and append (so two processes never store the same id twice); readers
+//!   hold it shared while they read a tail that grew.
+//!
+//! A search first compares the file's size (and inode) with what this process has read;
+//! only new bytes are read, under the shared lock. Every write is fsynced before it returns.
+//! No file handle outlives a call, so an index survives `fork()`.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use serde_json::{Map, Value};
+
+use super::ann::Ivf;
+use super::docid::{self, DocId};
+use super::jsjson;
+use super::log::{self, RowOut, RowView};
+use super::topk::{self, Matrix, Scored};
+use crate::errors::{Error, Result};
+
+/// A row to add: a document (any JSON text of it), its embedding, and the embedding's
+/// metadata (JSON text) when the embedder returned some.
+pub struct NewRow {
+    pub doc_json: String,
+    pub embed_meta_json: Option<String>,
+    pub vector: Vec<f32>,
+}
+
+/// A search result: the stored document's JSON (JS's compact text) and its cosine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub doc_json: String,
+    pub score: f32,
+}
+
+/// Metadata equality filter: every `(key, value)` must equal the document's
+/// `metadata[key]` (numbers compare by value, so `1` equals `1.0`).
+#[derive(Debug, Clone, Default)]
+pub struct Filter(Vec<(String, Value)>);
+
+impl Filter {
+    pub fn from_json(index: &str, text: &str) -> Result<Self> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(Filter(map.into_iter().collect())),
+            _ => Err(invalid(
+                index,
+                "`where` must be an object of metadata key -> value",
+            )),
+        }
+    }
+
+    fn matches(&self, metadata: Option<&Map<String, Value>>) -> bool {
+        self.0.iter().all(|(key, want)| {
+            metadata
+                .and_then(|m| m.get(key))
+                .is_some_and(|have| json_eq(have, want))
+        })
+    }
+}
+
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn invalid(index: &str, detail: impl Into<String>) -> Error {
+    Error::VectorInvalid {
+        index: index.to_owned(),
+        detail: detail.into(),
+    }
+}
+
+/// Rejects names that could leave the directory or that no file system takes.
+pub fn validate_index_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("an index name must not be empty")
+    } else if name.len() > 200 {
+        Some("an index name must be at most 200 bytes")
+    } else if name.contains(['/', '\\']) {
+        Some("an index name must not contain path separators")
+    } else if name.starts_with('.') {
+        Some("an index name must not start with '.'")
+    } else if name.chars().any(char::is_control) {
+        Some("an index name must not contain control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(invalid(name, reason)),
+        None => Ok(()),
+    }
+}
+
+/// What this process has read of the log.
+#[derive(Clone, Copy, Debug)]
+struct FileMark {
+    dev: u64,
+    ino: u64,
+    /// File size when last read (torn bytes included).
+    seen_len: u64,
+    /// End of the last complete record.
+    good_end: u64,
+}
+
+/// The rows in memory, column by column; row `i` is at position `i` of each.
+#[derive(Default)]
+struct Rows {
+    dims: usize,
+    ids: Vec<DocId>,
+    docs: Vec<Box<str>>,
+    embed_meta: Vec<Option<Box<str>>>,
+    /// Each document's `metadata`, parsed once, for `where` filters.
+    metadata: Vec<Option<Map<String, Value>>>,
+    vectors: Vec<f32>,
+    inv_norms: Vec<f32>,
+    by_id: HashMap<DocId, u32>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn matrix(&self) -> Matrix<'_> {
+        Matrix {
+            data: &self.vectors,
+            inv_norms: &self.inv_norms,
+            dims: self.dims,
+        }
+    }
+
+    /// Adds a row; a known id is skipped (first write wins).
+    fn push(
+        &mut self,
+        id: DocId,
+        doc: Box<str>,
+        metadata: Option<Map<String, Value>>,
+        embed_meta: Option<Box<str>>,
+        vector: impl Iterator<Item = f32>,
+        inv_norm: f32,
+    ) {
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        self.by_id.insert(id, self.ids.len() as u32);
+        self.ids.push(id);
+        self.docs.push(doc);
+        self.metadata.push(metadata);
+        self.embed_meta.push(embed_meta);
+        self.vectors.extend(vector);
+        self.inv_norms.push(inv_norm);
+    }
+
+    /// Drops rows past `len` (undoes a partly applied record).
+    fn truncate(&mut self, len: usize) {
+        for id in self.ids.drain(len..) {
+            self.by_id.remove(&id);
+        }
+        self.docs.truncate(len);
+        self.metadata.truncate(len);
+        self.embed_meta.truncate(len);
+        self.vectors.truncate(len * self.dims);
+        self.inv_norms.truncate(len);
+        if len == 0 {
+            self.dims = 0;
+        }
+    }
+
+    /// Adds a row read from the log, checking what a writer checked.
+    fn push_stored(&mut self, row: RowView<'_>) -> std::result::Result<(), String> {
+        let dims = row.dims();
+        if dims == 0 || (self.dims != 0 && dims != self.dims) {
+            return Err(format!(
+                "row with {dims} dimensions in a store of {}",
+                self.dims
+            ));
+        }
+        let floats: Vec<f32> = row.floats().collect();
+        let inv_norm = topk::inverse_norm(&floats)
+            .filter(|_| floats.iter().all(|x| x.is_finite()))
+            .ok_or("stored vector is zero or not finite")?;
+        let metadata = doc_metadata(row.doc).map_err(|e| format!("stored document: {e}"))?;
+        self.dims = dims;
+        self.push(
+            row.id,
+            row.doc.into(),
+            metadata,
+            row.embed_meta.map(Into::into),
+            floats.into_iter(),
+            inv_norm,
+        );
+        Ok(())
+    }
+}
+
+/// A document's `metadata` object, if it has one.
+fn doc_metadata(doc_json: &str) -> std::result::Result<Option<Map<String, Value>>, String> {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        metadata: Option<Map<String, Value>>,
+    }
+    serde_json::from_str::<Doc>(doc_json)
+        .map(|d| d.metadata)
+        .map_err(|e| e.to_string())
+}
+
+struct State {
+    rows: Rows,
+    mark: Option<FileMark>,
+    ann: Option<Ivf>,
+}
+
+/// A row ready to store: id computed, document canonical, vector checked.
+pub struct Prepared {
+    id: DocId,
+    doc: String,
+    metadata: Option<Map<String, Value>>,
+    embed_meta: Option<String>,
+    vector: Vec<f32>,
+    inv_norm: f32,
+}
+
+/// One persistent vector index.
+pub struct LocalIndex {
+    name: String,
+    log_path: PathBuf,
+    lock_path: PathBuf,
+    directory: PathBuf,
+    state: RwLock<State>,
+}
+
+impl LocalIndex {
+    /// Opens (and loads) the index `name` in `directory`. Nothing is created on disk until
+    /// the first write. With `must_exist`, a missing index is [`Error::VectorNotFound`].
+    pub fn open(directory: &Path, name: &str, must_exist: bool) -> Result<Self> {
+        validate_index_name(name)?;
+        let index = LocalIndex {
+            name: name.to_owned(),
+            log_path: directory.join(format!("{name}.gkvec")),
+            lock_path: directory.join(format!("{name}.gkvec.lock")),
+            directory: directory.to_owned(),
+            state: RwLock::new(State {
+                rows: Rows::default(),
+                mark: None,
+                ann: None,
+            }),
+        };
+        if must_exist && !index.log_path.exists() {
+            return Err(Error::VectorNotFound {
+                index: name.to_owned(),
+                path: index.log_path.display().to_string(),
+            });
+        }
+        index.catch_up()?;
+        Ok(index)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Rows stored (after reading what other processes appended).
+    pub fn len(&self) -> Result<usize> {
+        self.catch_up()?;
+        Ok(self.read().rows.len())
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The stored vectors' dimension, `None` while the index is empty.
+    pub fn dims(&self) -> Result<Option<usize>> {
+        self.catch_up()?;
+        let st = self.read();
+        Ok((st.rows.len() > 0).then_some(st.rows.dims))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn storage(&self, path: &Path, detail: impl std::fmt::Display) -> Error {
+        Error::VectorStorage {
+            index: self.name.clone(),
+            path: path.display().to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn corrupt(&self, offset: u64, detail: impl Into<String>) -> Error {
+        Error::VectorCorrupt {
+            index: self.name.clone(),
+            path: self.log_path.display().to_string(),
+            offset,
+            detail: detail.into(),
+        }
+    }
+
+    /// Checks a document, metadata and vector before anything is locked or written.
+    pub fn prepare(&self, position: usize, row: NewRow, id: Option<DocId>) -> Result<Prepared> {
+        let (doc, value) = docid::canonical_doc_json(&row.doc_json).map_err(|e| {
+            invalid(
+                &self.name,
+                format!("document {position} is not usable: {e}"),
+            )
+        })?;
+        let metadata = match value {
+            Value::Object(mut map) => match map.remove("metadata") {
+                Some(Value::Object(m)) => Some(m),
+                _ => None,
+            },
+            _ => None,
+        };
+        let embed_meta = match row.embed_meta_json {
+            None => None,
+            Some(text) => Some(jsjson::to_compact(&serde_json::from_str(&text).map_err(
+                |e| {
+                    invalid(
+                        &self.name,
+                        format!("embedding metadata {position} is not JSON: {e}"),
+                    )
+                },
+            )?)),
+        };
+        let inv_norm = check_vector(&self.name, &row.vector, &format!("embedding {position}"))?;
+        Ok(Prepared {
+            id: id.unwrap_or_else(|| docid::doc_id(&doc)),
+            doc,
+            metadata,
+            embed_meta,
+            vector: row.vector,
+            inv_norm,
+        })
+    }
+
+    /// Adds rows; returns how many were new (an id already stored, or repeated within
+    /// `rows`, is skipped: first write wins, as in JS). Durable when it returns.
+    pub fn add(&self, rows: Vec<NewRow>) -> Result<usize> {
+        let prepared = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| self.prepare(i, row, None))
+            .collect::<Result<Vec<_>>>()?;
+        self.add_prepared(prepared)
+    }
+
+    /// Adds checked rows (see [`Self::add`]).
+    pub fn add_prepared(&self, rows: Vec<Prepared>) -> Result<usize> {
+        let Some(first) = rows.first() else {
+            return Ok(0);
+        };
+        let dims = first.vector.len();
+        if let Some((i, row)) = rows
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.vector.len() != dims)
+        {
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "embedding {i} has {} dimensions, embedding 0 has {dims}",
+                    row.vector.len()
+                ),
+            ));
+        }
+        let mut st = self.write();
+        fs::create_dir_all(&self.directory).map_err(|e| self.storage(&self.directory, e))?;
+        let _lock = self.lock(true)?;
+        self.refresh(&mut st)?;
+        if st.rows.len() > 0 && st.rows.dims != dims {
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "embeddings have {dims} dimensions but the index stores {}",
+                    st.rows.dims
+                ),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let fresh: Vec<&Prepared> = rows
+            .iter()
+            .filter(|r| !st.rows.by_id.contains_key(&r.id) && seen.insert(r.id))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let end = self.append(st.mark, &fresh)?;
+        for row in &fresh {
+            st.rows.dims = dims;
+            st.rows.push(
+                row.id,
+                row.doc.as_str().into(),
+                row.metadata.clone(),
+                row.embed_meta.as_deref().map(Into::into),
+                row.vector.iter().copied(),
+                row.inv_norm,
+            );
+        }
+        st.mark = Some(end);
+        Ok(fresh.len())
+    }
+
+    /// Writes `rows` after the last complete record (cutting off a torn tail) and fsyncs.
+    /// Call with the exclusive lock held and the state caught up.
+    fn append(&self, mark: Option<FileMark>, rows: &[&Prepared]) -> Result<FileMark> {
+        let path = &self.log_path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| self.storage(path, e))?;
+        let good_end = mark.map_or(0, |m| m.good_end);
+        let created = good_end < log::FILE_HEADER_LEN as u64;
+        let mut start = good_end;
+        if created {
+            file.set_len(0).map_err(|e| self.storage(path, e))?;
+            file.write_all_at(&log::file_header(), 0)
+                .map_err(|e| self.storage(path, e))?;
+            start = log::FILE_HEADER_LEN as u64;
+        } else if mark.is_some_and(|m| m.seen_len > good_end) {
+            // A writer died mid-record: that record was never acknowledged.
+            file.set_len(good_end).map_err(|e| self.storage(path, e))?;
+        }
+        let mut end = start;
+        let written = (|| -> std::io::Result<()> {
+            for chunk in record_chunks(rows) {
+                let out: Vec<RowOut<'_>> = chunk
+                    .iter()
+                    .map(|r| RowOut {
+                        id: &r.id,
+                        doc: &r.doc,
+                        embed_meta: r.embed_meta.as_deref(),
+                        vector: &r.vector,
+                    })
+                    .collect();
+                let bytes = log::encode_record(&out);
+                file.write_all_at(&bytes, end)?;
+                end += bytes.len() as u64;
+            }
+            file.sync_data()
+        })();
+        if let Err(e) = written {
+            // Leave the file as it was: nothing of this call is acknowledged.
+            let _ = file.set_len(start.max(good_end));
+            return Err(self.storage(path, e));
+        }
+        if created {
+            // Make the new file's name durable too.
+            if let Ok(dir) = File::open(&self.directory) {
+                let _ = dir.sync_all();
+            }
+        }
+        let meta = file.metadata().map_err(|e| self.storage(path, e))?;
+        Ok(FileMark {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            seen_len: end,
+            good_end: end,
+        })
+    }
+
+    /// Takes the cross-process lock (held until the returned file is dropped).
+    fn lock(&self, exclusive: bool) -> Result<File> {
+        let path = &self.lock_path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| self.storage(path, format!("cannot open lock file: {e}")))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| self.storage(path, format!("cannot take lock: {e}")))?;
+        Ok(file)
+    }
+
+    /// Whether the log differs from what this process has read.
+    fn changed(&self, mark: Option<FileMark>) -> Result<bool> {
+        match fs::metadata(&self.log_path) {
+            Ok(meta) => Ok(mark.is_none_or(|m| {
+                m.dev != meta.dev() || m.ino != meta.ino() || m.seen_len != meta.len()
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(mark.is_some()),
+            Err(e) => Err(self.storage(&self.log_path, e)),
+        }
+    }
+
+    /// Reads what other processes appended, if anything.
+    fn catch_up(&self) -> Result<()> {
+        let mark = self.read().mark;
+        if !self.changed(mark)? {
+            return Ok(());
+        }
+        let mut st = self.write();
+        if !self.changed(st.mark)? {
+            return Ok(());
+        }
+        let _lock = self.lock(false)?;
+        self.refresh(&mut st)
+    }
+
+    /// Reads the log's new bytes into memory. Call holding the lock (shared or exclusive).
+    fn refresh(&self, st: &mut State) -> Result<()> {
+        let path = &self.log_path;
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if st.mark.is_some() {
+                    return Err(self.storage(path, "the index file disappeared"));
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(self.storage(path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.storage(path, e))?;
+        if let Some(mark) = st.mark {
+            if mark.dev != meta.dev() || mark.ino != meta.ino() {
+                // Replaced by another file (deleted and recreated): read it from the start.
+                st.rows = Rows::default();
+                st.mark = None;
+                st.ann = None;
+            } else if meta.len() < mark.good_end {
+                return Err(self.corrupt(
+                    meta.len(),
+                    format!(
+                        "the file shrank below its {} acknowledged bytes",
+                        mark.good_end
+                    ),
+                ));
+            } else if meta.len() == mark.seen_len {
+                return Ok(());
+            }
+        }
+        let from = st.mark.map_or(0, |m| m.good_end);
+        let mut buf = Vec::with_capacity((meta.len().saturating_sub(from)) as usize);
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| file.read_to_end(&mut buf))
+            .map_err(|e| self.storage(path, e))?;
+        let seen_len = from + buf.len() as u64;
+        let (records, base) = if from == 0 {
+            let whole =
+                log::check_file_header(&buf).map_err(|c| self.corrupt(c.offset, c.detail))?;
+            if !whole {
+                // A creator died before its header was written: nothing was acknowledged.
+                st.mark = Some(FileMark {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    seen_len,
+                    good_end: 0,
+                });
+                return Ok(());
+            }
+            (&buf[log::FILE_HEADER_LEN..], log::FILE_HEADER_LEN as u64)
+        } else {
+            (&buf[..], from)
+        };
+        let before = st.rows.len();
+        let rows = &mut st.rows;
+        match log::decode(records, base, |row| rows.push_stored(row)) {
+            Ok(decoded) => {
+                st.mark = Some(FileMark {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    seen_len,
+                    good_end: decoded.good_end,
+                });
+                Ok(())
+            }
+            Err(c) => {
+                st.rows.truncate(before);
+                Err(self.corrupt(c.offset, c.detail))
+            }
+        }
+    }
+
+    /// The `k` documents most similar to `query` (cosine), best first; ties keep indexing
+    /// order. `approximate` uses the IVF index (built on first use, exact re-scoring of the
+    /// probed rows); with a filter the search is exact over the matching rows.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        approximate: bool,
+    ) -> Result<Vec<Hit>> {
+        Ok(self
+            .search_many(query, query.len().max(1), k, filter, approximate)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// [`Self::search`] for several queries of `dims` values each, back to back in
+    /// `queries`, in one pass over the stored vectors.
+    pub fn search_many(
+        &self,
+        queries: &[f32],
+        dims: usize,
+        k: usize,
+        filter: Option<&Filter>,
+        approximate: bool,
+    ) -> Result<Vec<Vec<Hit>>> {
+        if dims == 0 || queries.is_empty() || !queries.len().is_multiple_of(dims) {
+            return Err(invalid(&self.name, "a query must be a non-empty vector"));
+        }
+        let mut normalized = Vec::with_capacity(queries.len());
+        for (i, q) in queries.chunks_exact(dims).enumerate() {
+            let inv = check_vector(&self.name, q, &format!("query {i}"))?;
+            normalized.extend(q.iter().map(|x| x * inv));
+        }
+        let nq = queries.len() / dims;
+        self.catch_up()?;
+        if approximate && filter.is_none() {
+            self.ensure_ann()?;
+        }
+        let st = self.read();
+        if st.rows.len() == 0 || k == 0 {
+            return Ok(vec![Vec::new(); nq]);
+        }
+        if st.rows.dims != dims {
+            return Err(invalid(
+                &self.name,
+                format!(
+                    "query has {dims} dimensions but the index stores {}",
+                    st.rows.dims
+                ),
+            ));
+        }
+        let m = st.rows.matrix();
+        let results: Vec<Vec<Scored>> = match (filter, approximate, st.ann.as_ref()) {
+            (Some(filter), _, _) => {
+                let rows: Vec<u32> = (0..st.rows.len() as u32)
+                    .filter(|&i| filter.matches(st.rows.metadata[i as usize].as_ref()))
+                    .collect();
+                normalized
+                    .chunks_exact(dims)
+                    .map(|q| topk::search(m, q, k, Some(&rows)))
+                    .collect()
+            }
+            (None, true, Some(ann)) => normalized
+                .chunks_exact(dims)
+                .map(|q| ann.search(m, q, k))
+                .collect(),
+            _ if nq == 1 => vec![topk::search(m, &normalized, k, None)],
+            _ => topk::search_many(m, &normalized, k),
+        };
+        Ok(results
+            .into_iter()
+            .map(|hits| {
+                hits.into_iter()
+                    .map(|s| Hit {
+                        doc_json: st.rows.docs[s.row as usize].to_string(),
+                        score: s.score,
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Builds the approximate index, or extends it with rows added since.
+    fn ensure_ann(&self) -> Result<()> {
+        let fresh = |st: &State| {
+            st.rows.len() < super::ann::MIN_ROWS
+                || st.ann.as_ref().is_some_and(|a| a.is_current(st.rows.len()))
+        };
+        if fresh(&self.read()) {
+            return Ok(());
+        }
+        let mut st = self.write();
+        if fresh(&st) {
+            return Ok(());
+        }
+        let state = &mut *st;
+        let m = state.rows.matrix();
+        match state.ann.as_mut() {
+            Some(ann) if !ann.needs_retraining(m.rows()) => ann.extend(m),
+            _ => state.ann = Some(Ivf::build(m)),
+        }
+        Ok(())
+    }
+
+    /// Every row in indexing order: (id, document JSON, embedding metadata JSON, vector).
+    pub fn for_each_row(
+        &self,
+        mut f: impl FnMut(&DocId, &str, Option<&str>, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        self.catch_up()?;
+        let st = self.read();
+        let d = st.rows.dims;
+        for i in 0..st.rows.len() {
+            f(
+                &st.rows.ids[i],
+                &st.rows.docs[i],
+                st.rows.embed_meta[i].as_deref(),
+                &st.rows.vectors[i * d..(i + 1) * d],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits rows into records below the format's size limit (one record in practice).
+fn record_chunks<'a>(rows: &'a [&'a Prepared]) -> Vec<&'a [&'a Prepared]> {
+    const LIMIT: usize = 1 << 30;
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        let len = 40
+            + row.doc.len()
+            + row.embed_meta.as_ref().map_or(0, String::len)
+            + 4 * row.vector.len();
+        if size + len > LIMIT && i > start {
+            chunks.push(&rows[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    chunks.push(&rows[start..]);
+    chunks
+}
+
+/// `1/‖v‖` of a usable vector, or an error naming what is wrong with it.
+pub fn check_vector(index: &str, v: &[f32], what: &str) -> Result<f32> {
+    if v.is_empty() {
+        return Err(invalid(index, format!("{what} is empty")));
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(invalid(
+            index,
+            format!("{what} has a non-finite value ({}) at {i}", v[i]),
+        ));
+    }
+    topk::inverse_norm(v).ok_or_else(|| {
+        invalid(
+            index,
+            format!("{what} is a zero vector (cosine similarity is undefined)"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(text: &str, meta: Option<&str>, v: &[f32]) -> NewRow {
+        let doc = match meta {
+            Some(m) => format!(r#"{{"content":[{{"text":"{text}"}}],"metadata":{m}}}"#),
+            None => format!(r#"{{"content":[{{"text":"{text}"}}]}}"#),
+        };
+        NewRow {
+            doc_json: doc,
+            embed_meta_json: None,
+            vector: v.to_vec(),
+        }
+    }
+
+    fn texts(hits: &[Hit]) -> Vec<String> {
+        hits.iter().map(|h| h.doc_json.clone()).collect()
+    }
+
+    #[test]
+    fn first_write_wins_and_a_second_instance_catches_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = LocalIndex::open(dir.path(), "facts", false).expect("open");
+        let b = LocalIndex::open(dir.path(), "facts", false).expect("open");
+        assert_eq!(
+            a.add(vec![
+                row("aaa", Some(r#"{"src":1}"#), &[3., 0., 0.]),
+                row("bbb", None, &[0., 3., 0.])
+            ])
+            .expect("add"),
+            2
+        );
+        // Same document, another embedding: skipped, also from the other instance.
+        assert_eq!(
+            b.add(vec![row("aaa", Some(r#"{"src":1.0}"#), &[0., 0., 1.])])
+                .expect("add"),
+            0
+        );
+        assert_eq!(
+            b.add(vec![row("aaa", Some(r#"{"src":2}"#), &[3., 0., 0.])])
+                .expect("add"),
+            1
+        );
+        let hits = a.search(&[1., 0., 0.], 3, None, false).expect("search");
+        assert_eq!(
+            texts(&hits),
+            vec![
+                r#"{"content":[{"text":"aaa"}],"metadata":{"src":1}}"#,
+                r#"{"content":[{"text":"aaa"}],"metadata":{"src":2}}"#,
+                r#"{"content":[{"text":"bbb"}]}"#,
+            ]
+        );
+        let filter = Filter::from_json("facts", r#"{"src": 2.0}"#).expect("filter");
+        let hits = a
+            .search(&[1., 0., 0.], 3, Some(&filter), false)
+            .expect("search");
+        assert_eq!(hits.len(), 1);
+        assert!((hits[0].score - 1.0).abs() < 1e-6);
+        let reopened = LocalIndex::open(dir.path(), "facts", true).expect("reopen");
+        assert_eq!(reopened.len().expect("len"), 3);
+    }
+
+    #[test]
+    fn a_torn_tail_is_dropped_and_cut_off_by_the_next_writer() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = LocalIndex::open(dir.path(), "t", false).expect("open");
+        index.add(vec![row("a", None, &[1., 0.])]).expect("add");
+        let path = index.path().to_owned();
+        let good = fs::read(&path).expect("read");
+        // A second record cut short, as a kill -9 mid-write leaves it.
+        let mut torn = good.clone();
+        let extra = log::encode_record(&[RowOut {
+            id: &[9; 16],
+            doc: "{}",
+            embed_meta: None,
+            vector: &[1., 1.],
+        }]);
+        torn.extend_from_slice(&extra[..extra.len() - 3]);
+        fs::write(&path, &torn).expect("write");
+        let fresh = LocalIndex::open(dir.path(), "t", true).expect("opens");
+        assert_eq!(fresh.len().expect("len"), 1);
+        fresh.add(vec![row("b", None, &[0., 1.])]).expect("add");
+        let again = LocalIndex::open(dir.path(), "t", true).expect("opens");
+        assert_eq!(again.len().expect("len"), 2);
+    }
+
+    #[test]
+    fn damage_inside_the_file_is_a_corrupt_store_error() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = LocalIndex::open(dir.path(), "c", false).expect("open");
+        index.add(vec![row("a", None, &[1., 0.])]).expect("add");
+        index.add(vec![row("b", None, &[0., 1.])]).expect("add");
+        let path = index.path().to_owned();
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[40] ^= 1;
+        fs::write(&path, &bytes).expect("write");
+        let err = LocalIndex::open(dir.path(), "c", true)
+            .err()
+            .expect("corrupt");
+        assert!(matches!(err, Error::VectorCorrupt { .. }), "{err}");
+        assert!(err.to_string().contains("c.gkvec"), "{err}");
+        // The instance that read the records before the damage keeps serving them.
+        assert_eq!(index.len().expect("len"), 2);
+    }
+
+    #[test]
+    fn bad_input_is_rejected_naming_the_index() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for name in ["", "../x", "a/b", "a\\b", ".hidden", "nul\0"] {
+            assert!(matches!(
+                LocalIndex::open(dir.path(), name, false),
+                Err(Error::VectorInvalid { .. })
+            ));
+        }
+        assert!(matches!(
+            LocalIndex::open(dir.path(), "missing", true),
+            Err(Error::VectorNotFound { .. })
+        ));
+        let index = LocalIndex::open(dir.path(), "v", false).expect("open");
+        index.add(vec![row("a", None, &[1., 0., 0.])]).expect("add");
+        for bad in [
+            vec![],
+            vec![f32::NAN, 0., 0.],
+            vec![0., 0., 0.],
+            vec![1., 2.],
+        ] {
+            let err = index.add(vec![row("q", None, &bad)]).expect_err("bad row");
+            assert!(err.to_string().contains("\"v\""), "{err}");
+            if !bad.is_empty() {
+                assert!(index.search(&bad, 3, None, false).is_err());
+            }
+        }
+        assert_eq!(index.len().expect("len"), 1, "nothing lost");
+    }
+}

@@ -1,0 +1,545 @@
+//! Exact top-k by cosine similarity over contiguous f32 rows.
+//!
+//! Rows are stored as given, next to the inverse of each row's norm; the query is normalised
+//! once, so a row's cosine is `dot(q̂, x) · (1/‖x‖)`: one pass over the bytes, one multiply
+//! per row. The dot products use pulp's runtime dispatch (AVX2+FMA where the CPU has it,
+//! plain code otherwise) and several independent accumulators so the loop is bound by
+//! memory, not by add latency. Large scans split the rows across every core.
+//!
+//! Ties keep indexing order (the lower row wins), as JS's observed order does.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use pulp::{Arch, Simd, WithSimd};
+
+/// A row number and its cosine similarity to the query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub row: u32,
+    pub score: f32,
+}
+
+/// Heap entry ordered so that the heap's top is the worst kept result.
+#[derive(Clone, Copy)]
+struct Kept(Scored);
+
+impl Kept {
+    /// `Greater` when `self` ranks below `other` (lower score, or same score and later row).
+    fn worse_cmp(&self, other: &Self) -> Ordering {
+        other
+            .0
+            .score
+            .total_cmp(&self.0.score)
+            .then(self.0.row.cmp(&other.0.row))
+    }
+}
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.worse_cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.worse_cmp(other)
+    }
+}
+
+/// The `k` best of a stream of scored rows.
+pub struct TopK {
+    k: usize,
+    heap: BinaryHeap<Kept>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.min(4096) + 1),
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, row: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        // A NaN score (an overflowing dot product) ranks last.
+        let score = if score.is_nan() {
+            f32::NEG_INFINITY
+        } else {
+            score
+        };
+        let entry = Kept(Scored { row, score });
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && entry.worse_cmp(&worst) == Ordering::Less
+        {
+            *worst = entry;
+        }
+    }
+
+    /// Adds every result of `other`.
+    pub fn merge(&mut self, other: TopK) {
+        for Kept(s) in other.heap {
+            self.push(s.row, s.score);
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<Scored> {
+        let mut kept = self.heap.into_vec();
+        kept.sort_by(Kept::worse_cmp);
+        kept.into_iter().map(|Kept(s)| s).collect()
+    }
+}
+
+/// `q` scaled to unit length, or `None` for a zero or non-finite norm.
+pub fn normalized(q: &[f32]) -> Option<Vec<f32>> {
+    let inv = inverse_norm(q)?;
+    Some(q.iter().map(|x| x * inv).collect())
+}
+
+/// `1/‖v‖` computed in f64 (no overflow for large components), or `None` when it is unusable.
+pub fn inverse_norm(v: &[f32]) -> Option<f32> {
+    let sum: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    let norm = sum.sqrt();
+    let inv = (1.0 / norm) as f32;
+    (norm > 0.0 && norm.is_finite() && inv.is_finite() && inv > 0.0).then_some(inv)
+}
+
+/// Rows scored per kernel call: large enough to amortise dispatch, small enough for L1/L2.
+const BLOCK_ROWS: usize = 256;
+/// Below this many stored floats a scan runs on the calling thread alone.
+const PARALLEL_MIN_FLOATS: usize = 1 << 19;
+
+/// The store's vectors as the scan sees them.
+#[derive(Clone, Copy)]
+pub struct Matrix<'a> {
+    pub data: &'a [f32],
+    pub inv_norms: &'a [f32],
+    pub dims: usize,
+}
+
+impl Matrix<'_> {
+    pub fn rows(&self) -> usize {
+        self.inv_norms.len()
+    }
+}
+
+/// Threads a scan over `floats` stored values should use.
+fn threads_for(floats: usize) -> usize {
+    if floats < PARALLEL_MIN_FLOATS {
+        return 1;
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(16)
+}
+
+/// Splits `0..n` into `parts` contiguous ranges.
+fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let per = n.div_ceil(parts.max(1)).max(1);
+    (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
+}
+
+/// Exact top-k of one normalised query over every row, or over `candidates` (ascending
+/// row numbers) when given.
+pub fn search(m: Matrix<'_>, query: &[f32], k: usize, candidates: Option<&[u32]>) -> Vec<Scored> {
+    debug_assert_eq!(query.len(), m.dims);
+    let count = candidates.map_or(m.rows(), <[u32]>::len);
+    let threads = threads_for(count * m.dims);
+    if threads <= 1 {
+        return scan(m, query, k, candidates, 0..count).into_sorted();
+    }
+    let mut total = TopK::new(k);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = split(count, threads)
+            .into_iter()
+            .map(|range| scope.spawn(move || scan(m, query, k, candidates, range)))
+            .collect();
+        for worker in workers {
+            // A panicking worker is a bug; re-raise it on this thread (PyO3 turns it into
+            // a Python exception).
+            total.merge(
+                worker
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            );
+        }
+    });
+    total.into_sorted()
+}
+
+/// Scores positions `range` of the row list (all rows, or `candidates`).
+fn scan(
+    m: Matrix<'_>,
+    query: &[f32],
+    k: usize,
+    candidates: Option<&[u32]>,
+    range: std::ops::Range<usize>,
+) -> TopK {
+    let arch = Arch::new();
+    let mut top = TopK::new(k);
+    let mut scores = [0f32; BLOCK_ROWS];
+    let d = m.dims;
+    match candidates {
+        None => {
+            let mut start = range.start;
+            while start < range.end {
+                let end = (start + BLOCK_ROWS).min(range.end);
+                let out = &mut scores[..end - start];
+                arch.dispatch(DotRows {
+                    query,
+                    rows: &m.data[start * d..end * d],
+                    dims: d,
+                    out,
+                });
+                for (offset, &dot) in out.iter().enumerate() {
+                    let row = start + offset;
+                    top.push(row as u32, dot * m.inv_norms[row]);
+                }
+                start = end;
+            }
+        }
+        Some(rows) => {
+            for &row in &rows[range] {
+                let r = row as usize;
+                let mut out = [0f32; 1];
+                arch.dispatch(DotRows {
+                    query,
+                    rows: &m.data[r * d..(r + 1) * d],
+                    dims: d,
+                    out: &mut out,
+                });
+                top.push(row, out[0] * m.inv_norms[r]);
+            }
+        }
+    }
+    top
+}
+
+/// Exact top-k of several normalised queries (`queries` holds them back to back), in one
+/// pass over the rows: each block of rows is scored against every query while it is in
+/// cache, four queries and two rows at a time (a small matrix product).
+pub fn search_many(m: Matrix<'_>, queries: &[f32], k: usize) -> Vec<Vec<Scored>> {
+    let d = m.dims;
+    let nq = queries.len() / d.max(1);
+    let threads = threads_for(m.rows() * d * nq.max(1) / 8);
+    let ranges = split(m.rows(), threads);
+    let partials: Vec<Vec<TopK>> = if ranges.len() <= 1 {
+        vec![scan_many(m, queries, k, 0..m.rows())]
+    } else {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = ranges
+                .into_iter()
+                .map(|range| scope.spawn(move || scan_many(m, queries, k, range)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let mut totals: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    for partial in partials {
+        for (total, part) in totals.iter_mut().zip(partial) {
+            total.merge(part);
+        }
+    }
+    totals.into_iter().map(TopK::into_sorted).collect()
+}
+
+fn scan_many(m: Matrix<'_>, queries: &[f32], k: usize, range: std::ops::Range<usize>) -> Vec<TopK> {
+    let d = m.dims;
+    let nq = queries.len() / d.max(1);
+    let arch = Arch::new();
+    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+    let mut scores = vec![0f32; BLOCK_ROWS * nq];
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + BLOCK_ROWS).min(range.end);
+        let rows = end - start;
+        arch.dispatch(DotBlock {
+            queries,
+            rows: &m.data[start * d..end * d],
+            dims: d,
+            out: &mut scores[..rows * nq],
+        });
+        for (qi, top) in tops.iter_mut().enumerate() {
+            let out = &scores[qi * rows..(qi + 1) * rows];
+            for (offset, &dot) in out.iter().enumerate() {
+                let row = start + offset;
+                top.push(row as u32, dot * m.inv_norms[row]);
+            }
+        }
+        start = end;
+    }
+    tops
+}
+
+/// `out[i] = dot(query, row i)`.
+struct DotRows<'a> {
+    query: &'a [f32],
+    rows: &'a [f32],
+    dims: usize,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for DotRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (q_head, q_tail) = S::as_simd_f32s(self.query);
+        for (row, out) in self.rows.chunks_exact(self.dims).zip(self.out.iter_mut()) {
+            let (x_head, x_tail) = S::as_simd_f32s(row);
+            let zero = simd.splat_f32s(0.0);
+            let mut acc = [zero; 4];
+            let mut q_quads = q_head.chunks_exact(4);
+            let mut x_quads = x_head.chunks_exact(4);
+            for (q4, x4) in (&mut q_quads).zip(&mut x_quads) {
+                for lane in 0..4 {
+                    acc[lane] = simd.mul_add_e_f32s(q4[lane], x4[lane], acc[lane]);
+                }
+            }
+            for (q, x) in q_quads.remainder().iter().zip(x_quads.remainder()) {
+                acc[0] = simd.mul_add_e_f32s(*q, *x, acc[0]);
+            }
+            let sum = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+            let mut dot = simd.reduce_sum_f32s(sum);
+            for (q, x) in q_tail.iter().zip(x_tail) {
+                dot += q * x;
+            }
+            *out = dot;
+        }
+    }
+}
+
+/// `out[qi * rows + i] = dot(query qi, row i)` for a block of rows.
+struct DotBlock<'a> {
+    queries: &'a [f32],
+    rows: &'a [f32],
+    dims: usize,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for DotBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let d = self.dims;
+        let nrows = self.rows.len() / d;
+        let nq = self.queries.len() / d;
+        let zero = simd.splat_f32s(0.0);
+        let mut qi = 0;
+        while qi < nq {
+            let group = (nq - qi).min(4);
+            let q: [&[f32]; 4] =
+                std::array::from_fn(|j| &self.queries[(qi + j.min(group - 1)) * d..][..d]);
+            let q_split: [(&[S::f32s], &[f32]); 4] = std::array::from_fn(|j| S::as_simd_f32s(q[j]));
+            let mut ri = 0;
+            while ri < nrows {
+                let pair = (nrows - ri).min(2);
+                let x: [&[f32]; 2] =
+                    std::array::from_fn(|r| &self.rows[(ri + r.min(pair - 1)) * d..][..d]);
+                let x_split: [(&[S::f32s], &[f32]); 2] =
+                    std::array::from_fn(|r| S::as_simd_f32s(x[r]));
+                let mut acc = [[zero; 4]; 2];
+                for c in 0..x_split[0].0.len() {
+                    let x0 = x_split[0].0[c];
+                    let x1 = x_split[1].0[c];
+                    for j in 0..4 {
+                        let qv = q_split[j].0[c];
+                        acc[0][j] = simd.mul_add_e_f32s(qv, x0, acc[0][j]);
+                        acc[1][j] = simd.mul_add_e_f32s(qv, x1, acc[1][j]);
+                    }
+                }
+                for r in 0..pair {
+                    for j in 0..group {
+                        let mut dot = simd.reduce_sum_f32s(acc[r][j]);
+                        for (a, b) in q_split[j].1.iter().zip(x_split[r].1) {
+                            dot += a * b;
+                        }
+                        self.out[(qi + j) * nrows + ri + r] = dot;
+                    }
+                }
+                ri += pair;
+            }
+            qi += group;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Owned {
+        data: Vec<f32>,
+        inv: Vec<f32>,
+        dims: usize,
+    }
+
+    impl Owned {
+        fn new(rows: &[Vec<f32>]) -> Self {
+            let dims = rows[0].len();
+            Owned {
+                data: rows.concat(),
+                inv: rows
+                    .iter()
+                    .map(|r| inverse_norm(r).expect("nonzero"))
+                    .collect(),
+                dims,
+            }
+        }
+        fn matrix(&self) -> Matrix<'_> {
+            Matrix {
+                data: &self.data,
+                inv_norms: &self.inv,
+                dims: self.dims,
+            }
+        }
+    }
+
+    /// Cosines in f64, sorted by a stable sort: the reference.
+    fn naive(rows: &[Vec<f32>], q: &[f32], k: usize) -> Vec<(u32, f64)> {
+        let cos = |x: &[f32]| {
+            let dot: f64 = x
+                .iter()
+                .zip(q)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
+            let nx: f64 = x.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+            let nq: f64 = q.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+            dot / (nx * nq)
+        };
+        let mut all: Vec<(u32, f64)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u32, cos(r)))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1));
+        all.truncate(k);
+        all
+    }
+
+    #[test]
+    fn toy_embedder_order_from_the_spec() {
+        // aaa{src:1}, bbb, abc, ccc, aab, aaa{src:2} as [count a, count b, count c].
+        let rows = vec![
+            vec![3., 0., 0.],
+            vec![0., 3., 0.],
+            vec![1., 1., 1.],
+            vec![0., 0., 3.],
+            vec![2., 1., 0.],
+            vec![3., 0., 0.],
+        ];
+        let m = Owned::new(&rows);
+        let q = normalized(&[1., 0., 0.]).expect("q");
+        let top: Vec<u32> = search(m.matrix(), &q, 3, None)
+            .iter()
+            .map(|s| s.row)
+            .collect();
+        assert_eq!(top, vec![0, 5, 4]);
+        let q = normalized(&[0., 1., 1.]).expect("q");
+        let top: Vec<u32> = search(m.matrix(), &q, 2, None)
+            .iter()
+            .map(|s| s.row)
+            .collect();
+        assert_eq!(top, vec![2, 1], "bbb and ccc tie; bbb was indexed first");
+    }
+
+    #[test]
+    fn candidates_restrict_the_scan() {
+        let rows = vec![vec![1., 0.], vec![0.9, 0.1], vec![0., 1.]];
+        let m = Owned::new(&rows);
+        let q = normalized(&[1., 0.]).expect("q");
+        let top = search(m.matrix(), &q, 5, Some(&[1, 2]));
+        assert_eq!(top.iter().map(|s| s.row).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn large_scans_use_threads_and_agree() {
+        let dims = 64;
+        let n = (PARALLEL_MIN_FLOATS / dims) * 2 + 7;
+        let rows: Vec<Vec<f32>> = (0..n)
+            .map(|i| {
+                (0..dims)
+                    .map(|j| (((i * 31 + j * 17) % 97) as f32) - 40.0)
+                    .collect()
+            })
+            .collect();
+        let m = Owned::new(&rows);
+        let q: Vec<f32> = (0..dims).map(|j| (j % 5) as f32 - 2.0).collect();
+        let qn = normalized(&q).expect("q");
+        let got = search(m.matrix(), &qn, 10, None);
+        let want = naive(&rows, &q, 10);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((f64::from(g.score) - w.1).abs() < 1e-4);
+        }
+        let many = search_many(m.matrix(), &[qn.clone(), qn.clone()].concat(), 10);
+        assert_eq!(many.len(), 2);
+        assert_eq!(
+            many[0].iter().map(|s| s.row).collect::<Vec<_>>(),
+            got.iter().map(|s| s.row).collect::<Vec<_>>()
+        );
+    }
+
+    proptest! {
+        /// Small integer components make every dot product exact, so the row order (ties
+        /// included, in indexing order) must equal the stable naive sort's.
+        #[test]
+        fn exact_top_k_agrees_with_a_naive_sort(
+            dims in 1usize..20,
+            raw in proptest::collection::vec(proptest::collection::vec(-3i8..4, 20), 1..60),
+            q_raw in proptest::collection::vec(-3i8..4, 20),
+            k in 0usize..70,
+            nq in 1usize..7,
+        ) {
+            let rows: Vec<Vec<f32>> = raw
+                .iter()
+                .map(|r| r[..dims].iter().map(|&v| f32::from(v)).collect::<Vec<f32>>())
+                .filter(|r: &Vec<f32>| r.iter().any(|&v| v != 0.0))
+                .collect();
+            let q: Vec<f32> = q_raw[..dims].iter().map(|&v| f32::from(v)).collect();
+            prop_assume!(!rows.is_empty() && q.iter().any(|&v| v != 0.0));
+            let m = Owned::new(&rows);
+            let qn = normalized(&q).expect("q");
+            let got = search(m.matrix(), &qn, k, None);
+            let all = naive(&rows, &q, rows.len());
+            let want = &all[..k.min(all.len())];
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                prop_assert!((f64::from(g.score) - w.1).abs() < 1e-5);
+            }
+            // Scores are compared with tolerance; rows must match wherever the naive scores
+            // are not within rounding of another row's (ties of equal cosines included).
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                let neighbour_close = all.iter().enumerate().any(|(j, o)| j != i && (o.1 - w.1).abs() < 1e-6);
+                if !neighbour_close {
+                    prop_assert_eq!(g.row, w.0);
+                }
+            }
+            // The batched path sums in another order: same scores within rounding.
+            let batch: Vec<f32> = (0..nq).flat_map(|_| qn.iter().copied()).collect();
+            for result in search_many(m.matrix(), &batch, k) {
+                prop_assert_eq!(result.len(), got.len());
+                for (b, g) in result.iter().zip(&got) {
+                    prop_assert!((b.score - g.score).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}
