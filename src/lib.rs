@@ -32,6 +32,8 @@ mod _native {
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
     #[pymodule_export]
     use crate::telemetry::py::{SpanSink, adjust_span_attributes};
+    #[pymodule_export]
+    use crate::vectorstore::py::LocalVectorIndex;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,1 +1,276 @@
-//! PyO3 binding (next).
+//! Python binding of the local vector index. Converts and bridges; the logic is in
+//! [`super::local`].
+//!
+//! Documents and metadata cross as JSON text; vectors as sequences of floats or as one
+//! `bytes` of little-endian float32 values (row-major, `n × dims`), which numpy gives
+//! with `.astype('<f4').tobytes()` and which costs no per-value conversion. Every method
+//! releases the GIL for the scan and the disk I/O; the `start_*` variants run on the core's
+//! blocking pool and report through a ticket (`genkit_parity._runtime.call`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::jsfile;
+use super::local::{Filter, Hit, LocalIndex, NewRow};
+use crate::errors::{Error, Result};
+use crate::runtime::Ticket;
+
+/// Vectors as Python passes them.
+#[derive(FromPyObject)]
+enum Vectors<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Lists(Vec<Vec<f32>>),
+}
+
+/// How a flat `bytes` of float32 values splits into rows.
+#[derive(Clone, Copy)]
+enum Split {
+    /// Into this many rows (one per document).
+    Rows(usize),
+    /// Into rows of this width (`None`: one row holding everything).
+    Dims(Option<usize>),
+}
+
+impl Vectors<'_> {
+    fn into_rows(self, index: &str, split: Split) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Vectors::Lists(rows) => Ok(rows),
+            Vectors::Bytes(bytes) => {
+                let raw = bytes.as_bytes();
+                let floats: Vec<f32> = raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                let dims = match split {
+                    Split::Rows(0) => return Ok(Vec::new()),
+                    Split::Rows(n) => floats.len() / n,
+                    Split::Dims(d) => d.unwrap_or(floats.len()),
+                };
+                if raw.len() % 4 != 0 || dims == 0 || !floats.len().is_multiple_of(dims) {
+                    return Err(Error::VectorInvalid {
+                        index: index.to_owned(),
+                        detail: format!(
+                            "{} bytes are not whole float32 rows of {dims} dimensions",
+                            raw.len()
+                        ),
+                    });
+                }
+                Ok(floats.chunks_exact(dims).map(<[f32]>::to_vec).collect())
+            }
+        }
+    }
+}
+
+type PyHits = Vec<(String, f32)>;
+
+fn to_py_hits(hits: Vec<Hit>) -> PyHits {
+    hits.into_iter().map(|h| (h.doc_json, h.score)).collect()
+}
+
+/// A persistent local vector index (`<directory>/<name>.gkvec`), loaded once per process.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct LocalVectorIndex {
+    index: Arc<LocalIndex>,
+}
+
+fn rows_of(
+    index: &str,
+    docs: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+    embed_metadata: Option<Vec<Option<String>>>,
+) -> Result<Vec<NewRow>> {
+    let invalid = |detail: String| Error::VectorInvalid {
+        index: index.to_owned(),
+        detail,
+    };
+    if vectors.len() != docs.len() {
+        return Err(invalid(format!(
+            "{} documents but {} embeddings",
+            docs.len(),
+            vectors.len()
+        )));
+    }
+    let metas = embed_metadata.unwrap_or_else(|| vec![None; docs.len()]);
+    if metas.len() != docs.len() {
+        return Err(invalid(format!(
+            "{} documents but {} embedding metadata entries",
+            docs.len(),
+            metas.len()
+        )));
+    }
+    Ok(docs
+        .into_iter()
+        .zip(vectors)
+        .zip(metas)
+        .map(|((doc_json, vector), embed_meta_json)| NewRow {
+            doc_json,
+            embed_meta_json,
+            vector,
+        })
+        .collect())
+}
+
+fn search_job(
+    index: &LocalIndex,
+    queries: Vec<Vec<f32>>,
+    k: usize,
+    where_json: Option<&str>,
+    approximate: bool,
+) -> Result<Vec<PyHits>> {
+    let filter = where_json
+        .map(|text| Filter::from_json(index.name(), text))
+        .transpose()?;
+    let dims = queries.first().map_or(0, Vec::len);
+    if let Some(q) = queries.iter().find(|q| q.len() != dims) {
+        return Err(Error::VectorInvalid {
+            index: index.name().to_owned(),
+            detail: format!(
+                "queries differ in length ({} and {dims} dimensions)",
+                q.len()
+            ),
+        });
+    }
+    let flat = queries.concat();
+    let results = index.search_many(&flat, dims, k, filter.as_ref(), approximate)?;
+    Ok(results.into_iter().map(to_py_hits).collect())
+}
+
+#[pymethods]
+impl LocalVectorIndex {
+    /// Opens index `name` in `directory` (nothing is written until the first `add`). With
+    /// `must_exist`, a missing index raises `VectorIndexNotFoundError`.
+    #[new]
+    #[pyo3(signature = (directory, name, *, must_exist = false))]
+    fn new(py: Python<'_>, directory: PathBuf, name: String, must_exist: bool) -> PyResult<Self> {
+        let index = py.detach(|| LocalIndex::open(&directory, &name, must_exist))?;
+        Ok(LocalVectorIndex {
+            index: Arc::new(index),
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.index.name()
+    }
+
+    /// The index's log file.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.index.path().to_owned()
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(py.detach(|| self.index.len())?)
+    }
+
+    /// The stored vectors' dimension; `None` while the index is empty.
+    fn dimensions(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        Ok(py.detach(|| self.index.dims())?)
+    }
+
+    /// Stores rows (document JSON, embedding, optional embedding-metadata JSON); returns
+    /// how many were new. Durable (fsynced) when it returns.
+    #[pyo3(signature = (docs, embeddings, embed_metadata = None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        docs: Vec<String>,
+        embeddings: Vectors<'_>,
+        embed_metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<usize> {
+        let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
+        let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
+        Ok(py.detach(|| self.index.add(rows))?)
+    }
+
+    /// `add` on the core's blocking pool; the count arrives through `ticket`.
+    #[pyo3(signature = (ticket, docs, embeddings, embed_metadata = None))]
+    fn start_add(
+        &self,
+        ticket: &Ticket,
+        docs: Vec<String>,
+        embeddings: Vectors<'_>,
+        embed_metadata: Option<Vec<Option<String>>>,
+    ) -> PyResult<()> {
+        let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
+        let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
+        let index = Arc::clone(&self.index);
+        ticket.run_blocking(move || index.add(rows))
+    }
+
+    /// The `k` nearest documents as `(doc_json, cosine)`, best first; ties keep indexing
+    /// order. `where_json` is a JSON object of metadata equalities.
+    #[pyo3(signature = (query, k, *, where_json = None, approximate = false))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        query: Vectors<'_>,
+        k: usize,
+        where_json: Option<String>,
+        approximate: bool,
+    ) -> PyResult<PyHits> {
+        let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
+        let mut results =
+            py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?;
+        Ok(results.pop().unwrap_or_default())
+    }
+
+    /// `search` on the core's blocking pool; the hits arrive through `ticket`.
+    #[pyo3(signature = (ticket, query, k, *, where_json = None, approximate = false))]
+    fn start_search(
+        &self,
+        ticket: &Ticket,
+        query: Vectors<'_>,
+        k: usize,
+        where_json: Option<String>,
+        approximate: bool,
+    ) -> PyResult<()> {
+        let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
+        let index = Arc::clone(&self.index);
+        ticket.run_blocking(move || {
+            search_job(&index, queries, k, where_json.as_deref(), approximate)
+                .map(|mut r| r.pop().unwrap_or_default())
+        })
+    }
+
+    /// `search` for several queries at once (a list of vectors, or `bytes` of
+    /// `n × dims` float32 with `dims` given), in one pass over the stored vectors.
+    #[pyo3(signature = (queries, k, *, dims = None, where_json = None, approximate = false))]
+    fn search_many(
+        &self,
+        py: Python<'_>,
+        queries: Vectors<'_>,
+        k: usize,
+        dims: Option<usize>,
+        where_json: Option<String>,
+        approximate: bool,
+    ) -> PyResult<Vec<PyHits>> {
+        let queries = queries.into_rows(self.index.name(), Split::Dims(dims))?;
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?)
+    }
+
+    /// Adds the entries of a JS `__db_<name>.json` file (keeping their ids); returns how
+    /// many were new.
+    fn import_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        Ok(py.detach(|| jsfile::import_js(&self.index, Path::new(&path)))?)
+    }
+
+    /// Writes the index as a JS `__db_<name>.json` file (atomically); returns the entry count.
+    fn export_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        Ok(py.detach(|| jsfile::export_js(&self.index, Path::new(&path)))?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "LocalVectorIndex(name={:?}, path={:?})",
+            self.index.name(),
+            self.index.path().display().to_string()
+        )
+    }
+}
