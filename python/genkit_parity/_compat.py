@@ -29,6 +29,7 @@ from genkit._core._typing import ActionMetadata
 
 __all__ = [
     'Action',
+    'registered_tools_and_prompts',
     'ArrayFormat',
     'FormatDef',
     'Formatter',
@@ -304,3 +305,10 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+async def registered_tools_and_prompts(registry: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registry's tool and prompt actions by name (what an MCP server offers)."""
+    tools = await registry.resolve_actions_by_kind(ActionKind.TOOL)
+    prompts = await registry.resolve_actions_by_kind(ActionKind.PROMPT)
+    return tools, prompts
