@@ -24,19 +24,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until ``process`` listens on ``port`` (fails with its stderr if it exits first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(('127.0.0.1', port)) == 0:
+                return
+        if process.poll() is not None:
+            raise AssertionError(f'MCP HTTP server exited: {process.stderr.read() if process.stderr else ""}')
+        assert time.monotonic() < deadline, 'MCP HTTP server did not start'
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def http_server():
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, SERVER, 'http', str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, SERVER, 'http', str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as process:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(('127.0.0.1', port)) == 0:
-                    break
-            assert time.monotonic() < deadline, 'MCP HTTP server did not start'
-            time.sleep(0.05)
+        wait_for_port(port, process)
         try:
             yield f'http://127.0.0.1:{port}/mcp'
         finally:
