@@ -77,7 +77,7 @@ def test_genkit_start_and_flow_run(tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the CLI, the app and the MCP server stop together
+            start_new_session=True,  # one process group: the CLI, the app and the MCP server stop together
         ) as start,
     ):
         try:
