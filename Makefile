@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' maturin pytest pytest-asyncio pytest-timeout hypothesis ruff mypy
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' 'tokenlearn-static-model==0.1.1' maturin pytest pytest-asyncio pytest-timeout hypothesis ruff mypy
 	touch $@
 
 .PHONY: install
@@ -27,6 +27,16 @@ $(TELEMETRY_SERVER): tools/telemetry-server/package.json tools/telemetry-server/
 
 .PHONY: telemetry-server
 telemetry-server: $(TELEMETRY_SERVER) ## Install the npm telemetry server used by tests and benchmarks
+
+# The real Genkit CLI from npm (pinned by package-lock.json), for the dev-server tests
+# (`genkit start -- python app.py`, `genkit flow:run`).
+GENKIT_CLI := tools/genkit-cli/node_modules/.installed
+$(GENKIT_CLI): tools/genkit-cli/package.json tools/genkit-cli/package-lock.json
+	cd tools/genkit-cli && npm_config_cache="$$PWD/.npm-cache" npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: genkit-cli
+genkit-cli: $(GENKIT_CLI) ## Install the npm genkit CLI used by the dev-server tests
 
 .PHONY: build-dev
 build-dev: install ## Build the native module (debug) into .venv
@@ -60,7 +70,7 @@ test-rust: install ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev $(TELEMETRY_SERVER) ## The pytest suite
+test-python: build-dev $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test
