@@ -1,6 +1,6 @@
 """Type stubs for the Rust core, ``genkit_parity._native`` (hand-written, checked by stubtest)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, final
@@ -192,3 +192,59 @@ def generation_common_config_schema() -> str:
 
 def gemini_config_json_schema() -> str:
     """A Gemini-compatible config schema (JSON text)."""
+
+@final
+class LocalVectorIndex:
+    """A persistent local vector index (``<directory>/<name>.gkvec``), loaded once per process.
+
+    Vectors are sequences of floats or one ``bytes`` of little-endian float32 values.
+    """
+
+    def __new__(cls, directory: str | PathLike[str], name: str, *, must_exist: bool = False) -> LocalVectorIndex: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    def __len__(self) -> int: ...
+    def dimensions(self) -> int | None: ...
+    def add(
+        self,
+        docs: list[str],
+        embeddings: bytes | Sequence[Sequence[float]],
+        embed_metadata: Sequence[str | None] | None = None,
+    ) -> int: ...
+    def start_add(
+        self,
+        ticket: Ticket,
+        docs: list[str],
+        embeddings: bytes | Sequence[Sequence[float]],
+        embed_metadata: Sequence[str | None] | None = None,
+    ) -> None: ...
+    def search(
+        self,
+        query: bytes | Sequence[float],
+        k: int,
+        *,
+        where_json: str | None = None,
+        approximate: bool = False,
+    ) -> list[tuple[str, float]]: ...
+    def start_search(
+        self,
+        ticket: Ticket,
+        query: bytes | Sequence[float],
+        k: int,
+        *,
+        where_json: str | None = None,
+        approximate: bool = False,
+    ) -> None: ...
+    def search_many(
+        self,
+        queries: bytes | Sequence[Sequence[float]],
+        k: int,
+        *,
+        dims: int | None = None,
+        where_json: str | None = None,
+        approximate: bool = False,
+    ) -> list[list[tuple[str, float]]]: ...
+    def import_js(self, path: str | PathLike[str]) -> int: ...
+    def export_js(self, path: str | PathLike[str]) -> int: ...

@@ -112,9 +112,9 @@ impl Ivf {
         }
     }
 
-    /// Lists probed per query: about 1/8 of them (at least 8).
+    /// Lists probed per query: about 1/5 of them (at least 8).
     fn probes(&self) -> usize {
-        (self.lists.len() / 8).max(8).min(self.lists.len())
+        (self.lists.len() / 5).max(8).min(self.lists.len())
     }
 
     /// Approximate top-k of a normalised query; scores are exact cosines.

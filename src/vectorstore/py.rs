@@ -18,14 +18,16 @@ use super::local::{Filter, Hit, LocalIndex, NewRow};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
 
-/// Vectors as Python passes them.
+/// Vectors as Python passes them: rows of floats, or flat values (a sequence of floats or
+/// `bytes` of float32) split by [`Split`].
 #[derive(FromPyObject)]
 enum Vectors<'py> {
     Bytes(Bound<'py, PyBytes>),
-    Lists(Vec<Vec<f32>>),
+    Rows(Vec<Vec<f32>>),
+    Flat(Vec<f32>),
 }
 
-/// How a flat `bytes` of float32 values splits into rows.
+/// How flat values split into rows.
 #[derive(Clone, Copy)]
 enum Split {
     /// Into this many rows (one per document).
@@ -36,31 +38,37 @@ enum Split {
 
 impl Vectors<'_> {
     fn into_rows(self, index: &str, split: Split) -> Result<Vec<Vec<f32>>> {
-        match self {
-            Vectors::Lists(rows) => Ok(rows),
+        let floats = match self {
+            Vectors::Rows(rows) => return Ok(rows),
+            Vectors::Flat(floats) => floats,
             Vectors::Bytes(bytes) => {
                 let raw = bytes.as_bytes();
-                let floats: Vec<f32> = raw
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                let dims = match split {
-                    Split::Rows(0) => return Ok(Vec::new()),
-                    Split::Rows(n) => floats.len() / n,
-                    Split::Dims(d) => d.unwrap_or(floats.len()),
-                };
-                if raw.len() % 4 != 0 || dims == 0 || !floats.len().is_multiple_of(dims) {
+                if raw.len() % 4 != 0 {
                     return Err(Error::VectorInvalid {
                         index: index.to_owned(),
-                        detail: format!(
-                            "{} bytes are not whole float32 rows of {dims} dimensions",
-                            raw.len()
-                        ),
+                        detail: format!("{} bytes are not whole float32 values", raw.len()),
                     });
                 }
-                Ok(floats.chunks_exact(dims).map(<[f32]>::to_vec).collect())
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
             }
+        };
+        let dims = match split {
+            Split::Rows(0) => return Ok(Vec::new()),
+            Split::Rows(n) => floats.len() / n,
+            Split::Dims(d) => d.unwrap_or(floats.len()),
+        };
+        if dims == 0 || !floats.len().is_multiple_of(dims) {
+            return Err(Error::VectorInvalid {
+                index: index.to_owned(),
+                detail: format!(
+                    "{} values are not whole vectors of {dims} dimensions",
+                    floats.len()
+                ),
+            });
         }
+        Ok(floats.chunks_exact(dims).map(<[f32]>::to_vec).collect())
     }
 }
 

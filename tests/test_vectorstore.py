@@ -1,0 +1,337 @@
+"""The local vector store against JS dev-local-vectorstore's observed behaviour (spec rag.md §2.1)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import genkit
+import pytest
+from genkit import Document
+
+from genkit_parity import Genkit
+from genkit_parity.errors import (
+    CorruptVectorStoreError,
+    InvalidVectorError,
+    VectorIndexNotFoundError,
+)
+from genkit_parity.testing import define_toy_embedder
+from genkit_parity.vectorstore import (
+    LocalVectorIndex,
+    define_dev_local_vector_store,
+    dev_local_indexer_ref,
+    dev_local_retriever_ref,
+    export_js_index,
+    import_js_index,
+)
+
+from ._reflection import get, serve_reflection
+
+SPEC_IDS = [
+    '44215990ebe501ee3dee68fac034f131',
+    '615810d9e26e082236497e14a564bc47',
+    '1c32efdb61e7f5823f27a4babf472886',
+    'e6ccbb45343f2864c8b7e1b8a4913dd0',
+    '5b594685f0143abe515c561f40e68587',
+]
+
+
+def toy_docs() -> list[Document]:
+    return [
+        Document.from_text('aaa', {'src': 1}),
+        Document.from_text('bbb'),
+        Document.from_text('abc'),
+        Document.from_text('ccc'),
+        Document.from_text('aab'),
+    ]
+
+
+def dumped(docs: list[Document]) -> list[dict[str, Any]]:
+    return [d.model_dump(by_alias=True, exclude_none=True) for d in docs]
+
+
+class CountingEmbedder:
+    """The toy embedder, counting calls and documents per call."""
+
+    def __init__(self, ai: Any, name: str = 'countingEmbedder') -> None:
+        self.calls: list[int] = []
+        self.options: list[Any] = []
+
+        async def embed(request: Any) -> Any:
+            self.calls.append(len(request.input))
+            self.options.append(request.options)
+            texts = [Document.model_validate(d.model_dump()).text for d in request.input]
+            return genkit.embedder.EmbedResponse(
+                embeddings=[genkit.Embedding(embedding=[float(t.count(c)) for c in 'abc']) for t in texts]
+            )
+
+        ai.define_embedder(name, embed)
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / 'vectors'
+
+
+@pytest.fixture
+def toy(store_dir: Path) -> Genkit:
+    ai = Genkit()
+    define_toy_embedder(ai)
+    define_dev_local_vector_store(ai, name='facts', embedder='toyEmbedder', directory=store_dir)
+    return ai
+
+
+async def test_spec_ids_dedup_and_retrieval_order(toy: Genkit, store_dir: Path, tmp_path: Path) -> None:
+    indexer, retriever = dev_local_indexer_ref('facts'), dev_local_retriever_ref('facts')
+    await toy.index(indexer=indexer, documents=toy_docs())
+    out = tmp_path / '__db_facts.json'
+    export_js_index(out, name='facts', directory=store_dir)
+    assert list(json.loads(out.read_text())) == SPEC_IDS
+
+    # Re-indexing the same document adds nothing (first write wins); a new one is added.
+    await toy.index(indexer=indexer, documents=[Document.from_text('aaa', {'src': 1}), Document.from_text('aaa', {'src': 2})])
+    docs = await toy.retrieve(retriever=retriever, query='a')
+    assert dumped(docs) == [
+        {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}},
+        {'content': [{'text': 'aaa'}], 'metadata': {'src': 2}},
+        {'content': [{'text': 'aab'}]},
+    ]
+    docs = await toy.retrieve(retriever=retriever, query='bc', options={'k': 2})
+    assert dumped(docs) == [{'content': [{'text': 'abc'}]}, {'content': [{'text': 'bbb'}]}], 'bbb ties ccc, indexed first'
+    assert len(await toy.retrieve(retriever=retriever, query='a', options={'k': 100})) == 6
+    # 0.5.1's spelling of k.
+    assert len(await toy.retrieve(retriever=retriever, query='a', options={'limit': 1})) == 1
+    # The first entry as JS writes it (indent 2, JS number text).
+    text = out.read_text()
+    export_js_index(out, name='facts', directory=store_dir)
+    entry = json.loads(out.read_text())[SPEC_IDS[0]]
+    assert entry == {'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}}, 'embedding': {'embedding': [3, 0, 0]}}
+    assert text.startswith('{\n  "44215990ebe501ee3dee68fac034f131": {\n    "doc": {\n      "content": [\n')
+    assert '"embedding": [\n        3,\n        0,\n        0\n      ]' in text
+
+
+async def test_python_float_metadata_hashes_like_js(toy: Genkit, store_dir: Path) -> None:
+    await toy.index(indexer='devLocalVectorstore/facts', documents=[Document.from_text('aaa', {'src': 1.0})])
+    await toy.index(indexer='devLocalVectorstore/facts', documents=[Document.from_text('aaa', {'src': 1})])
+    assert len(LocalVectorIndex(store_dir, 'facts')) == 1
+
+
+async def test_every_embedding_of_a_document_is_a_row(store_dir: Path, tmp_path: Path) -> None:
+    ai = Genkit()
+
+    async def two_parts(request: Any) -> Any:
+        return genkit.embedder.EmbedResponse(
+            embeddings=[
+                genkit.Embedding(embedding=[1.0, 1.0, 0.0], metadata={'part': 0}),
+                genkit.Embedding(embedding=[0.0, 1.0, 1.0], metadata={'part': 1}),
+            ]
+        )
+
+    ai.define_embedder('twoParts', two_parts)
+    define_dev_local_vector_store(ai, name='parts', embedder='twoParts', directory=store_dir)
+    await ai.index(indexer=dev_local_indexer_ref('parts'), documents=[Document.from_text('ab')])
+    out = tmp_path / 'parts.json'
+    assert export_js_index(out, name='parts', directory=store_dir) == 2
+    assert json.loads(out.read_text()) == {
+        '7f9d6c477d0e99f3190e3f6743ff066a': {
+            'doc': {'content': [{'text': 'ab'}], 'metadata': {'embedMetadata': {'part': 0}}},
+            'embedding': {'embedding': [1, 1, 0], 'metadata': {'part': 0}},
+        },
+        'd04136bed9e45f77bb36b4692471d2e4': {
+            'doc': {'content': [{'text': 'ab'}], 'metadata': {'embedMetadata': {'part': 1}}},
+            'embedding': {'embedding': [0, 1, 1], 'metadata': {'part': 1}},
+        },
+    }
+    docs = await ai.retrieve(retriever=dev_local_retriever_ref('parts'), query=Document.from_text('x'), options={'k': 1})
+    assert docs[0].metadata == {'embedMetadata': {'part': 0}}
+
+
+async def test_one_embedder_call_per_index_call(store_dir: Path) -> None:
+    ai = Genkit()
+    counting = CountingEmbedder(ai)
+    define_dev_local_vector_store(
+        ai, name='count', embedder='countingEmbedder', embedder_options={'foo': 1}, directory=store_dir
+    )
+    await ai.index(indexer=dev_local_indexer_ref('count'), documents=[Document.from_text('a' * i) for i in range(1, 11)])
+    assert counting.calls == [10]
+    assert counting.options == [{'foo': 1}]
+    assert len(LocalVectorIndex(store_dir, 'count')) == 10
+
+
+async def test_include_score_and_where(toy: Genkit) -> None:
+    retriever = dev_local_retriever_ref('facts')
+    await toy.index(
+        indexer=dev_local_indexer_ref('facts'),
+        documents=[*toy_docs(), Document.from_text('aaa', {'src': 2, 'lang': 'en'})],
+    )
+    docs = await toy.retrieve(retriever=retriever, query='ab', options={'k': 2, 'include_score': True})
+    scores = [d.metadata['score'] for d in docs]  # type: ignore[index]
+    # cos([1,1,0], aab=[2,1,0]) = 3 / (sqrt 2 sqrt 5) ; abc = 2 / (sqrt 2 sqrt 3)
+    assert scores == pytest.approx([3 / (2**0.5 * 5**0.5), 2 / (2**0.5 * 3**0.5)], rel=1e-6)
+    assert docs[0].text == 'aab'
+    docs = await toy.retrieve(retriever=retriever, query='a', options={'where': {'src': 2.0}})
+    assert dumped(docs) == [{'content': [{'text': 'aaa'}], 'metadata': {'src': 2, 'lang': 'en'}}]
+    docs = await toy.retrieve(retriever=retriever, query='a', options={'where': {'src': 2, 'lang': 'fr'}})
+    assert docs == []
+    # Without include_score no score is added (as JS).
+    docs = await toy.retrieve(retriever=retriever, query='a', options={'k': 1})
+    assert docs[0].metadata == {'src': 1}
+
+
+async def test_retrieve_from_an_empty_store(toy: Genkit) -> None:
+    assert await toy.retrieve(retriever=dev_local_retriever_ref('facts'), query='a') == []
+
+
+async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
+    ai = Genkit()
+
+    async def by_text(request: Any) -> Any:
+        vectors = {'zero': [0.0, 0.0, 0.0], 'nan': [float('nan'), 1.0, 0.0], 'short': [1.0, 0.0], 'empty': []}
+        return genkit.embedder.EmbedResponse(
+            embeddings=[
+                genkit.Embedding(embedding=vectors.get(Document.model_validate(d.model_dump()).text, [1.0, 2.0, 3.0]))
+                for d in request.input
+            ]
+        )
+
+    ai.define_embedder('byText', by_text)
+    define_dev_local_vector_store(ai, name='bad', embedder='byText', directory=store_dir)
+    indexer, retriever = dev_local_indexer_ref('bad'), dev_local_retriever_ref('bad')
+    await ai.index(indexer=indexer, documents=[Document.from_text('ok')])
+    for text, needle in [('zero', 'zero vector'), ('nan', 'non-finite'), ('short', 'dimensions'), ('empty', 'empty')]:
+        with pytest.raises(InvalidVectorError) as raised:
+            await ai.index(indexer=indexer, documents=[Document.from_text('fine'), Document.from_text(text)])
+        assert needle in str(raised.value)
+        assert raised.value.status == 'INVALID_ARGUMENT'
+        assert raised.value.index_name == 'bad'
+        assert "'bad'" in str(raised.value) or '"bad"' in str(raised.value)
+        with pytest.raises(InvalidVectorError):
+            await ai.retrieve(retriever=retriever, query=text)
+    assert len(LocalVectorIndex(store_dir, 'bad')) == 1, 'a failed call stores nothing, loses nothing'
+    for options, needle in [({'k': -1}, 'k'), ({'where': [1]}, 'where')]:
+        with pytest.raises(genkit.GenkitError, match=needle):
+            await ai.retrieve(retriever=retriever, query='ok', options=options)
+
+
+def test_hostile_names_and_missing_indexes(tmp_path: Path) -> None:
+    for name in ['', '../x', 'a/b', 'a\\b', '.hidden', 'x\x00y']:
+        with pytest.raises(InvalidVectorError):
+            LocalVectorIndex(tmp_path, name)
+    with pytest.raises(VectorIndexNotFoundError) as raised:
+        LocalVectorIndex(tmp_path, 'missing', must_exist=True)
+    assert raised.value.status == 'NOT_FOUND'
+    with pytest.raises(VectorIndexNotFoundError):
+        export_js_index(tmp_path / 'x.json', name='missing', directory=tmp_path)
+    assert not any(tmp_path.iterdir()), 'opening creates nothing'
+
+
+def test_corrupt_file_is_data_loss_naming_the_file(tmp_path: Path) -> None:
+    core = LocalVectorIndex(tmp_path, 'c')
+    core.add(['{"content":[{"text":"a"}]}'], [[1.0, 0.0]])
+    core.add(['{"content":[{"text":"b"}]}'], [[0.0, 1.0]])
+    data = bytearray(core.path.read_bytes())
+    data[-5] ^= 0xFF  # inside the last complete record
+    core.path.write_bytes(bytes(data))
+    with pytest.raises(CorruptVectorStoreError) as raised:
+        LocalVectorIndex(tmp_path, 'c')
+    assert raised.value.status == 'DATA_LOSS'
+    assert 'c.gkvec' in str(raised.value)
+    # Garbage appended after good records is corruption too, never skipped.
+    core2 = LocalVectorIndex(tmp_path, 'd')
+    core2.add(['{"content":[{"text":"a"}]}'], [[1.0, 0.0]])
+    with core2.path.open('ab') as f:
+        f.write(b'{"not": "a record"}\n')
+    with pytest.raises(CorruptVectorStoreError):
+        LocalVectorIndex(tmp_path, 'd')
+
+
+def test_js_file_round_trip_and_spec_sample(tmp_path: Path) -> None:
+    sample = {
+        SPEC_IDS[0]: {'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}}, 'embedding': {'embedding': [3, 0, 0]}},
+        SPEC_IDS[1]: {'doc': {'content': [{'text': 'bbb'}]}, 'embedding': {'embedding': [0, 3, 0]}},
+        '7f9d6c477d0e99f3190e3f6743ff066a': {
+            'doc': {'content': [{'text': 'ab'}], 'metadata': {'embedMetadata': {'part': 0}}},
+            'embedding': {'embedding': [1, 1, 0.5], 'metadata': {'part': 0}},
+        },
+    }
+    js_text = json.dumps(sample, indent=2, ensure_ascii=False)  # JS's layout for these values
+    source = tmp_path / '__db_facts.json'
+    source.write_text(js_text)
+    assert import_js_index(source, name='facts', directory=tmp_path / 'v') == 3
+    assert import_js_index(source, name='facts', directory=tmp_path / 'v') == 0
+    out = tmp_path / 'out.json'
+    assert export_js_index(out, name='facts', directory=tmp_path / 'v') == 3
+    assert out.read_text() == js_text
+    core = LocalVectorIndex(tmp_path / 'v', 'facts')
+    hits = core.search([1.0, 0.0, 0.0], 1)
+    assert json.loads(hits[0][0]) == {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}}
+
+
+def test_search_many_and_bytes_vectors(tmp_path: Path) -> None:
+    import struct
+
+    core = LocalVectorIndex(tmp_path, 'm')
+    docs = [json.dumps({'content': [{'text': str(i)}]}) for i in range(4)]
+    vectors = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]
+    flat = struct.pack('<8f', *[x for v in vectors for x in v])
+    assert core.add(docs, flat) == 4
+    assert core.dimensions() == 2
+    many = core.search_many([[1.0, 0.0], [0.0, 1.0]], 2)
+    assert [[json.loads(d)['content'][0]['text'] for d, _ in hits] for hits in many] == [['0', '2'], ['1', '2']]
+    assert json.loads(core.search_many(struct.pack('<4f', 1.0, 0.0, 0.0, 1.0), 1, dims=2)[1][0][0]) == json.loads(docs[1])
+    assert json.loads(core.search(struct.pack('<2f', -1.0, 0.0), 1)[0][0]) == json.loads(docs[3])
+    with pytest.raises(InvalidVectorError):
+        core.add(docs[:1], b'\x00\x00\x80')
+
+
+def test_approximate_recall_on_low_rank_data(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    n, dims, rank = 6000, 48, 12
+    basis = [[rng.gauss(0, 1) for _ in range(dims)] for _ in range(rank)]
+
+    def sample() -> list[float]:
+        mix = [rng.gauss(0, 1) for _ in range(rank)]
+        return [sum(m * b[j] for m, b in zip(mix, basis, strict=True)) + rng.gauss(0, 0.1) for j in range(dims)]
+
+    rows = [sample() for _ in range(n)]
+    core = LocalVectorIndex(tmp_path, 'ann')
+    core.add([json.dumps({'content': [{'text': str(i)}]}) for i in range(n)], rows)
+    found = 0
+    queries = [sample() for _ in range(30)]
+    for q in queries:
+        exact = {d for d, _ in core.search(q, 10)}
+        approx = core.search(q, 10, approximate=True)
+        found += len(exact & {d for d, _ in approx})
+        # Scores of the approximate path are exact cosines of the rows it returns.
+        assert [s for _, s in approx] == sorted((s for _, s in approx), reverse=True)
+    assert found / (10 * len(queries)) >= 0.95
+
+
+REFLECTION_APP = """
+from genkit_parity import Genkit
+from genkit_parity.testing import define_toy_embedder
+from genkit_parity.vectorstore import define_dev_local_vector_store
+
+ai = Genkit()
+define_toy_embedder(ai)
+define_dev_local_vector_store(ai, name='facts', embedder='toyEmbedder', directory='vectors')
+"""
+
+
+def test_registered_metadata_matches_js(tmp_path: Path) -> None:
+    with serve_reflection(REFLECTION_APP, tmp_path) as url:
+        actions = get(f'{url}/api/actions')
+    assert actions['/retriever/devLocalVectorstore/facts']['metadata'] == {
+        'type': 'retriever',
+        'retriever': {
+            'customOptions': {
+                'type': 'object',
+                'properties': {'k': {'type': 'number', 'description': 'Number of documents to retrieve'}},
+                'additionalProperties': True,
+                '$schema': 'http://json-schema.org/draft-07/schema#',
+            }
+        },
+    }
+    assert actions['/indexer/devLocalVectorstore/facts']['metadata'] == {'type': 'indexer', 'indexer': {}}
