@@ -1,0 +1,116 @@
+"""The local vector store across real processes: reload, concurrent writers, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from genkit_parity.vectorstore import LocalVectorIndex
+
+from ._proc import run_python, spawn_python
+
+WRITER = """
+from pathlib import Path
+from genkit import Document
+from genkit_parity.vectorstore import define_dev_local_vector_store, dev_local_indexer_ref
+from genkit_parity.testing import define_toy_embedder
+
+directory, tag, calls, per_call = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ai = Genkit()
+define_toy_embedder(ai)
+define_dev_local_vector_store(ai, name='shared', embedder='toyEmbedder', directory=directory)
+
+async def main():
+    for call in range(calls):
+        docs = [Document.from_text(f'{tag} a{call}-{i}', {'tag': tag}) for i in range(per_call)]
+        # The same two documents from every writer: stored once.
+        docs += [Document.from_text('common ab'), Document.from_text('common bc')]
+        await ai.index(indexer=dev_local_indexer_ref('shared'), documents=docs)
+        print(f'ack {call}', flush=True)
+    print(json.dumps('done'))
+
+asyncio.run(main())
+"""
+
+
+def all_texts(directory: Path, name: str) -> list[str]:
+    core = LocalVectorIndex(directory, name)
+    hits = core.search([1.0] * (core.dimensions() or 1), len(core) + 1)
+    return [json.loads(doc)['content'][0]['text'] for doc, _ in hits]
+
+
+def test_reload_in_a_fresh_process(tmp_path: Path) -> None:
+    run_python(WRITER, str(tmp_path), 'p', '3', '4')
+    texts = run_python(
+        """
+from genkit_parity.vectorstore import define_dev_local_vector_store, dev_local_retriever_ref
+from genkit_parity.testing import define_toy_embedder
+ai = Genkit()
+define_toy_embedder(ai)
+define_dev_local_vector_store(ai, name='shared', embedder='toyEmbedder', directory=sys.argv[1])
+docs = asyncio.run(ai.retrieve(retriever=dev_local_retriever_ref('shared'), query='bc', options={'k': 100}))
+print(json.dumps([d.text for d in docs]))
+""",
+        str(tmp_path),
+    )
+    assert len(texts) == 3 * 4 + 2
+    assert texts[0] == 'common bc'
+
+
+def test_two_processes_index_one_store_at_once(tmp_path: Path) -> None:
+    writers = [spawn_python(WRITER, str(tmp_path), tag, '25', '6') for tag in ('x', 'y')]
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        assert out.strip().splitlines()[-1] == '"done"'
+    texts = all_texts(tmp_path, 'shared')
+    assert len(texts) == len(set(texts)), 'no duplicates'
+    assert sorted(texts) == sorted(
+        [f'{tag} a{call}-{i}' for tag in ('x', 'y') for call in range(25) for i in range(6)]
+        + ['common ab', 'common bc']
+    ), 'nothing lost'
+
+
+def test_a_reader_process_sees_new_rows_incrementally(tmp_path: Path) -> None:
+    core = LocalVectorIndex(tmp_path, 'shared')
+    assert len(core) == 0
+    run_python(WRITER, str(tmp_path), 'p', '2', '3')
+    assert len(core) == 2 * 3 + 2
+    run_python(WRITER, str(tmp_path), 'q', '1', '3')
+    assert len(core) == 3 * 3 + 2
+
+
+def test_kill_9_during_index_keeps_every_acknowledged_row(tmp_path: Path) -> None:
+    # Large calls (many rows per record) so the kill often lands mid-write.
+    writer = spawn_python(WRITER, str(tmp_path), 'k', '10000', '400')
+    acked = -1
+    assert writer.stdout is not None
+    for line in writer.stdout:
+        if line.startswith('ack '):
+            acked = int(line.split()[1])
+            if acked >= 4:
+                break
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.communicate(timeout=30)
+    texts = set(all_texts(tmp_path, 'shared'))
+    for call in range(acked + 1):
+        assert {f'k a{call}-{i}' for i in range(400)} <= texts
+    # The store opens and takes writes after the crash.
+    run_python(WRITER, str(tmp_path), 'after', '1', '2')
+    assert {'after a0-0', 'after a0-1'} <= set(all_texts(tmp_path, 'shared'))
+
+
+def test_a_torn_last_record_is_dropped_and_the_next_writer_cuts_it(tmp_path: Path) -> None:
+    core = LocalVectorIndex(tmp_path, 'torn')
+    core.add(['{"content":[{"text":"a"}]}'], [[1.0, 0.0]])
+    size = core.path.stat().st_size
+    core.add(['{"content":[{"text":"b"}]}'], [[0.0, 1.0]])
+    data = core.path.read_bytes()
+    # As a kill -9 in the middle of the second write would leave it.
+    core.path.write_bytes(data[: size + (len(data) - size) // 2])
+    reopened = LocalVectorIndex(tmp_path, 'torn')
+    assert len(reopened) == 1
+    reopened.add(['{"content":[{"text":"c"}]}'], [[1.0, 1.0]])
+    assert sorted(all_texts(tmp_path, 'torn')) == ['a', 'c']
