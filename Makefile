@@ -28,6 +28,15 @@ $(TELEMETRY_SERVER): tools/telemetry-server/package.json tools/telemetry-server/
 .PHONY: telemetry-server
 telemetry-server: $(TELEMETRY_SERVER) ## Install the npm telemetry server used by tests and benchmarks
 
+# JS Genkit's dev-local-vectorstore (pinned by package-lock.json): the vector store benchmark's baseline.
+DEV_LOCAL_VECTORSTORE := tools/dev-local-vectorstore/node_modules/.installed
+$(DEV_LOCAL_VECTORSTORE): tools/dev-local-vectorstore/package.json tools/dev-local-vectorstore/package-lock.json
+	cd tools/dev-local-vectorstore && npm_config_cache="$$PWD/.npm-cache" npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: dev-local-vectorstore
+dev-local-vectorstore: $(DEV_LOCAL_VECTORSTORE) ## Install JS dev-local-vectorstore for the vector store benchmark
+
 # The real Genkit CLI from npm (pinned by package-lock.json), for the dev-server tests
 # (`genkit start -- python app.py`, `genkit flow:run`).
 GENKIT_CLI := tools/genkit-cli/node_modules/.installed
@@ -76,10 +85,11 @@ test-python: build-dev $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
 .PHONY: test
 test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
+# numpy is measured at its best: without the OpenBLAS overrides some machines set.
 .PHONY: bench
-bench: build-release $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
-	$(PY) -m pip install --quiet -c constraints.txt jiter
-	$(PY) benches/run.py
+bench: build-release $(TELEMETRY_SERVER) $(DEV_LOCAL_VECTORSTORE) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) -m pip install --quiet -c constraints.txt jiter numpy faiss-cpu threadpoolctl chromadb
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benches/run.py
 
 .PHONY: clean
 clean: ## Remove build outputs and the virtualenv

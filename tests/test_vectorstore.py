@@ -91,7 +91,10 @@ async def test_spec_ids_dedup_and_retrieval_order(toy: Genkit, store_dir: Path, 
     assert list(json.loads(out.read_text())) == SPEC_IDS
 
     # Re-indexing the same document adds nothing (first write wins); a new one is added.
-    await toy.index(indexer=indexer, documents=[Document.from_text('aaa', {'src': 1}), Document.from_text('aaa', {'src': 2})])
+    await toy.index(
+        indexer=indexer,
+        documents=[Document.from_text('aaa', {'src': 1}), Document.from_text('aaa', {'src': 2})],
+    )
     docs = await toy.retrieve(retriever=retriever, query='a')
     assert dumped(docs) == [
         {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}},
@@ -99,7 +102,9 @@ async def test_spec_ids_dedup_and_retrieval_order(toy: Genkit, store_dir: Path, 
         {'content': [{'text': 'aab'}]},
     ]
     docs = await toy.retrieve(retriever=retriever, query='bc', options={'k': 2})
-    assert dumped(docs) == [{'content': [{'text': 'abc'}]}, {'content': [{'text': 'bbb'}]}], 'bbb ties ccc, indexed first'
+    assert dumped(docs) == [{'content': [{'text': 'abc'}]}, {'content': [{'text': 'bbb'}]}], (
+        'bbb ties ccc, indexed first'
+    )
     assert len(await toy.retrieve(retriever=retriever, query='a', options={'k': 100})) == 6
     # 0.5.1's spelling of k.
     assert len(await toy.retrieve(retriever=retriever, query='a', options={'limit': 1})) == 1
@@ -107,7 +112,10 @@ async def test_spec_ids_dedup_and_retrieval_order(toy: Genkit, store_dir: Path, 
     text = out.read_text()
     export_js_index(out, name='facts', directory=store_dir)
     entry = json.loads(out.read_text())[SPEC_IDS[0]]
-    assert entry == {'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}}, 'embedding': {'embedding': [3, 0, 0]}}
+    assert entry == {
+        'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}},
+        'embedding': {'embedding': [3, 0, 0]},
+    }
     assert text.startswith('{\n  "44215990ebe501ee3dee68fac034f131": {\n    "doc": {\n      "content": [\n')
     assert '"embedding": [\n        3,\n        0,\n        0\n      ]' in text
 
@@ -144,7 +152,9 @@ async def test_every_embedding_of_a_document_is_a_row(store_dir: Path, tmp_path:
             'embedding': {'embedding': [0, 1, 1], 'metadata': {'part': 1}},
         },
     }
-    docs = await ai.retrieve(retriever=dev_local_retriever_ref('parts'), query=Document.from_text('x'), options={'k': 1})
+    docs = await ai.retrieve(
+        retriever=dev_local_retriever_ref('parts'), query=Document.from_text('x'), options={'k': 1}
+    )
     assert docs[0].metadata == {'embedMetadata': {'part': 0}}
 
 
@@ -154,7 +164,9 @@ async def test_one_embedder_call_per_index_call(store_dir: Path) -> None:
     define_dev_local_vector_store(
         ai, name='count', embedder='countingEmbedder', embedder_options={'foo': 1}, directory=store_dir
     )
-    await ai.index(indexer=dev_local_indexer_ref('count'), documents=[Document.from_text('a' * i) for i in range(1, 11)])
+    await ai.index(
+        indexer=dev_local_indexer_ref('count'), documents=[Document.from_text('a' * i) for i in range(1, 11)]
+    )
     assert counting.calls == [10]
     assert counting.options == [{'foo': 1}]
     assert len(LocalVectorIndex(store_dir, 'count')) == 10
@@ -191,7 +203,9 @@ async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
         vectors = {'zero': [0.0, 0.0, 0.0], 'nan': [float('nan'), 1.0, 0.0], 'short': [1.0, 0.0], 'empty': []}
         return genkit.embedder.EmbedResponse(
             embeddings=[
-                genkit.Embedding(embedding=vectors.get(Document.model_validate(d.model_dump()).text, [1.0, 2.0, 3.0]))
+                genkit.Embedding(
+                    embedding=vectors.get(Document.model_validate(d.model_dump()).text, [1.0, 2.0, 3.0])
+                )
                 for d in request.input
             ]
         )
@@ -200,7 +214,12 @@ async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
     define_dev_local_vector_store(ai, name='bad', embedder='byText', directory=store_dir)
     indexer, retriever = dev_local_indexer_ref('bad'), dev_local_retriever_ref('bad')
     await ai.index(indexer=indexer, documents=[Document.from_text('ok')])
-    for text, needle in [('zero', 'zero vector'), ('nan', 'non-finite'), ('short', 'dimensions'), ('empty', 'empty')]:
+    for text, needle in [
+        ('zero', 'zero vector'),
+        ('nan', 'non-finite'),
+        ('short', 'dimensions'),
+        ('empty', 'empty'),
+    ]:
         with pytest.raises(InvalidVectorError) as raised:
             await ai.index(indexer=indexer, documents=[Document.from_text('fine'), Document.from_text(text)])
         assert needle in str(raised.value)
@@ -249,7 +268,10 @@ def test_corrupt_file_is_data_loss_naming_the_file(tmp_path: Path) -> None:
 
 def test_js_file_round_trip_and_spec_sample(tmp_path: Path) -> None:
     sample = {
-        SPEC_IDS[0]: {'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}}, 'embedding': {'embedding': [3, 0, 0]}},
+        SPEC_IDS[0]: {
+            'doc': {'content': [{'text': 'aaa'}], 'metadata': {'src': 1}},
+            'embedding': {'embedding': [3, 0, 0]},
+        },
         SPEC_IDS[1]: {'doc': {'content': [{'text': 'bbb'}]}, 'embedding': {'embedding': [0, 3, 0]}},
         '7f9d6c477d0e99f3190e3f6743ff066a': {
             'doc': {'content': [{'text': 'ab'}], 'metadata': {'embedMetadata': {'part': 0}}},
@@ -279,8 +301,13 @@ def test_search_many_and_bytes_vectors(tmp_path: Path) -> None:
     assert core.add(docs, flat) == 4
     assert core.dimensions() == 2
     many = core.search_many([[1.0, 0.0], [0.0, 1.0]], 2)
-    assert [[json.loads(d)['content'][0]['text'] for d, _ in hits] for hits in many] == [['0', '2'], ['1', '2']]
-    assert json.loads(core.search_many(struct.pack('<4f', 1.0, 0.0, 0.0, 1.0), 1, dims=2)[1][0][0]) == json.loads(docs[1])
+    assert [[json.loads(d)['content'][0]['text'] for d, _ in hits] for hits in many] == [
+        ['0', '2'],
+        ['1', '2'],
+    ]
+    assert json.loads(
+        core.search_many(struct.pack('<4f', 1.0, 0.0, 0.0, 1.0), 1, dims=2)[1][0][0]
+    ) == json.loads(docs[1])
     assert json.loads(core.search(struct.pack('<2f', -1.0, 0.0), 1)[0][0]) == json.loads(docs[3])
     with pytest.raises(InvalidVectorError):
         core.add(docs[:1], b'\x00\x00\x80')
@@ -293,7 +320,9 @@ def test_approximate_recall_on_low_rank_data(tmp_path: Path) -> None:
 
     def sample() -> list[float]:
         mix = [rng.gauss(0, 1) for _ in range(rank)]
-        return [sum(m * b[j] for m, b in zip(mix, basis, strict=True)) + rng.gauss(0, 0.1) for j in range(dims)]
+        return [
+            sum(m * b[j] for m, b in zip(mix, basis, strict=True)) + rng.gauss(0, 0.1) for j in range(dims)
+        ]
 
     rows = [sample() for _ in range(n)]
     core = LocalVectorIndex(tmp_path, 'ann')

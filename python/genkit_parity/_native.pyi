@@ -10,6 +10,7 @@ __all__ = [
     'SpanSink',
     'CompletionQueue',
     'JsonStream',
+    'LocalVectorIndex',
     'DapCache',
     'DapSnapshot',
     'DiskStoreCore',
@@ -200,7 +201,9 @@ class LocalVectorIndex:
     Vectors are sequences of floats or one ``bytes`` of little-endian float32 values.
     """
 
-    def __new__(cls, directory: str | PathLike[str], name: str, *, must_exist: bool = False) -> LocalVectorIndex: ...
+    def __new__(
+        cls, directory: str | PathLike[str], name: str, *, must_exist: bool = False
+    ) -> LocalVectorIndex: ...
     @property
     def name(self) -> str: ...
     @property

@@ -86,10 +86,10 @@ class VectorStoreError(GenkitError):
 
 
 class InvalidVectorError(VectorStoreError, ValueError):
-    """Bad input to a vector index: a dimension mismatch with the stored vectors, an empty,
-    NaN, infinite or all-zero vector, an unusable index name or filter.
+    """Bad input to a vector index (INVALID_ARGUMENT); nothing was written.
 
-    Status ``INVALID_ARGUMENT``; also a ``ValueError``. Nothing was written.
+    A dimension mismatch with the stored vectors, an empty, NaN, infinite or all-zero
+    vector, an unusable index name or filter. Status ``INVALID_ARGUMENT``; also a ``ValueError``.
     """
 
     default_status = 'INVALID_ARGUMENT'
@@ -102,11 +102,11 @@ class VectorIndexNotFoundError(VectorStoreError, LookupError):
 
 
 class CorruptVectorStoreError(VectorStoreError):
-    """A vector index file is damaged: a complete record with a bad checksum, or bytes that
-    are not a record. The message names the file and the byte offset.
+    """A vector index file is damaged (DATA_LOSS).
 
-    Raised instead of dropping or rebuilding data. Status ``DATA_LOSS``. (A record cut short
-    by a crash at the very end of the file was never acknowledged and is dropped silently.)
+    A complete record with a bad checksum, or bytes that are not a record. The message names
+    the file and the byte offset. Raised instead of dropping or rebuilding data. (A record
+    cut short by a crash at the very end of the file was never acknowledged and is dropped.)
     """
 
     default_status = 'DATA_LOSS'

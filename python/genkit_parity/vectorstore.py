@@ -117,7 +117,9 @@ def _where_json(options: Mapping[str, Any]) -> str | None:
     if where is None:
         return None
     if not isinstance(where, Mapping):
-        raise _invalid(f'options.where must be an object of metadata key -> value, not {type(where).__name__}')
+        raise _invalid(
+            f'options.where must be an object of metadata key -> value, not {type(where).__name__}'
+        )
     return json.dumps(where, ensure_ascii=False)
 
 
@@ -200,7 +202,9 @@ class DevLocalVectorStore:
             hits = self.core.search(vector, k, where_json=where, approximate=approximate)
         else:
             hits = await _runtime.call(
-                lambda ticket: self.core.start_search(ticket, vector, k, where_json=where, approximate=approximate)
+                lambda ticket: self.core.start_search(
+                    ticket, vector, k, where_json=where, approximate=approximate
+                )
             )
         results: list[Document] = []
         for doc_json, score in hits:
@@ -230,7 +234,8 @@ def define_dev_local_vector_store(
     Example:
         >>> # retriever, indexer = define_dev_local_vector_store(ai, name='facts', embedder='toyEmbedder')
         >>> # await ai.index(indexer=dev_local_indexer_ref('facts'), documents=[Document.from_text('aaa')])
-        >>> # docs = await ai.retrieve(retriever=dev_local_retriever_ref('facts'), query='a', options={'k': 1})
+        >>> # docs = await ai.retrieve(retriever=dev_local_retriever_ref('facts'), query='a')
+
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f'name must be a non-empty str, not {name!r}')
