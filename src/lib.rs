@@ -30,7 +30,7 @@ mod _native {
     #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
     #[pymodule_export]
-    use crate::telemetry::py::{SpanSink, adjust_span_attributes};
+    use crate::telemetry::py::{LogSink, SpanSink, adjust_span_attributes};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
