@@ -12,7 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' maturin pytest pytest-asyncio pytest-timeout hypothesis ruff mypy
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit==0.12.0' 'mcp==1.30.0' 'tokenlearn-static-model==0.1.1' maturin pytest pytest-asyncio pytest-timeout hypothesis ruff mypy
 	touch $@
 
 .PHONY: install

@@ -19,6 +19,17 @@ from .errors import (
     OperationTimeoutError,
     SessionStoreError,
 )
+from .rag import (
+    CommonRerankerOptions,
+    CommonRetrieverOptions,
+    IndexerRef,
+    RankedDocument,
+    RerankerRef,
+    RetrieverRef,
+    indexer_ref,
+    reranker_ref,
+    retriever_ref,
+)
 from .session import MAIN_THREAD, Session, current_session
 from .stores import (
     FileSessionStore,
@@ -30,6 +41,15 @@ from .stores import (
 from .tracing import TelemetryConfig, cleanup_tracing, enable_telemetry, flush_tracing
 
 __all__ = [
+    'retriever_ref',
+    'reranker_ref',
+    'indexer_ref',
+    'RetrieverRef',
+    'RerankerRef',
+    'RankedDocument',
+    'IndexerRef',
+    'CommonRetrieverOptions',
+    'CommonRerankerOptions',
     'MAIN_THREAD',
     'Chat',
     'ChatStreamResponse',

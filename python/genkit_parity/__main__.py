@@ -20,7 +20,9 @@ FEATURES = {
     'streaming structured output: json/array/jsonl formats on the Rust incremental parser': True,
     'live tracing: Rust exporter to the telemetry server (enable_telemetry, flush_tracing)': True,
     'Dev UI config schemas (genkit_parity.schemas)': True,
-    'test models and pytest plugin (genkit_parity.testing)': True,
+    'RAG: retrievers, indexers, rerankers (ai.define_retriever, ai.retrieve, ...)': True,
+    'test models, offline embedders and pytest plugin (genkit_parity.testing)': True,
+    'offline static embedder (needs the embed extra)': importlib.util.find_spec('static_model') is not None,
     'MCP host (genkit_parity.mcp; needs the mcp extra)': importlib.util.find_spec('mcp') is not None,
 }
 

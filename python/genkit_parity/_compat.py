@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import json5
+from genkit._ai import _generate as _generate_module
 from genkit._ai._agents._session import get_current_session as _agent_session
 from genkit._ai._formats._array import ArrayFormat
 from genkit._ai._formats._json import JsonFormat
@@ -43,6 +45,7 @@ __all__ = [
     'tracer_provider',
     'genkit_extract_json',
     'json5_loads',
+    'js_docs_rule',
     'registered_format',
     'replace_format',
     'CANCEL_OPERATION',
@@ -304,3 +307,37 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+# -- generate(docs=...): JS skips context injection for models that take docs themselves ------
+
+_js_docs_rule: contextvars.ContextVar[bool] = contextvars.ContextVar('genkit_parity_docs', default=False)
+_genkit_turn_request = _generate_module.turn_request
+
+
+def _model_supports_context(model: Any) -> bool:
+    info = (getattr(model, 'metadata', None) or {}).get('model')
+    supports = info.get('supports') if isinstance(info, Mapping) else None
+    return isinstance(supports, Mapping) and supports.get('context') is True
+
+
+async def _turn_request(*, options: Any, resolved: Any) -> Any:
+    # genkit 0.12 injects the docs as a context part for every model; JS (and genkit-parity's
+    # Genkit) leaves them to a model that declares supports.context.
+    if _js_docs_rule.get() and _model_supports_context(resolved.model):
+        model, tools = resolved.model, resolved.tools
+        return await _generate_module.to_model_request(options=options, tools=tools, model=model)
+    return await _genkit_turn_request(options=options, resolved=resolved)
+
+
+_generate_module.turn_request = _turn_request
+
+
+@contextlib.contextmanager
+def js_docs_rule() -> Iterator[None]:
+    """Within this block, ``generate(docs=...)`` follows JS: no injection for context-aware models."""
+    token = _js_docs_rule.set(True)
+    try:
+        yield
+    finally:
+        _js_docs_rule.reset(token)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import genkit
 from genkit.model import BackgroundAction, ModelInfo
 from pydantic import BaseModel
 
-from . import _compat, background, dap, formats, schemas, tracing
+from . import _compat, background, dap, formats, rag, schemas, tracing
+from ._rag_schema import ConfigSchema
 from .background import Operation
 from .chat import Chat, Preamble
 from .session import Session, current_session, load_session, new_session
@@ -42,15 +43,21 @@ class GenkitParityMixin(_GenkitBase):
     if not TYPE_CHECKING:  # type checkers keep genkit's own (overloaded) signatures
 
         async def generate(self, *args: Any, strict_output: bool | None = None, **kwargs: Any) -> Any:
-            """Genkit's ``generate``; ``strict_output=True`` raises on a schema mismatch as JS does."""
-            response = await super().generate(*args, **kwargs)
+            """Genkit's ``generate``; ``strict_output=True`` raises on a schema mismatch as JS does.
+
+            ``docs=`` are injected into the prompt as genkit does, except for a model that
+            declares ``supports.context`` (it gets them in ``request.docs`` only), as in JS.
+            """
+            with _compat.js_docs_rule():
+                response = await super().generate(*args, **kwargs)
             if self.strict_output if strict_output is None else strict_output:
                 formats.raise_for_invalid_output(response)
             return response
 
         def generate_stream(self, *args: Any, strict_output: bool | None = None, **kwargs: Any) -> Any:
             """Genkit's ``generate_stream``; with ``strict_output`` its ``response`` raises on a mismatch."""
-            stream_response = super().generate_stream(*args, **kwargs)
+            with _compat.js_docs_rule():
+                stream_response = super().generate_stream(*args, **kwargs)
             if self.strict_output if strict_output is None else strict_output:
                 _compat.check_stream_response(stream_response, formats.raise_for_invalid_output)
             return stream_response
@@ -242,6 +249,135 @@ class GenkitParityMixin(_GenkitBase):
         made = genkit.tool(implementation, name=name, description=description, input_schema=input_schema)
         made.action().metadata.update({**(metadata or {}), 'type': 'tool', 'dynamic': True})
         return made
+
+    # -- retrieval-augmented generation (JS's retriever, indexer and reranker API) -----------
+
+    def define_retriever(
+        self,
+        name: str,
+        fn: rag.RetrieverFn,
+        *,
+        config_schema: ConfigSchema | None = None,
+        info: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Register a retriever (JS ``ai.defineRetriever``); returns its action.
+
+        ``fn(query, options)`` (sync or async) gets the query as a ``Document`` and the
+        options validated against ``config_schema`` (an instance of a Pydantic class, or the
+        dict for a JSON Schema), and returns documents (``Document``s, dicts, or
+        ``{'documents': [...]}``). Listed as ``/retriever/<name>`` with JS's metadata
+        (``info``, ``retriever.customOptions``) and schemas.
+
+        Example:
+            >>> # ai.define_retriever('menu', lambda q, o: [Document.from_text('pie')])
+            >>> # docs = await ai.retrieve(retriever='menu', query='dessert')
+
+        """
+        return rag.define_retriever(
+            self.registry,
+            name,
+            fn,
+            config_schema=config_schema,
+            info=info,
+            description=description,
+            metadata=metadata,
+        )
+
+    def define_simple_retriever(
+        self,
+        name: str,
+        handler: Callable[[genkit.Document, Any], Any],
+        *,
+        content: str | Callable[[Any], Any] | None = None,
+        metadata: Sequence[str] | Callable[[Any], Any] | None = None,
+        config_schema: ConfigSchema | None = None,
+    ) -> Any:
+        """Register a retriever over any items (JS ``ai.defineSimpleRetriever``).
+
+        ``handler(query, config)`` returns items; a str becomes a text document, other items
+        are mapped by ``content`` (a key, or a function returning text or parts) and
+        ``metadata`` (a list of keys, a function, or by default the item without its
+        content key). ``GenkitError`` INVALID_ARGUMENT for a null item or an object without
+        a ``content`` option, as JS.
+        """
+        return rag.define_simple_retriever(
+            self.registry, name, handler, content=content, metadata=metadata, config_schema=config_schema
+        )
+
+    def define_indexer(
+        self,
+        name: str,
+        fn: rag.IndexerFn,
+        *,
+        config_schema: ConfigSchema | None = None,
+        embedder_info: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Register an indexer (JS ``ai.defineIndexer``): ``fn(documents, options)`` stores them."""
+        return rag.define_indexer(
+            self.registry,
+            name,
+            fn,
+            config_schema=config_schema,
+            embedder_info=embedder_info,
+            description=description,
+            metadata=metadata,
+        )
+
+    def define_reranker(
+        self,
+        name: str,
+        fn: rag.RerankerFn,
+        *,
+        config_schema: ConfigSchema | None = None,
+        info: Mapping[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Register a reranker (JS ``ai.defineReranker``).
+
+        ``fn(query, documents, options)`` returns the documents to keep, in order, each with
+        a numeric ``metadata['score']`` (else ``GenkitError`` INVALID_ARGUMENT, as JS).
+        """
+        return rag.define_reranker(
+            self.registry,
+            name,
+            fn,
+            config_schema=config_schema,
+            info=info,
+            description=description,
+            metadata=metadata,
+        )
+
+    async def retrieve(
+        self, *, retriever: object, query: str | genkit.Document | Mapping[str, Any], options: Any = None
+    ) -> list[genkit.Document]:
+        """Run a retriever (a name, a ref or the action) on ``query`` (JS ``ai.retrieve``).
+
+        ``options`` are validated against the retriever's config schema (``GenkitError``
+        INVALID_ARGUMENT naming the field); an unknown retriever is ``NOT_FOUND``.
+        """
+        return await rag.retrieve(self.registry, retriever=retriever, query=query, options=options)
+
+    async def index(self, *, indexer: object, documents: Sequence[object], options: Any = None) -> None:
+        """Run an indexer on ``documents`` (JS ``ai.index``)."""
+        await rag.index(self.registry, indexer=indexer, documents=documents, options=options)
+
+    async def rerank(
+        self,
+        *,
+        reranker: object,
+        query: str | genkit.Document | Mapping[str, Any],
+        documents: Sequence[object],
+        options: Any = None,
+    ) -> list[rag.RankedDocument]:
+        """Rerank ``documents`` for ``query`` (JS ``ai.rerank``); each result has ``.score``."""
+        return await rag.rerank(
+            self.registry, reranker=reranker, query=query, documents=documents, options=options
+        )
 
     # -- background operations ------------------------------------------------------------
 

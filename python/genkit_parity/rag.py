@@ -1,0 +1,532 @@
+"""Retrievers, indexers and rerankers, as JS Genkit has them (genkit 0.12 removed them).
+
+Define them on a ``genkit_parity.Genkit`` (or an ``extend``-ed instance) and call them::
+
+    ai.define_retriever('my/ret', fn)              # fn(query: Document, options) -> [Document]
+    docs = await ai.retrieve(retriever='my/ret', query='fruit', options={'k': 2})
+
+Each is a genkit action of kind ``retriever`` / ``indexer`` / ``reranker`` with JS's
+metadata, input and output schemas, so the Dev UI and ``/api/actions`` see what they see
+for JS, and each call is traced as an action span (subtype ``retriever`` ...).
+
+A name, a ref (:func:`retriever_ref` ...) or the action itself selects what to call; unlike
+JS, a ref always resolves by its name (JS takes a ref without ``info`` for an action).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from genkit import Document, GenkitError
+from genkit._core._model import as_document
+from pydantic import BaseModel, Field
+
+from . import _compat
+from ._rag_schema import (
+    ConfigSchema,
+    check_config_schema,
+    custom_options,
+    documents_schema,
+    options_json,
+    request_schema,
+    schema_error,
+    validate_options,
+    void_schema,
+)
+
+__all__ = [
+    'CommonRerankerOptions',
+    'CommonRetrieverOptions',
+    'IndexerRef',
+    'RankedDocument',
+    'RerankerRef',
+    'RetrieverRef',
+    'define_indexer',
+    'define_reranker',
+    'define_retriever',
+    'define_simple_retriever',
+    'index',
+    'indexer_ref',
+    'rerank',
+    'reranker_ref',
+    'retrieve',
+    'retriever_ref',
+]
+
+RETRIEVER: Any = _compat.ActionKind.RETRIEVER
+INDEXER: Any = _compat.ActionKind.INDEXER
+RERANKER: Any = _compat.ActionKind.RERANKER
+
+#: A simple retriever's ``content`` option: a key of the item, or a function of it.
+ContentOption = str | Callable[[Any], Any] | None
+#: A simple retriever's ``metadata`` option: keys of the item, or a function of it.
+MetadataOption = Sequence[str] | Callable[[Any], Any] | None
+
+
+def invalid(message: str) -> GenkitError:
+    """``GenkitError`` INVALID_ARGUMENT with ``message``."""
+    return GenkitError(status='INVALID_ARGUMENT', message=message)
+
+
+class CommonRetrieverOptions(BaseModel):
+    """Options every retriever understands (JS ``CommonRetrieverOptionsSchema``); subclass to add yours."""
+
+    k: int | None = Field(default=None, description='Number of documents to retrieve')
+
+
+class CommonRerankerOptions(BaseModel):
+    """Options every reranker understands (JS ``CommonRerankerOptionsSchema``)."""
+
+    k: int | None = Field(default=None, description='Number of documents to rerank')
+
+
+class RankedDocument(Document):
+    """A document a reranker returned; ``metadata['score']`` is required (JS ``RankedDocument``)."""
+
+    @property
+    def score(self) -> float:
+        """The reranker's score for this document."""
+        metadata = self.metadata or {}
+        return float(metadata['score'])
+
+
+@dataclass(frozen=True)
+class _Ref:
+    name: str
+    config_schema: ConfigSchema | None = None
+    info: Mapping[str, Any] | None = None
+
+
+class RetrieverRef(_Ref):
+    """A reference to a retriever by name (JS ``retrieverRef``)."""
+
+
+class IndexerRef(_Ref):
+    """A reference to an indexer by name (JS ``indexerRef``)."""
+
+
+class RerankerRef(_Ref):
+    """A reference to a reranker by name (JS ``rerankerRef``)."""
+
+
+def _ref(
+    cls: type[_Ref], name: str, config_schema: ConfigSchema | None, info: Mapping[str, Any] | None
+) -> Any:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f'name must be a non-empty str, not {name!r}')
+    check_config_schema(config_schema)
+    if info is not None and not isinstance(info, Mapping):
+        raise TypeError(f'info must be a mapping, not {type(info).__name__}')
+    return cls(name=name, config_schema=config_schema, info=dict(info) if info is not None else None)
+
+
+def retriever_ref(
+    name: str, *, config_schema: ConfigSchema | None = None, info: Mapping[str, Any] | None = None
+) -> RetrieverRef:
+    """A reference to the retriever ``name``, usable wherever a retriever is taken."""
+    made: RetrieverRef = _ref(RetrieverRef, name, config_schema, info)
+    return made
+
+
+def indexer_ref(
+    name: str, *, config_schema: ConfigSchema | None = None, info: Mapping[str, Any] | None = None
+) -> IndexerRef:
+    """A reference to the indexer ``name``, usable wherever an indexer is taken."""
+    made: IndexerRef = _ref(IndexerRef, name, config_schema, info)
+    return made
+
+
+def reranker_ref(
+    name: str, *, config_schema: ConfigSchema | None = None, info: Mapping[str, Any] | None = None
+) -> RerankerRef:
+    """A reference to the reranker ``name``, usable wherever a reranker is taken."""
+    made: RerankerRef = _ref(RerankerRef, name, config_schema, info)
+    return made
+
+
+# -- converting what callers and functions hand us ---------------------------------------
+
+
+def to_document(value: object, what: str) -> Document:
+    """A genkit ``Document`` from a Document, DocumentData, dict or (for queries) a str."""
+    if isinstance(value, str):
+        return Document.from_text(value)
+    if isinstance(value, (Document, BaseModel, Mapping)):
+        try:
+            return as_document(value)
+        except (ValueError, TypeError) as error:
+            raise invalid(f'{what} is not a document: {error}') from None
+    raise GenkitError(
+        status='INVALID_ARGUMENT',
+        message=f'{what} must be a Document, a DocumentData dict or a str, not {type(value).__name__}',
+    )
+
+
+def document_json(document: Document) -> dict[str, Any]:
+    """A document as JS's ``DocumentData`` JSON (``metadata`` omitted when unset)."""
+    dumped: dict[str, Any] = document.model_dump(by_alias=True, exclude_none=True)
+    return dumped
+
+
+def _documents(result: object, what: str) -> list[Document]:
+    """The documents a retriever/reranker returned: a list, or ``{'documents': [...]}``."""
+    if isinstance(result, Mapping) and 'documents' in result:
+        result = result['documents']
+    elif isinstance(result, BaseModel) and hasattr(result, 'documents'):
+        result = result.documents
+    if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
+        kind = type(result).__name__
+        raise invalid(f'{what} must return a list of documents (or {{"documents": [...]}}), not {kind}')
+    return [to_document(item, f'{what} result {position}') for position, item in enumerate(result)]
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _request(request: object) -> Mapping[str, Any]:
+    if isinstance(request, BaseModel):
+        request = request.model_dump(by_alias=True, exclude_none=True)
+    if not isinstance(request, Mapping):
+        raise invalid(f'request must be an object, not {type(request).__name__}')
+    return request
+
+
+def _check_callable(fn: object) -> None:
+    if not callable(fn):
+        raise TypeError(f'fn must be callable, not {type(fn).__name__}')
+
+
+def _info_dict(info: object, name: str) -> dict[str, Any] | None:
+    if info is None:
+        return None
+    if isinstance(info, BaseModel):
+        return dict(info.model_dump(by_alias=True, exclude_none=True))
+    if isinstance(info, Mapping):
+        return dict(info)
+    raise TypeError(f'{name} must be a mapping, not {type(info).__name__}')
+
+
+def _register(
+    registry: Any,
+    *,
+    kind: Any,
+    name: str,
+    fn: Callable[[Any], Awaitable[Any]],
+    description: str | None,
+    metadata: dict[str, Any],
+    input_schema: dict[str, Any],
+    output_schema: dict[str, Any],
+) -> Any:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f'name must be a non-empty str, not {name!r}')
+    action = _compat.Action(kind=kind, name=name, fn=fn, description=description, metadata=metadata)
+    _compat.override_input_schema(action, input_schema)
+    action.output_schema = output_schema
+    # genkit mirrors the schemas into metadata; JS lists them beside it only.
+    action.metadata.pop('inputSchema', None)
+    action.metadata.pop('outputSchema', None)
+    _compat.register_action(registry, action)
+    return action
+
+
+def _metadata(extra: Mapping[str, Any] | None, kind: str, **parts: Any) -> dict[str, Any]:
+    if extra is not None and not isinstance(extra, Mapping):
+        raise TypeError(f'metadata must be a mapping, not {type(extra).__name__}')
+    made: dict[str, Any] = {**(extra or {}), 'type': kind}
+    made.update({key: value for key, value in parts.items() if value is not None})
+    return made
+
+
+def _kind_options(config_schema: ConfigSchema | None) -> dict[str, Any]:
+    options = custom_options(config_schema)
+    return {} if options is None else {'customOptions': options}
+
+
+# -- definitions -----------------------------------------------------------------------------
+
+RetrieverFn = Callable[[Document, Any], Any]
+IndexerFn = Callable[[list[Document], Any], Any]
+RerankerFn = Callable[[Document, list[Document], Any], Any]
+
+
+def define_retriever(
+    registry: Any,
+    name: str,
+    fn: RetrieverFn,
+    *,
+    config_schema: ConfigSchema | None = None,
+    info: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Register ``/retriever/<name>`` calling ``fn(query, options)`` (JS ``defineRetriever``)."""
+    _check_callable(fn)
+    check_config_schema(config_schema)
+    info_data = _info_dict(info, 'info')
+
+    async def retriever_action(request: Any) -> dict[str, Any]:
+        data = _request(request)
+        query = to_document(data.get('query'), 'query')
+        options = validate_options(config_schema, data.get('options'))
+        documents = _documents(await _call(fn, query, options), f'retriever {name!r}')
+        return {'documents': [document_json(doc) for doc in documents]}
+
+    return _register(
+        registry,
+        kind=RETRIEVER,
+        name=name,
+        fn=retriever_action,
+        description=description,
+        metadata=_metadata(metadata, 'retriever', info=info_data, retriever=_kind_options(config_schema)),
+        input_schema=request_schema(config_schema, with_query=True, with_documents=False),
+        output_schema=documents_schema(ranked=False),
+    )
+
+
+def define_indexer(
+    registry: Any,
+    name: str,
+    fn: IndexerFn,
+    *,
+    config_schema: ConfigSchema | None = None,
+    embedder_info: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Register ``/indexer/<name>`` calling ``fn(documents, options)`` (JS ``defineIndexer``)."""
+    _check_callable(fn)
+    check_config_schema(config_schema)
+    embedder_data = _info_dict(embedder_info, 'embedder_info')
+
+    async def indexer_action(request: Any) -> None:
+        data = _request(request)
+        raw = data.get('documents')
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise invalid('documents must be a list of documents')
+        documents = [to_document(item, f'documents[{i}]') for i, item in enumerate(raw)]
+        options = validate_options(config_schema, data.get('options'))
+        await _call(fn, documents, options)
+
+    return _register(
+        registry,
+        kind=INDEXER,
+        name=name,
+        fn=indexer_action,
+        description=description,
+        metadata=_metadata(
+            metadata, 'indexer', embedderInfo=embedder_data, indexer=_kind_options(config_schema)
+        ),
+        input_schema=request_schema(config_schema, with_query=False, with_documents=True),
+        output_schema=void_schema(),
+    )
+
+
+def _ranked(documents: list[Document], name: str) -> list[dict[str, Any]]:
+    problems = []
+    for position, doc in enumerate(documents):
+        metadata = doc.metadata
+        if metadata is None:
+            problems.append(f"documents.{position}: must have required property 'metadata'")
+        elif 'score' not in metadata:
+            problems.append(f"documents.{position}.metadata: must have required property 'score'")
+        elif isinstance(metadata['score'], bool) or not isinstance(metadata['score'], (int, float)):
+            problems.append(f'documents.{position}.metadata.score: must be number')
+    dumped = [document_json(doc) for doc in documents]
+    if problems:
+        raise schema_error(problems, {'documents': dumped})
+    return dumped
+
+
+def define_reranker(
+    registry: Any,
+    name: str,
+    fn: RerankerFn,
+    *,
+    config_schema: ConfigSchema | None = None,
+    info: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Register ``/reranker/<name>`` calling ``fn(query, documents, options)`` (JS ``defineReranker``).
+
+    The returned documents must carry a numeric ``metadata['score']``; their order is kept.
+    """
+    _check_callable(fn)
+    check_config_schema(config_schema)
+    info_data = _info_dict(info, 'info')
+
+    async def reranker_action(request: Any) -> dict[str, Any]:
+        data = _request(request)
+        query = to_document(data.get('query'), 'query')
+        raw = data.get('documents')
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise invalid('documents must be a list of documents')
+        documents = [to_document(item, f'documents[{i}]') for i, item in enumerate(raw)]
+        options = validate_options(config_schema, data.get('options'))
+        ranked = _documents(await _call(fn, query, documents, options), f'reranker {name!r}')
+        return {'documents': _ranked(ranked, name)}
+
+    return _register(
+        registry,
+        kind=RERANKER,
+        name=name,
+        fn=reranker_action,
+        description=description,
+        metadata=_metadata(metadata, 'reranker', info=info_data, reranker=_kind_options(config_schema)),
+        input_schema=request_schema(config_schema, with_query=True, with_documents=True),
+        output_schema=documents_schema(ranked=True),
+    )
+
+
+# -- the simple retriever ----------------------------------------------------------------
+
+
+def _simple_content(item: Any, content: ContentOption) -> Document:
+    if callable(content):
+        made = content(item)
+        if isinstance(made, str):
+            return Document.from_text(made)
+        return to_document({'content': made}, 'content(item)')
+    if isinstance(content, str) and isinstance(item, Mapping):
+        return Document.from_text(str(item[content]))
+    raise GenkitError(
+        status='INVALID_ARGUMENT',
+        message=f'Cannot convert item to document without content option. Item: {_compat.to_span_json(item)}',
+    )
+
+
+def _simple_metadata(item: Any, content: ContentOption, metadata: MetadataOption) -> dict[str, Any] | None:
+    if metadata is None:
+        if not isinstance(item, Mapping):
+            return None
+        copied = dict(item)
+        if isinstance(content, str):
+            copied.pop(content, None)
+        return copied
+    if callable(metadata):
+        made = metadata(item)
+        return None if made is None else dict(made)
+    if isinstance(metadata, Sequence) and not isinstance(metadata, str) and isinstance(item, Mapping):
+        # A missing key is JS's `undefined`, which JSON drops.
+        return {key: item[key] for key in metadata if key in item and item[key] is not None}
+    raise GenkitError(
+        status='INVALID_ARGUMENT', message='Unable to extract metadata from item with supplied options.'
+    )
+
+
+def simple_document(item: Any, content: ContentOption, metadata: MetadataOption) -> Document:
+    """One item of a simple retriever mapped to a document, by JS's rules."""
+    if item is None or item is False or item == '' or item == 0:
+        raise invalid('Items returned from simple retriever must be non-null.')
+    if isinstance(item, str):
+        return Document.from_text(item)
+    document = _simple_content(item, content)
+    document.metadata = _simple_metadata(item, content, metadata)
+    return document
+
+
+def define_simple_retriever(
+    registry: Any,
+    name: str,
+    handler: Callable[[Document, Any], Any],
+    *,
+    content: ContentOption = None,
+    metadata: MetadataOption = None,
+    config_schema: ConfigSchema | None = None,
+) -> Any:
+    """Register a retriever whose ``handler(query, config)`` returns any items (JS ``defineSimpleRetriever``).
+
+    Each item becomes a document: a str as its text; otherwise ``content`` (a key or a
+    function of the item) gives the content and ``metadata`` (a list of keys, a function,
+    or by default the item minus its content key) the metadata.
+    """
+    _check_callable(handler)
+    if content is not None and not (isinstance(content, str) or callable(content)):
+        raise TypeError(f'content must be a key or a function, not {type(content).__name__}')
+
+    async def retrieve_items(query: Document, config: Any) -> list[Document]:
+        items = await _call(handler, query, config)
+        if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+            raise GenkitError(
+                status='INVALID_ARGUMENT', message=f'simple retriever {name!r} must return a list of items'
+            )
+        return [simple_document(item, content, metadata) for item in items]
+
+    return define_retriever(registry, name, retrieve_items, config_schema=config_schema)
+
+
+# -- calling them ----------------------------------------------------------------------------
+
+_NOUNS = {'retriever': RETRIEVER, 'indexer': INDEXER, 'reranker': RERANKER}
+
+
+async def _resolve(registry: Any, noun: str, target: object) -> Any:
+    kind = _NOUNS[noun]
+    if isinstance(target, _compat.Action):
+        if target.kind != kind:
+            raise GenkitError(
+                status='INVALID_ARGUMENT', message=f'{target.name!r} is a {target.kind} action, not a {noun}'
+            )
+        return target
+    if isinstance(target, _Ref):
+        name = target.name
+    elif isinstance(target, str) and target:
+        name = target
+    else:
+        raise TypeError(f'{noun} must be a name, a ref or an action, not {type(target).__name__}')
+    action = await registry.resolve_action(kind, name)
+    if action is None:
+        raise GenkitError(
+            status='NOT_FOUND',
+            message=f'Unable to resolve the {noun} {name!r}: /{noun}/{name} is not registered',
+        )
+    return action
+
+
+def _with_options(request: dict[str, Any], options: Any) -> dict[str, Any]:
+    if options is not None:
+        request['options'] = options_json(options)
+    return request
+
+
+async def retrieve(registry: Any, *, retriever: object, query: object, options: Any = None) -> list[Document]:
+    """Run a retriever (JS ``ai.retrieve``); a str query becomes a text document."""
+    action = await _resolve(registry, 'retriever', retriever)
+    request = _with_options({'query': document_json(to_document(query, 'query'))}, options)
+    response = (await action.run(request)).response
+    return _documents(response, f'retriever {action.name!r}')
+
+
+async def index(registry: Any, *, indexer: object, documents: Sequence[object], options: Any = None) -> None:
+    """Run an indexer on ``documents`` (JS ``ai.index``)."""
+    action = await _resolve(registry, 'indexer', indexer)
+    if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)):
+        raise TypeError(f'documents must be a list of documents, not {type(documents).__name__}')
+    docs = [document_json(to_document(doc, f'documents[{i}]')) for i, doc in enumerate(documents)]
+    await action.run(_with_options({'documents': docs}, options))
+
+
+async def rerank(
+    registry: Any, *, reranker: object, query: object, documents: Sequence[object], options: Any = None
+) -> list[RankedDocument]:
+    """Run a reranker (JS ``ai.rerank``); documents come back in the reranker's order."""
+    action = await _resolve(registry, 'reranker', reranker)
+    if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)):
+        raise TypeError(f'documents must be a list of documents, not {type(documents).__name__}')
+    docs = [document_json(to_document(doc, f'documents[{i}]')) for i, doc in enumerate(documents)]
+    request = _with_options({'query': document_json(to_document(query, 'query')), 'documents': docs}, options)
+    response = (await action.run(request)).response
+    return [RankedDocument.model_validate(doc) for doc in _documents_json(response)]
+
+
+def _documents_json(response: object) -> list[Any]:
+    if isinstance(response, Mapping):
+        return list(response.get('documents', []))
+    return list(getattr(response, 'documents', []))
