@@ -11,7 +11,13 @@ from typing import Any
 
 from genkit import GenkitError
 
-__all__ = ['CorruptSessionError', 'InvalidOperationError', 'OperationTimeoutError', 'SessionStoreError']
+__all__ = [
+    'CorruptSessionError',
+    'InvalidOperationError',
+    'OperationTimeoutError',
+    'SessionStoreError',
+    'VectorStoreError',
+]
 
 
 class SessionStoreError(GenkitError):
@@ -60,3 +66,18 @@ class OperationTimeoutError(GenkitError, TimeoutError):
         self.operation = operation
         self.checks = checks
         self.elapsed = elapsed
+
+
+class VectorStoreError(GenkitError):
+    """A vector store (pgvector, Chroma, Pinecone) or a reranker service refused or failed a call.
+
+    ``store`` names the store (``'postgres/docs'``, ``'chroma/facts'`` ...); ``status`` says
+    what kind of failure it is: ``UNAVAILABLE`` (server down or unreachable: retry later),
+    ``NOT_FOUND`` (no such table or collection), ``INVALID_ARGUMENT`` (a dimension mismatch,
+    a bad filter), ``FAILED_PRECONDITION`` (the table exists but lacks a column) ... A batch
+    the message reports as failed was not written; earlier batches were.
+    """
+
+    def __init__(self, message: str, store: str | None = None, status: str = 'UNAVAILABLE') -> None:
+        super().__init__(message=message, status=status)  # type: ignore[arg-type]
+        self.store: str | None = store
