@@ -11,6 +11,7 @@
 //! binding runs it on tokio's blocking pool) through [`block_on`].
 
 pub mod postgres;
+pub mod redis;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
