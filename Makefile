@@ -55,12 +55,24 @@ lint-python: build-dev ## ruff, mypy --strict and stubtest of the native stubs
 .PHONY: lint
 lint: lint-rust lint-python ## All linters
 
+# The Redis and PostgreSQL the store tests use: started only when not already answering
+# (the commands of the machine image; idempotent, never restarts a running server).
+.PHONY: services
+services: ## Start the local Redis and PostgreSQL if they are not running
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 && exit 0; sleep 0.2; done; \
+		echo "Redis or PostgreSQL did not come up" >&2; exit 1
+
 .PHONY: test-rust
-test-rust: install ## Rust unit tests
+test-rust: install services ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev $(TELEMETRY_SERVER) ## The pytest suite
+test-python: build-dev services $(TELEMETRY_SERVER) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test

@@ -2,6 +2,7 @@
 //! `genkit_parity._native`; each feature lives in its own module.
 
 pub mod dap;
+pub mod engines;
 pub mod errors;
 pub mod operation;
 pub mod partial_json;

@@ -14,8 +14,12 @@ from genkit import GenkitError
 __all__ = [
     'CorruptSessionError',
     'InvalidOperationError',
+    'NotFoundError',
     'OperationTimeoutError',
+    'SessionConflictError',
+    'SessionLostError',
     'SessionStoreError',
+    'StoreEngineError',
     'VectorStoreError',
 ]
 
@@ -42,6 +46,52 @@ class CorruptSessionError(SessionStoreError):
     """
 
     default_status = 'DATA_LOSS'
+
+
+class SessionLostError(SessionStoreError):
+    """A session this worker holds vanished from its store (e.g. Redis restarted without persistence).
+
+    Status ``DATA_LOSS``. Raised by the save that found it missing, naming the session; the
+    store is never silently re-created from the worker's partial copy. Load the session
+    again (it reads as unknown) to start over.
+    """
+
+    default_status = 'DATA_LOSS'
+
+
+class SessionConflictError(SessionStoreError):
+    """A save raced another worker's and the store was told not to merge (``on_conflict='error'``).
+
+    Status ``ABORTED`` (retryable): load the session again and redo the turn, so that it
+    sees every turn stored before it. Also raised in any mode when a thread's stored
+    prefix was replaced by someone else meanwhile.
+    """
+
+    default_status = 'ABORTED'
+
+
+class StoreEngineError(SessionStoreError):
+    """Redis or PostgreSQL rejected a request with an error retrying cannot fix.
+
+    Status ``INTERNAL``; ``code`` is the engine's error code (a PostgreSQL SQLSTATE such as
+    ``42501``, or a Redis error kind). The message names the server (``host:port``).
+    """
+
+    default_status = 'INTERNAL'
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code: str = code
+
+
+class NotFoundError(GenkitError, LookupError):
+    """Something named by id does not exist, or has expired (an operation id, ...).
+
+    Status ``NOT_FOUND``; also a ``LookupError``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message, status='NOT_FOUND')
 
 
 class InvalidOperationError(GenkitError, ValueError):
