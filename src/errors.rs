@@ -81,6 +81,15 @@ pub enum Error {
     #[error("{detail}")]
     NotFound { detail: String },
 
+    /// A vector store (`postgres/<table>`, ...) failed a call; `status` is the Genkit status
+    /// the caller sees (`UNAVAILABLE`, `NOT_FOUND`, `INVALID_ARGUMENT`, ...).
+    #[error("{store}: {detail}")]
+    VectorStore {
+        store: String,
+        status: &'static str,
+        detail: String,
+    },
+
     /// A bug in the core: a panic in a worker or a broken invariant.
     #[error("internal error in genkit-parity core: {0}")]
     Internal(String),
@@ -119,6 +128,7 @@ pyo3::import_exception!(genkit_parity.errors, SessionLostError);
 pyo3::import_exception!(genkit_parity.errors, SessionConflictError);
 pyo3::import_exception!(genkit_parity.errors, StoreEngineError);
 pyo3::import_exception!(genkit_parity.errors, NotFoundError);
+pyo3::import_exception!(genkit_parity.errors, VectorStoreError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -145,6 +155,9 @@ impl From<Error> for PyErr {
                 SessionConflictError::new_err((message, session_id))
             }
             Error::NotFound { .. } => NotFoundError::new_err((message,)),
+            Error::VectorStore { store, status, .. } => {
+                VectorStoreError::new_err((message, store, status))
+            }
             Error::Internal(_) => PyRuntimeError::new_err(message),
         }
     }

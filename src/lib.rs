@@ -11,6 +11,7 @@ pub mod schema;
 pub mod session;
 pub mod telemetry;
 pub mod timer;
+pub mod vectorstore;
 
 #[pyo3::pymodule(gil_used = false)]
 mod _native {
@@ -32,6 +33,8 @@ mod _native {
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
     #[pymodule_export]
     use crate::telemetry::py::{SpanSink, adjust_span_attributes};
+    #[pymodule_export]
+    use crate::vectorstore::pgvector::py::{PgVectorEngine, PgVectorTable};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -1,0 +1,3 @@
+//! Vector stores: the local store, and pgvector queries.
+
+pub mod pgvector;

@@ -1,0 +1,441 @@
+//! A pgvector table as a vector store: batch upserts, k-NN queries, vector indexes.
+//!
+//! Every call goes through the shared PostgreSQL connection layer ([`Postgres`]): pooled
+//! connections, retries across server restarts, `UNAVAILABLE` when the server stays down.
+//! Errors are reported as [`Error::VectorStore`] naming the store (`postgres/<table>`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::Value;
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::types::ToSql;
+
+use super::sql::{self, CatalogColumn, Distance, Layout, VectorIndex};
+use super::vector::Vector;
+use crate::engines::postgres::Postgres;
+use crate::errors::{Error, Result};
+
+/// Query-time settings pgvector reads (applied with `SET LOCAL` semantics).
+const QUERY_SETTINGS: &[&str] = &["hnsw.ef_search", "ivfflat.probes", "hnsw.iterative_scan"];
+
+/// One row found by a query.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub id: String,
+    pub content: String,
+    /// The JSON metadata column's text (None when NULL or not stored).
+    pub metadata_json: Option<String>,
+    /// The metadata columns as one JSON object's text (None when there are none).
+    pub columns_json: Option<String>,
+    /// The store's distance (`<=>`, `<->`, or the inner product itself for `InnerProduct`).
+    pub distance: f64,
+}
+
+/// The knobs of one query.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    pub embedding: Vec<f32>,
+    pub k: i64,
+    pub filter: Option<Value>,
+    /// A raw SQL condition the caller asked for explicitly (`unsafe_sql_filter=`).
+    pub unsafe_sql_filter: Option<String>,
+    /// `(setting, value)` pairs such as `("hnsw.ef_search", "100")`.
+    pub settings: Vec<(String, String)>,
+}
+
+pub struct PgVectorStore {
+    pg: Postgres,
+    layout: Layout,
+    distance: Distance,
+    name: String,
+    upsert_sql: String,
+    /// The table's columns, read once (and again after the table was reported missing).
+    catalog: Mutex<Option<Arc<Vec<CatalogColumn>>>>,
+}
+
+impl PgVectorStore {
+    pub fn new(pg: Postgres, name: String, layout: Layout, distance: Distance) -> Result<Self> {
+        let upsert_sql = sql::upsert(&layout)?;
+        Ok(PgVectorStore {
+            pg,
+            layout,
+            distance,
+            name,
+            upsert_sql,
+            catalog: Mutex::new(None),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn fail(&self, status: &'static str, detail: impl Into<String>) -> Error {
+        Error::VectorStore {
+            store: self.name.clone(),
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    /// A core or engine error as this store's error, with the status a caller can act on.
+    fn wrap(&self, err: Error) -> Error {
+        match err {
+            Error::VectorStore { .. } => err,
+            Error::Unavailable { .. } => self.fail("UNAVAILABLE", err.to_string()),
+            Error::Engine { ref code, .. } => {
+                let status = match code.as_str() {
+                    "42P01" | "3F000" | "42704" => "NOT_FOUND",
+                    "42P07" | "23505" => "ALREADY_EXISTS",
+                    "42501" => "PERMISSION_DENIED",
+                    c if c.starts_with("22") || c.starts_with("23") || c == "42804" => {
+                        "INVALID_ARGUMENT"
+                    }
+                    c if c.starts_with("42") => "FAILED_PRECONDITION",
+                    _ => "INTERNAL",
+                };
+                self.fail(status, err.to_string())
+            }
+            Error::InvalidArgument { detail } => self.fail("INVALID_ARGUMENT", detail),
+            other => self.fail("INTERNAL", other.to_string()),
+        }
+    }
+
+    /// The table's columns, checked against the layout (JS `checkColumns`, awaited).
+    pub async fn catalog(&self) -> Result<Arc<Vec<CatalogColumn>>> {
+        if let Some(columns) = self
+            .catalog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(columns);
+        }
+        let (schema, table) = (&self.layout.schema, &self.layout.table);
+        let rows = self
+            .pg
+            .run(async |client| {
+                let statement = client.prepare_cached(sql::CATALOG_COLUMNS).await?;
+                Ok(client.query(&statement, &[schema, table]).await?)
+            })
+            .await
+            .map_err(|e| self.wrap(e))?;
+        let columns: Vec<CatalogColumn> = rows
+            .iter()
+            .map(|row| CatalogColumn {
+                name: row.get(0),
+                sql_type: row.get(1),
+                dimensions: row
+                    .get::<_, Option<i32>>(2)
+                    .and_then(|d| u32::try_from(d).ok()),
+            })
+            .collect();
+        if columns.is_empty() {
+            return Err(self.fail(
+                "NOT_FOUND",
+                format!(
+                    "table \"{schema}\".\"{table}\" does not exist (create it with init_vectorstore_table)"
+                ),
+            ));
+        }
+        self.check_layout(&columns)?;
+        let columns = Arc::new(columns);
+        *self.catalog.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&columns));
+        Ok(columns)
+    }
+
+    fn check_layout(&self, columns: &[CatalogColumn]) -> Result<()> {
+        let find = |name: &str| columns.iter().find(|c| c.name == name);
+        let mut wanted = vec![&self.layout.id_column, &self.layout.content_column];
+        wanted.extend(self.layout.metadata_json_column.iter());
+        wanted.extend(self.layout.metadata_columns.iter());
+        let missing: Vec<&str> = wanted
+            .into_iter()
+            .filter(|c| find(c).is_none())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(self.fail(
+                "FAILED_PRECONDITION",
+                format!("table {} has no column(s) {missing:?}", self.layout.table),
+            ));
+        }
+        match find(&self.layout.embedding_column) {
+            Some(c) if c.sql_type.starts_with("vector") => Ok(()),
+            Some(c) => Err(self.fail(
+                "FAILED_PRECONDITION",
+                format!(
+                    "column {:?} is {}, not a pgvector vector",
+                    c.name, c.sql_type
+                ),
+            )),
+            None => Err(self.fail(
+                "FAILED_PRECONDITION",
+                format!(
+                    "table {} has no embedding column {:?}",
+                    self.layout.table, self.layout.embedding_column
+                ),
+            )),
+        }
+    }
+
+    fn forget_catalog_if_missing(&self, err: &Error) {
+        if matches!(
+            err,
+            Error::VectorStore {
+                status: "NOT_FOUND" | "FAILED_PRECONDITION",
+                ..
+            }
+        ) {
+            *self.catalog.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+
+    fn check_dimensions(&self, columns: &[CatalogColumn], vector: &[f32]) -> Result<()> {
+        let expected = columns
+            .iter()
+            .find(|c| c.name == self.layout.embedding_column)
+            .and_then(|c| c.dimensions);
+        match expected {
+            Some(dims) if dims as usize != vector.len() => Err(self.fail(
+                "INVALID_ARGUMENT",
+                format!(
+                    "embedding has {} dimensions but column {:?} holds vector({dims})",
+                    vector.len(),
+                    self.layout.embedding_column
+                ),
+            )),
+            _ if vector.iter().any(|v| !v.is_finite()) => {
+                Err(self.fail("INVALID_ARGUMENT", "embedding contains NaN or infinity"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Upserts one batch in one statement and one transaction: `ids[i]` keys
+    /// `records[i]` (a JSON object: column -> value, the embedding excepted) and
+    /// `embeddings[i]`. A repeated id keeps its last row. Nothing of a failed batch is written.
+    pub async fn upsert(
+        &self,
+        ids: Vec<String>,
+        records: Vec<String>,
+        embeddings: Vec<Vec<f32>>,
+    ) -> Result<u64> {
+        if ids.len() != records.len() || ids.len() != embeddings.len() {
+            return Err(self.fail(
+                "INVALID_ARGUMENT",
+                "ids, records and embeddings differ in length",
+            ));
+        }
+        let columns = self.catalog().await?;
+        for embedding in &embeddings {
+            self.check_dimensions(&columns, embedding)?;
+        }
+        // Last write wins within a batch (ON CONFLICT cannot touch a row twice), and rows go
+        // in id order so concurrent batches lock rows in the same order (no deadlocks).
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+        for (position, id) in ids.iter().enumerate() {
+            latest.insert(id.as_str(), position);
+        }
+        let mut order: Vec<usize> = latest.into_values().collect();
+        order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
+        let batch_records: Vec<&str> = order.iter().map(|i| records[*i].as_str()).collect();
+        let batch_vectors: Vec<Vector> = order
+            .iter()
+            .map(|i| Vector(embeddings[*i].clone()))
+            .collect();
+        if batch_records.is_empty() {
+            return Ok(0);
+        }
+        let statement_sql = &self.upsert_sql;
+        let result = self
+            .pg
+            .transaction(async |tx| {
+                let statement = tx.prepare_cached(statement_sql).await?;
+                Ok(tx
+                    .execute(&statement, &[&batch_records, &batch_vectors])
+                    .await?)
+            })
+            .await
+            .map_err(|e| self.wrap(e));
+        if let Err(err) = &result {
+            self.forget_catalog_if_missing(err);
+        }
+        result
+    }
+
+    /// The `k` nearest rows to `query.embedding`, nearest first.
+    pub async fn query(&self, query: Query) -> Result<Vec<Hit>> {
+        let columns = self.catalog().await?;
+        self.check_dimensions(&columns, &query.embedding)?;
+        if query.k < 1 {
+            return Err(self.fail("INVALID_ARGUMENT", "k must be at least 1"));
+        }
+        for (setting, _) in &query.settings {
+            if !QUERY_SETTINGS.contains(&setting.as_str()) {
+                return Err(self.fail(
+                    "INVALID_ARGUMENT",
+                    format!("unknown query setting {setting:?} (use one of {QUERY_SETTINGS:?})"),
+                ));
+            }
+        }
+        let filter = match &query.filter {
+            Some(filter) => Some(
+                sql::FilterCompiler::new(&self.layout, &columns, 3)
+                    .compile(filter)
+                    .map_err(|e| self.wrap(e))?,
+            ),
+            None => None,
+        };
+        let mut conditions = Vec::new();
+        if let Some(filter) = &filter {
+            conditions.push(filter.sql.clone());
+        }
+        if let Some(raw) = &query.unsafe_sql_filter {
+            conditions.push(format!("({raw})"));
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let text = sql::knn_query(&self.layout, self.distance, condition.as_deref())
+            .map_err(|e| self.wrap(e))?;
+        let vector = Vector(query.embedding);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&vector, &query.k];
+        if let Some(filter) = &filter {
+            params.extend(filter.params.iter().map(|p| p as &(dyn ToSql + Sync)));
+        }
+        let params = &params;
+        let text = &text;
+        let settings = &query.settings;
+        let rows = if settings.is_empty() {
+            self.pg
+                .run(async |client| {
+                    let statement = client.prepare_cached(text).await?;
+                    Ok(client.query(&statement, params).await?)
+                })
+                .await
+        } else {
+            // pgvector's settings must hold for this query only: set them transaction-locally
+            // (`set_config(.., true)` = SET LOCAL) inside the query's own transaction.
+            self.pg
+                .transaction_with(IsolationLevel::ReadCommitted, true, async |tx| {
+                    for (setting, value) in settings {
+                        tx.execute("SELECT set_config($1, $2, true)", &[setting, value])
+                            .await?;
+                    }
+                    let statement = tx.prepare_cached(text).await?;
+                    Ok(tx.query(&statement, params).await?)
+                })
+                .await
+        };
+        let rows = rows.map_err(|e| {
+            let err = self.wrap(e);
+            self.forget_catalog_if_missing(&err);
+            err
+        })?;
+        let flip = self.distance == Distance::InnerProduct;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let distance: f64 = row.get(4);
+                Hit {
+                    id: row.get(0),
+                    content: row.get(1),
+                    metadata_json: row.get(2),
+                    columns_json: row.get(3),
+                    distance: if flip { -distance } else { distance },
+                }
+            })
+            .collect())
+    }
+
+    /// Builds a vector index (replacing one of the same name), JS `applyVectorIndex`.
+    pub async fn apply_index(
+        &self,
+        name: &str,
+        index: &VectorIndex,
+        concurrently: bool,
+    ) -> Result<()> {
+        self.catalog().await?;
+        let drop = sql::drop_index(&self.layout, name).map_err(|e| self.wrap(e))?;
+        let create = sql::create_index(&self.layout, name, index, self.distance, concurrently)
+            .map_err(|e| self.wrap(e))?;
+        let (drop, create) = (&drop, &create);
+        if concurrently {
+            // CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+            self.pg
+                .run(async |client| {
+                    client.batch_execute(drop).await?;
+                    client.batch_execute(create).await?;
+                    Ok(())
+                })
+                .await
+        } else {
+            self.pg
+                .transaction(async |tx| {
+                    tx.batch_execute(drop).await?;
+                    tx.batch_execute(create).await?;
+                    Ok(())
+                })
+                .await
+        }
+        .map_err(|e| self.wrap(e))
+    }
+
+    /// Drops the vector index `name` (JS `dropVectorIndex`; exact search afterwards).
+    pub async fn drop_index(&self, name: &str) -> Result<()> {
+        let drop = sql::drop_index(&self.layout, name).map_err(|e| self.wrap(e))?;
+        let drop = &drop;
+        self.pg
+            .run(async |client| {
+                client.batch_execute(drop).await?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// How many rows the table holds.
+    pub async fn count(&self) -> Result<i64> {
+        let text = format!("SELECT count(*) FROM {}", self.layout.qualified()?);
+        let text = &text;
+        self.pg
+            .run(async |client| {
+                let row = client.query_one(text.as_str(), &[]).await?;
+                Ok(row.get::<_, i64>(0))
+            })
+            .await
+            .map_err(|e| self.wrap(e))
+    }
+}
+
+/// Runs DDL for table `name` under an advisory lock (concurrent `init` calls take turns).
+pub async fn run_ddl(pg: &Postgres, name: &str, ddl: &str) -> Result<()> {
+    let lock_key = lock_key(name);
+    let result = pg.ensure_schema(lock_key, ddl).await;
+    result.map_err(|err| {
+        let status = match &err {
+            Error::Unavailable { .. } => "UNAVAILABLE",
+            Error::Engine { code, .. } if code == "42P07" => "ALREADY_EXISTS",
+            Error::Engine { code, .. } if code == "0A000" || code == "58P01" => {
+                "FAILED_PRECONDITION"
+            }
+            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            _ => "INTERNAL",
+        };
+        Error::VectorStore {
+            store: name.to_owned(),
+            status,
+            detail: err.to_string(),
+        }
+    })
+}
+
+fn lock_key(name: &str) -> i64 {
+    // FNV-1a: stable across processes (the advisory lock must be the same key everywhere).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
