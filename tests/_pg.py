@@ -21,7 +21,21 @@ PG_BIN = '/usr/lib/postgresql/15/bin'
 
 def psql(sql: str, *, port: int = 5432, db: str = 'postgres') -> str:
     result = subprocess.run(
-        ['psql', '-h', '127.0.0.1', '-p', str(port), '-U', 'postgres', '-d', db, '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
+        [
+            'psql',
+            '-h',
+            '127.0.0.1',
+            '-p',
+            str(port),
+            '-U',
+            'postgres',
+            '-d',
+            db,
+            '-v',
+            'ON_ERROR_STOP=1',
+            '-Atc',
+            sql,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -68,7 +82,15 @@ class PrivatePostgres:
     def _pg_ctl(self, action: str) -> None:
         options = f'-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off'
         self._as_postgres(
-            f'{PG_BIN}/pg_ctl', '-D', self.data, '-o', options, '-l', os.path.join(self.dir, 'log'), '-w', action
+            f'{PG_BIN}/pg_ctl',
+            '-D',
+            self.data,
+            '-o',
+            options,
+            '-l',
+            os.path.join(self.dir, 'log'),
+            '-w',
+            action,
         )
 
     def restart(self) -> None:

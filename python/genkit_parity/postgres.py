@@ -8,7 +8,8 @@
     await engine.init_vectorstore_table('docs', 384)
     store = define_postgres_vector_store(ai, table='docs', embedder='my/embedder', engine=engine)
     await ai.index(indexer='postgres/docs', documents=docs)
-    hits = await ai.retrieve(retriever='postgres/docs', query='pie', options={'k': 3, 'filter': {'year': {'$gte': 2020}}})
+    hits = await ai.retrieve(retriever='postgres/docs', query='pie',
+                             options={'k': 3, 'filter': {'year': {'$gte': 2020}}})
 
 Registers the retriever and indexer ``postgres/<table>`` with JS's names, options and table
 layout, and fixes what the JS plugin gets wrong: ``k`` is optional (default 4), content
@@ -170,7 +171,8 @@ class PostgresEngine:
     @property
     def target(self) -> str:
         """``host:port`` of the server."""
-        return self._native.target
+        target: str = self._native.target
+        return target
 
     async def init_vectorstore_table(
         self,
@@ -215,7 +217,9 @@ class PostgresEngine:
                 id_type=id_type,
                 content_column=_ident(content_column, 'content_column'),
                 embedding_column=_ident(embedding_column, 'embedding_column'),
-                metadata_json_column=_ident(metadata_json_column, 'metadata_json_column') if store_metadata else None,
+                metadata_json_column=_ident(metadata_json_column, 'metadata_json_column')
+                if store_metadata
+                else None,
                 metadata_columns=columns,
                 overwrite_existing=bool(overwrite_existing),
             )
@@ -243,7 +247,7 @@ def _uuid_of(document: Document) -> str:
 
 def _text(document: Document) -> str:
     # JS joins the text parts with a space.
-    return ' '.join(part.text for part in document.content if getattr(part, 'text', None))
+    return ' '.join(str(part.text) for part in document.content if getattr(part, 'text', None))
 
 
 class PostgresVectorStore:
@@ -295,10 +299,14 @@ class PostgresVectorStore:
         batch_size = int(option(options, 'batch_size', DEFAULT_BATCH_SIZE))
         for start in range(0, len(documents), batch_size):
             batch = list(documents[start : start + batch_size])
-            embeddings = await embed_documents(self._ai, self._embedder, batch, self._embedder_options, self.name)
+            embeddings = await embed_documents(
+                self._ai, self._embedder, batch, self._embedder_options, self.name
+            )
             await self.upsert_embedded(batch, embeddings)
 
-    async def upsert_embedded(self, documents: Sequence[Document], embeddings: Sequence[Sequence[float]]) -> None:
+    async def upsert_embedded(
+        self, documents: Sequence[Document], embeddings: Sequence[Sequence[float]]
+    ) -> None:
         """Upsert documents whose embeddings are already computed, in one batch."""
         ids, records = [], []
         for document in documents:
@@ -325,7 +333,8 @@ class PostgresVectorStore:
             raise GenkitError(
                 status='INVALID_ARGUMENT',
                 message=(
-                    f'{self.name}: filter must be a metadata filter object such as {{"year": {{"$gte": 2020}}}}; '
+                    f'{self.name}: filter must be a metadata filter object such as '
+                    '{"year": {"$gte": 2020}}; '
                     'a raw SQL condition is only taken as the explicit option unsafe_sql_filter'
                 ),
             )
@@ -353,7 +362,9 @@ class PostgresVectorStore:
             if isinstance(stored, dict):
                 metadata.update(stored)
         if columns_json:
-            metadata.update({key: value for key, value in json.loads(columns_json).items() if value is not None})
+            metadata.update(
+                {key: value for key, value in json.loads(columns_json).items() if value is not None}
+            )
         if with_score:
             metadata['score'] = distance
         return Document.from_text(content, metadata or None)
@@ -426,11 +437,16 @@ def define_postgres_vector_store(
     """
     if not isinstance(engine, PostgresEngine):
         raise TypeError(f'engine must be a PostgresEngine, not {type(engine).__name__}')
-    columns = [column.name if isinstance(column, Column) else _ident(column, 'metadata_columns') for column in metadata_columns]
+    columns = [
+        column.name if isinstance(column, Column) else _ident(column, 'metadata_columns')
+        for column in metadata_columns
+    ]
     strategy = DistanceStrategy(distance_strategy).value
-    layout = {
-        'id_column': _ident(id_column, 'id_column'),
-        'content_column': _ident(content_column, 'content_column'),
+    id_name = _ident(id_column, 'id_column')
+    content_name = _ident(content_column, 'content_column')
+    layout: dict[str, Any] = {
+        'id_column': id_name,
+        'content_column': content_name,
         'metadata_json_column': metadata_json_column,
         'metadata_columns': columns,
     }
@@ -439,8 +455,8 @@ def define_postgres_vector_store(
         name=f'postgres/{table}',
         schema=_ident(schema, 'schema'),
         table=_ident(table, 'table'),
-        id_column=layout['id_column'],
-        content_column=layout['content_column'],
+        id_column=id_name,
+        content_column=content_name,
         embedding_column=_ident(embedding_column, 'embedding_column'),
         metadata_json_column=metadata_json_column,
         metadata_columns=columns,
@@ -465,5 +481,7 @@ def define_postgres_vector_store(
     store.retriever = rag.define_retriever(
         ai.registry, store.name, store.retrieve, config_schema=PostgresRetrieverOptions
     )
-    store.indexer = rag.define_indexer(ai.registry, store.name, store.index, config_schema=PostgresIndexerOptions)
+    store.indexer = rag.define_indexer(
+        ai.registry, store.name, store.index, config_schema=PostgresIndexerOptions
+    )
     return store
