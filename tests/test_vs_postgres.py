@@ -66,7 +66,8 @@ async def test_table_ddl_is_jss_with_an_id_default(database):
     await engine.init_vectorstore_table('ddl', 5, overwrite_existing=True)
     assert (
         psql(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'ddl'::regclass AND attname = 'embedding'",
+            'SELECT format_type(atttypid, atttypmod) FROM pg_attribute '
+            "WHERE attrelid = 'ddl'::regclass AND attname = 'embedding'",
             db=database,
         )
         == 'vector(5)'
@@ -193,7 +194,10 @@ def _embedding_like(n: int, dims: int, rank: int, seed: int) -> list[list[float]
     for _ in range(n):
         weights = [rng.gauss(0, 1) for _ in range(rank)]
         vectors.append(
-            [sum(w * b[d] for w, b in zip(weights, basis, strict=False)) + rng.gauss(0, 0.3) for d in range(dims)]
+            [
+                sum(w * b[d] for w, b in zip(weights, basis, strict=True)) + rng.gauss(0, 0.3)
+                for d in range(dims)
+            ]
         )
     return vectors
 
@@ -228,7 +232,8 @@ async def test_hnsw_and_ivfflat_keep_recall_and_query_settings_apply_in_the_tran
     await store.apply_vector_index(ExactNearestNeighbor())
     assert (
         psql(
-            "SELECT count(*) FROM pg_indexes WHERE tablename = 'recall' AND indexname LIKE '%genkitvectorindex'",
+            'SELECT count(*) FROM pg_indexes '
+            "WHERE tablename = 'recall' AND indexname LIKE '%genkitvectorindex'",
             db=database,
         )
         == '0'
