@@ -28,6 +28,18 @@ $(TELEMETRY_SERVER): tools/telemetry-server/package.json tools/telemetry-server/
 .PHONY: telemetry-server
 telemetry-server: $(TELEMETRY_SERVER) ## Install the npm telemetry server used by tests and benchmarks
 
+# pgvector for the machine's PostgreSQL 15 (Debian 12 has no package for it), built from
+# Debian's trixie source package; needs root, idempotent (rag.md §4).
+.PHONY: pgvector
+pgvector: ## Build and install pgvector for PostgreSQL 15 (root; idempotent)
+	tools/install_pgvector.sh
+
+# chromadb, for the Chroma store tests (the `chroma` extra), pinned.
+VECTORSTORE_DEPS := $(VENV)/.vectorstores
+$(VECTORSTORE_DEPS): $(VENV)/.installed constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt 'chromadb==1.5.9'
+	touch $@
+
 .PHONY: build-dev
 build-dev: install ## Build the native module (debug) into .venv
 	$(BIN)/maturin develop --quiet
@@ -72,15 +84,15 @@ test-rust: install services ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev services $(TELEMETRY_SERVER) ## The pytest suite
+test-python: build-dev services pgvector $(VECTORSTORE_DEPS) $(TELEMETRY_SERVER) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test
 test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
 .PHONY: bench
-bench: build-release $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
-	$(PY) -m pip install --quiet -c constraints.txt jiter
+bench: build-release services pgvector $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) -m pip install --quiet -c constraints.txt jiter 'psycopg[binary]==3.3.6' 'pgvector==0.5.1' 'chromadb==1.5.9'
 	$(PY) benches/run.py
 
 .PHONY: clean
