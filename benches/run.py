@@ -16,6 +16,7 @@ import bench_formats
 import bench_operations
 import bench_sessions
 import bench_tracing
+import bench_vectorstores
 
 RESULTS = Path(__file__).parent / 'results.md'
 
@@ -42,6 +43,7 @@ def main() -> None:
         bench_dap.main(),
         bench_formats.main(),
         bench_tracing.main(),
+        bench_vectorstores.main(),
     ]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())

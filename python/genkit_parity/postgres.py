@@ -240,6 +240,11 @@ def postgres_indexer_ref(table: str, *, display_name: str | None = None) -> rag.
     )
 
 
+def _as_list(vector: Any) -> list[float]:
+    tolist = getattr(vector, 'tolist', None)  # numpy arrays
+    return list(tolist()) if callable(tolist) else [float(value) for value in vector]
+
+
 def _uuid_of(document: Document) -> str:
     """JS's md5 document id, spelled as a UUID (so the default UUID id column takes it)."""
     return str(uuid.UUID(hex=doc_id(document)))
@@ -313,7 +318,8 @@ class PostgresVectorStore:
             row_id, record = self._record(document)
             ids.append(row_id)
             records.append(record)
-        vectors = [list(map(float, vector)) for vector in embeddings]
+        # Lists pass as they are (the core reads ints and floats); arrays become lists once.
+        vectors = [vector if isinstance(vector, list) else _as_list(vector) for vector in embeddings]
         await _runtime.call(lambda ticket: self._table.upsert(ticket, ids, records, vectors))
 
     # -- retrieval ----------------------------------------------------------------------
@@ -345,7 +351,7 @@ class PostgresVectorStore:
             value = option(options, name)
             if value is not None:
                 settings = [pair for pair in settings if pair[0] != setting] + [(setting, str(int(value)))]
-        vector = list(map(float, embedding))
+        vector = embedding if isinstance(embedding, list) else _as_list(embedding)
         rows = await _runtime.call(
             lambda ticket: self._table.query(
                 ticket, vector, k, filter_json=filter_json, unsafe_sql_filter=unsafe, settings=settings

@@ -241,9 +241,10 @@ impl PgVectorStore {
         let mut order: Vec<usize> = latest.into_values().collect();
         order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
         let batch_records: Vec<&str> = order.iter().map(|i| records[*i].as_str()).collect();
+        let mut embeddings = embeddings;
         let batch_vectors: Vec<Vector> = order
             .iter()
-            .map(|i| Vector(embeddings[*i].clone()))
+            .map(|i| Vector(std::mem::take(&mut embeddings[*i])))
             .collect();
         if batch_records.is_empty() {
             return Ok(0);
