@@ -40,6 +40,16 @@ $(VECTORSTORE_DEPS): $(VENV)/.installed constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt 'chromadb==1.5.9'
 	touch $@
 
+# The real Genkit CLI from npm (pinned by package-lock.json), for the dev-server tests
+# (`genkit start -- python app.py`, `genkit flow:run`).
+GENKIT_CLI := tools/genkit-cli/node_modules/.installed
+$(GENKIT_CLI): tools/genkit-cli/package.json tools/genkit-cli/package-lock.json
+	cd tools/genkit-cli && npm_config_cache="$$PWD/.npm-cache" npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: genkit-cli
+genkit-cli: $(GENKIT_CLI) ## Install the npm genkit CLI used by the dev-server tests
+
 .PHONY: build-dev
 build-dev: install ## Build the native module (debug) into .venv
 	$(BIN)/maturin develop --quiet
@@ -84,7 +94,7 @@ test-rust: install services ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev services pgvector $(VECTORSTORE_DEPS) $(TELEMETRY_SERVER) ## The pytest suite
+test-python: build-dev services pgvector $(VECTORSTORE_DEPS) $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test

@@ -47,6 +47,14 @@ def hello_note() -> str:
     return 'hi there'
 
 
+@server.tool(description='The x-token request header (HTTP) or the TOKEN variable (stdio)')
+def whoami(ctx: Context) -> str:
+    request = getattr(ctx.request_context, 'request', None)
+    if request is not None:
+        return request.headers.get('x-token', '')
+    return os.environ.get('TOKEN', '')
+
+
 @server.tool(description='Kills this server')
 def crash() -> str:
     os._exit(3)

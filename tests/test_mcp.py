@@ -24,19 +24,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until ``process`` listens on ``port`` (fails with its stderr if it exits first)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(('127.0.0.1', port)) == 0:
+                return
+        if process.poll() is not None:
+            raise AssertionError(f'MCP HTTP server exited: {process.stderr.read() if process.stderr else ""}')
+        assert time.monotonic() < deadline, 'MCP HTTP server did not start'
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def http_server():
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, SERVER, 'http', str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, SERVER, 'http', str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as process:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(('127.0.0.1', port)) == 0:
-                    break
-            assert time.monotonic() < deadline, 'MCP HTTP server did not start'
-            time.sleep(0.05)
+        wait_for_port(port, process)
         try:
             yield f'http://127.0.0.1:{port}/mcp'
         finally:
@@ -54,7 +61,7 @@ def server_target(request):
 async def test_tools_are_listed_and_called(ai, server_target):
     async with define_mcp_host(ai, 'mcp', {'t': server_target}) as host:
         names = [m['name'] for m in await host.provider.list_action_metadata('tool', '*')]
-        assert names == ['t/add', 't/pixel', 't/grow', 't/crash']
+        assert names == ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash']
         add = await host.provider.get_action('tool', 't/add')
         assert (await add.run({'a': 2, 'b': 3})).response.output == '5'
         pixel = await host.provider.get_action('tool', 't/pixel')

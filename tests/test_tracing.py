@@ -366,3 +366,58 @@ def test_opting_out_keeps_genkits_processor(server: str, tmp_path: Path) -> None
     result = run_child(code, tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert 'genkit 1' in result.stdout
+
+
+def test_no_export_outside_dev_mode_unless_enabled(server: str, tmp_path: Path) -> None:
+    # genkit 0.12 exports nothing with GENKIT_TELEMETRY_SERVER set but GENKIT_ENV unset
+    # (production): neither may we, prompts and outputs included; enable_telemetry opts in.
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        from genkit_parity import Genkit, _compat
+        from genkit_parity.testing.models import define_echo_model
+        from genkit_parity.tracing import enable_telemetry, flush_tracing, telemetry_stats
+
+        ai = Genkit()
+        define_echo_model(ai)
+
+        @ai.flow(name=sys.argv[1])
+        async def flow(text: str) -> str:
+            return (await ai.generate(model='echoModel', prompt=text)).text
+
+        async def main():
+            if sys.argv[2] == 'enable':
+                enable_telemetry()
+            print(await flow('secret prompt'))
+            print('flushed', await flush_tracing())
+            print('stats', telemetry_stats() is not None)
+
+        asyncio.run(main())
+        """
+    )
+    env = {**os.environ, 'GENKIT_TELEMETRY_SERVER': server}
+    env.pop('GENKIT_ENV', None)
+    silent = subprocess.run(
+        [sys.executable, '-c', code, 'prodFlow', 'default'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert silent.returncode == 0, silent.stderr
+    assert 'stats False' in silent.stdout
+    enabled = subprocess.run(
+        [sys.executable, '-c', code, 'prodEnabledFlow', 'enable'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert enabled.returncode == 0, enabled.stderr
+    assert 'flushed True' in enabled.stdout and 'stats True' in enabled.stdout
+    assert find_trace(server, 'prodEnabledFlow') is not None
+    assert find_trace(server, 'prodFlow') is None

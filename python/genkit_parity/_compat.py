@@ -31,6 +31,7 @@ from genkit._core._typing import ActionMetadata
 
 __all__ = [
     'Action',
+    'registered_tools_and_prompts',
     'ArrayFormat',
     'FormatDef',
     'Formatter',
@@ -341,3 +342,10 @@ def js_docs_rule() -> Iterator[None]:
         yield
     finally:
         _js_docs_rule.reset(token)
+
+
+async def registered_tools_and_prompts(registry: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The registry's tool and prompt actions by name (what an MCP server offers)."""
+    tools = await registry.resolve_actions_by_kind(ActionKind.TOOL)
+    prompts = await registry.resolve_actions_by_kind(ActionKind.PROMPT)
+    return tools, prompts

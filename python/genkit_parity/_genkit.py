@@ -27,6 +27,9 @@ __all__ = ['Genkit', 'GenkitParityMixin', 'extend']
 
 G = TypeVar('G', bound=genkit.Genkit)
 
+# genkit's class as imported, kept even if an app (or a test harness) rebinds genkit.Genkit.
+_GENKIT_CLASS = genkit.Genkit
+
 # The mixin only ever sits on genkit.Genkit instances; type checkers should know that.
 if TYPE_CHECKING:
     _GenkitBase = genkit.Genkit
@@ -582,7 +585,7 @@ def extend(ai: G, *, fast_formats: bool | None = None, strict_output: bool | Non
     ``strict_output`` are as for :class:`Genkit` (defaults: True and False). On an instance
     already extended, only the options passed change; the others stay as they are.
     """
-    if not isinstance(ai, genkit.Genkit):
+    if not isinstance(ai, _GENKIT_CLASS):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if isinstance(ai, GenkitParityMixin):
         _configure(ai, fast_formats=fast_formats, strict_output=strict_output)

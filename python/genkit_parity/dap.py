@@ -124,11 +124,10 @@ class DynamicActionProvider:
             raise
         snapshot = self._cache.finish(lease, groups)
         if not skip_trace:
-            # As JS: a fetch for a lookup is traced as a run of the provider's action.
-            listing = {
-                kind: [{'name': name, **(action.metadata or {})} for name, action, _entry in entries]
-                for kind, entries in groups
-            }
+            # As JS: a fetch for a lookup is traced as a run of the provider's action. The
+            # trace names what was provided; the schemas are in the reflection listing (with
+            # them, a real filesystem server's listing made a ~150 KB span, carried twice).
+            listing = {kind: [name for name, _action, _entry in entries] for kind, entries in groups}
             await self.action.run(listing)
         return snapshot
 

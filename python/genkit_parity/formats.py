@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 # Codes returned by the native parsers (see src/partial_json/py.rs).
+# genkit's class as imported, kept even if an app (or a test harness) rebinds genkit.Genkit.
+_GENKIT_CLASS = genkit.Genkit
+
 _VALUE = 0
 _ASK_GENKIT = 1
 _UNFINISHED = 2
@@ -256,7 +259,7 @@ def use_fast_formats(ai: genkit.Genkit, enabled: bool = True) -> None:
     ``genkit_parity.Genkit()`` and ``extend(ai)`` call this; call it with ``enabled=False`` to
     go back to genkit's pure-Python formats. Formats registered under other names are untouched.
     """
-    if not isinstance(ai, genkit.Genkit):
+    if not isinstance(ai, _GENKIT_CLASS):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if not isinstance(enabled, bool):
         raise TypeError(f'enabled must be a bool, not {type(enabled).__name__}')

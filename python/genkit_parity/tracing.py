@@ -8,9 +8,11 @@ sends, without the GIL. Memory is bounded: when the server is slow or down, span
 dropped and counted (``telemetry_stats()``) and a warning is logged once; the app is never
 blocked.
 
-When genkit-parity is in use (``genkit_parity.Genkit()`` or ``extend(ai)``) and a telemetry
-server is configured, its processor replaces genkit's own telemetry-server processor, so
-nothing is exported twice. Set ``GENKIT_PARITY_TELEMETRY=genkit`` to keep genkit's, or call
+When genkit-parity is in use (``genkit_parity.Genkit()`` or ``extend(ai)``) and genkit
+exports to a telemetry server (dev mode with ``GENKIT_TELEMETRY_SERVER`` set), its processor
+replaces genkit's own telemetry-server processor, so nothing is exported twice; where genkit
+exports nothing, neither does genkit-parity unless :func:`enable_telemetry` is called.
+Set ``GENKIT_PARITY_TELEMETRY=genkit`` to keep genkit's, or call
 :func:`enable_telemetry` yourself to choose the options.
 
 Realtime semantics follow JS: spans are sent on start (open, ``endTime`` 0) and on end when
@@ -282,14 +284,20 @@ def enable_telemetry(config: TelemetryConfig | None = None) -> None:
 def install_default() -> None:
     """What ``Genkit()``/``extend()`` do: take over genkit's telemetry-server export, once.
 
-    Does nothing when :func:`enable_telemetry` was called, when no server is configured, or
-    when ``GENKIT_PARITY_TELEMETRY=genkit``.
+    Only where genkit itself exports: genkit installs its telemetry-server processor at
+    import time in dev mode (``GENKIT_ENV=dev``) with ``GENKIT_TELEMETRY_SERVER`` set, and
+    exports nothing otherwise, so without that processor nothing is installed here either
+    (``GENKIT_TELEMETRY_SERVER`` alone, in production, must not send prompts and outputs
+    anywhere). Does nothing as well when :func:`enable_telemetry` was called or when
+    ``GENKIT_PARITY_TELEMETRY=genkit``.
     """
     if os.environ.get(OPT_OUT_ENV) == 'genkit' or not os.environ.get('GENKIT_TELEMETRY_SERVER'):
         return
     with _installed.lock:
         if _installed.explicit or _installed.processor is not None:
             return
+    if not _compat.genkit_telemetry_processors(_compat.tracer_provider()):
+        return
     try:
         enable_telemetry()
     except ValueError as error:
