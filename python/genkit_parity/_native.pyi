@@ -245,7 +245,15 @@ class PgVectorTable:
     @property
     def name(self) -> str: ...
     def upsert(
-        self, ticket: Ticket, ids: list[str], records: list[str], embeddings: list[list[float]]
+        self,
+        ticket: Ticket,
+        /,
+        *,
+        ids: list[str],
+        contents: list[str],
+        embeddings: list[list[float]],
+        metadata_json: list[str | None],
+        columns_json: list[str | None],
     ) -> None:
         """Upserts one batch in one statement; resolves to the rows written."""
     def query(

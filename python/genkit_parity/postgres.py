@@ -282,22 +282,29 @@ class PostgresVectorStore:
 
     # -- indexing ----------------------------------------------------------------------
 
-    def _record(self, document: Document) -> tuple[str, str]:
+    def _row(self, document: Document) -> tuple[str, str, str | None, str | None]:
+        """(id, content, JSON metadata, metadata columns as a JSON object) of one document."""
         layout = self._layout
         metadata = dict(document.metadata or {})
         given = metadata.get(layout['id_column'])
         row_id = str(given) if given else _uuid_of(document)
-        record: dict[str, Any] = {layout['id_column']: row_id, layout['content_column']: _text(document)}
-        if layout['metadata_json_column']:
-            record[layout['metadata_json_column']] = metadata
-        for column in layout['metadata_columns']:
-            record[column] = metadata.get(column)
         try:
-            return row_id, json.dumps(record, ensure_ascii=False, allow_nan=False)
+            stored = (
+                json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+                if layout['metadata_json_column']
+                else None
+            )
+            columns = layout['metadata_columns']
+            values = (
+                json.dumps({c: metadata.get(c) for c in columns}, ensure_ascii=False, allow_nan=False)
+                if columns
+                else None
+            )
         except (TypeError, ValueError) as error:
             raise GenkitError(
                 status='INVALID_ARGUMENT', message=f'{self.name}: document metadata is not JSON: {error}'
             ) from None
+        return row_id, _text(document), stored, values
 
     async def index(self, documents: Sequence[Document], options: Any = None) -> None:
         """Embed and upsert ``documents`` in batches; each batch is all-or-nothing."""
@@ -313,14 +320,19 @@ class PostgresVectorStore:
         self, documents: Sequence[Document], embeddings: Sequence[Sequence[float]]
     ) -> None:
         """Upsert documents whose embeddings are already computed, in one batch."""
-        ids, records = [], []
-        for document in documents:
-            row_id, record = self._record(document)
-            ids.append(row_id)
-            records.append(record)
+        rows = [self._row(document) for document in documents]
         # Lists pass as they are (the core reads ints and floats); arrays become lists once.
         vectors = [vector if isinstance(vector, list) else _as_list(vector) for vector in embeddings]
-        await _runtime.call(lambda ticket: self._table.upsert(ticket, ids, records, vectors))
+        await _runtime.call(
+            lambda ticket: self._table.upsert(
+                ticket,
+                ids=[row[0] for row in rows],
+                contents=[row[1] for row in rows],
+                embeddings=vectors,
+                metadata_json=[row[2] for row in rows],
+                columns_json=[row[3] for row in rows],
+            )
+        )
 
     # -- retrieval ----------------------------------------------------------------------
 

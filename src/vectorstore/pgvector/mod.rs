@@ -10,4 +10,4 @@ pub mod store;
 pub mod vector;
 
 pub use sql::{Column, Distance, Layout, VectorIndex};
-pub use store::{Hit, PgVectorStore, Query};
+pub use store::{Hit, PgVectorStore, Query, Rows};

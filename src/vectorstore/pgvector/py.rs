@@ -9,7 +9,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 
 use super::sql::{self, Column, Distance, Layout, VectorIndex};
-use super::store::{self, PgVectorStore, Query};
+use super::store::{self, PgVectorStore, Query, Rows};
 use crate::engines::RetryPolicy;
 use crate::engines::block_on;
 use crate::engines::postgres::{PgOptions, Postgres};
@@ -155,15 +155,25 @@ impl PgVectorTable {
     }
 
     /// Upserts one batch (one statement, one transaction); resolves to the rows written.
+    #[pyo3(signature = (ticket, /, *, ids, contents, embeddings, metadata_json, columns_json))]
     fn upsert(
         &self,
         ticket: &Ticket,
         ids: Vec<String>,
-        records: Vec<String>,
+        contents: Vec<String>,
         embeddings: Vec<Vec<f32>>,
+        metadata_json: Vec<Option<String>>,
+        columns_json: Vec<Option<String>>,
     ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || block_on(store.upsert(ids, records, embeddings)))
+        let rows = Rows {
+            ids,
+            contents,
+            embeddings,
+            metadata_json,
+            columns_json,
+        };
+        ticket.run_blocking(move || block_on(store.upsert(rows)))
     }
 
     /// The `k` nearest rows as `(id, content, metadata_json, columns_json, distance)`.

@@ -163,27 +163,36 @@ pub fn create_table(
     Ok(ddl)
 }
 
-/// The batch upsert: `$1` = text[] of JSON records (column name -> value, the embedding
-/// excepted), `$2` = vector[] of embeddings, zipped by `unnest`. `jsonb_populate_record`
-/// converts each value to its column's type, so any metadata column type works.
-pub fn upsert(layout: &Layout) -> Result<String> {
+/// The batch upsert, zipping typed arrays with `unnest`: `$1` ids (text, cast to the id
+/// column's type `id_type`), `$2` contents, `$3` embeddings (binary `vector[]`), `$4` JSON
+/// metadata (text), `$5` the metadata columns of each row as one JSON object (text), which
+/// `jsonb_populate_record` converts to the columns' own types (only when there are any).
+pub fn upsert(layout: &Layout, id_type: &str) -> Result<String> {
     let table = layout.qualified()?;
     let columns = layout.written_columns();
     let quoted: Vec<String> = columns
         .iter()
         .map(|c| quote_ident(c))
         .collect::<Result<_>>()?;
-    let embedding = quote_ident(&layout.embedding_column)?;
-    let selected: Vec<String> = quoted
-        .iter()
-        .map(|c| {
-            if *c == embedding {
-                "u.e".to_owned()
-            } else {
-                format!("p.{c}")
-            }
-        })
-        .collect();
+    let mut selected = vec![
+        format!("u.id::{}", check_type(id_type)?),
+        "u.content".to_owned(),
+        "u.e".to_owned(),
+    ];
+    if layout.metadata_json_column.is_some() {
+        selected.push("u.m::json".to_owned());
+    }
+    let mut from = String::from(
+        "unnest($1::text[], $2::text[], $3::vector[], $4::text[], $5::text[]) AS u(id, content, e, m, c)",
+    );
+    if !layout.metadata_columns.is_empty() {
+        for column in &layout.metadata_columns {
+            selected.push(format!("p.{}", quote_ident(column)?));
+        }
+        from.push_str(&format!(
+            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, u.c::jsonb) AS p"
+        ));
+    }
     let id = quote_ident(&layout.id_column)?;
     let updates: Vec<String> = quoted
         .iter()
@@ -191,9 +200,7 @@ pub fn upsert(layout: &Layout) -> Result<String> {
         .map(|c| format!("{c} = EXCLUDED.{c}"))
         .collect();
     Ok(format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM unnest($1::text[], $2::vector[]) AS u(r, e) \
-         CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, u.r::jsonb) AS p \
-         ON CONFLICT ({id}) DO UPDATE SET {}",
+        "INSERT INTO {table} ({}) SELECT {} FROM {from} ON CONFLICT ({id}) DO UPDATE SET {}",
         quoted.join(", "),
         selected.join(", "),
         updates.join(", ")
@@ -593,11 +600,13 @@ mod tests {
 
     #[test]
     fn upsert_updates_every_column_but_the_id() {
-        let sql = upsert(&layout()).unwrap();
+        let sql = upsert(&layout(), "uuid").unwrap();
         assert!(sql.ends_with("ON CONFLICT (\"id\") DO UPDATE SET \"content\" = EXCLUDED.\"content\", \"embedding\" = EXCLUDED.\"embedding\", \"json_metadata\" = EXCLUDED.\"json_metadata\", \"year\" = EXCLUDED.\"year\""), "{sql}");
         assert!(
-            sql.contains("SELECT p.\"id\", p.\"content\", u.e, p.\"json_metadata\", p.\"year\"")
+            sql.contains("SELECT u.id::uuid, u.content, u.e, u.m::json, p.\"year\" FROM unnest("),
+            "{sql}"
         );
+        assert!(upsert(&layout(), "uuid); DROP TABLE x; --").is_err());
     }
 
     #[test]

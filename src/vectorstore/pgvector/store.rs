@@ -32,6 +32,18 @@ pub struct Hit {
     pub distance: f64,
 }
 
+/// One batch of rows to upsert, column by column.
+#[derive(Clone, Debug, Default)]
+pub struct Rows {
+    pub ids: Vec<String>,
+    pub contents: Vec<String>,
+    pub embeddings: Vec<Vec<f32>>,
+    /// Each row's whole metadata as JSON text (ignored when the table stores none).
+    pub metadata_json: Vec<Option<String>>,
+    /// Each row's metadata-column values as one JSON object (ignored when there are none).
+    pub columns_json: Vec<Option<String>>,
+}
+
 /// The knobs of one query.
 #[derive(Clone, Debug, Default)]
 pub struct Query {
@@ -49,20 +61,20 @@ pub struct PgVectorStore {
     layout: Layout,
     distance: Distance,
     name: String,
-    upsert_sql: String,
+    /// The upsert statement, written once the id column's type is known.
+    upsert_sql: Mutex<Option<Arc<String>>>,
     /// The table's columns, read once (and again after the table was reported missing).
     catalog: Mutex<Option<Arc<Vec<CatalogColumn>>>>,
 }
 
 impl PgVectorStore {
     pub fn new(pg: Postgres, name: String, layout: Layout, distance: Distance) -> Result<Self> {
-        let upsert_sql = sql::upsert(&layout)?;
         Ok(PgVectorStore {
             pg,
             layout,
             distance,
             name,
-            upsert_sql,
+            upsert_sql: Mutex::new(None),
             catalog: Mutex::new(None),
         })
     }
@@ -213,49 +225,77 @@ impl PgVectorStore {
         }
     }
 
-    /// Upserts one batch in one statement and one transaction: `ids[i]` keys
-    /// `records[i]` (a JSON object: column -> value, the embedding excepted) and
-    /// `embeddings[i]`. A repeated id keeps its last row. Nothing of a failed batch is written.
-    pub async fn upsert(
-        &self,
-        ids: Vec<String>,
-        records: Vec<String>,
-        embeddings: Vec<Vec<f32>>,
-    ) -> Result<u64> {
-        if ids.len() != records.len() || ids.len() != embeddings.len() {
-            return Err(self.fail(
-                "INVALID_ARGUMENT",
-                "ids, records and embeddings differ in length",
-            ));
+    fn upsert_sql(&self, columns: &[CatalogColumn]) -> Result<Arc<String>> {
+        let mut slot = self
+            .upsert_sql
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(text) = slot.as_ref() {
+            return Ok(Arc::clone(text));
+        }
+        let id_type = columns
+            .iter()
+            .find(|c| c.name == self.layout.id_column)
+            .map_or("text", |c| c.sql_type.as_str());
+        let text = Arc::new(sql::upsert(&self.layout, id_type).map_err(|e| self.wrap(e))?);
+        *slot = Some(Arc::clone(&text));
+        Ok(text)
+    }
+
+    /// Upserts one batch in one statement and one transaction. Row `i` is `rows.ids[i]`,
+    /// `rows.contents[i]`, `rows.embeddings[i]`, its JSON metadata and its metadata columns
+    /// (one JSON object). A repeated id keeps its last row. Nothing of a failed batch is written.
+    pub async fn upsert(&self, rows: Rows) -> Result<u64> {
+        let n = rows.ids.len();
+        if [
+            rows.contents.len(),
+            rows.embeddings.len(),
+            rows.metadata_json.len(),
+            rows.columns_json.len(),
+        ]
+        .iter()
+        .any(|len| *len != n)
+        {
+            return Err(self.fail("INVALID_ARGUMENT", "the row arrays differ in length"));
         }
         let columns = self.catalog().await?;
-        for embedding in &embeddings {
+        for embedding in &rows.embeddings {
             self.check_dimensions(&columns, embedding)?;
         }
+        let statement_sql = self.upsert_sql(&columns)?;
         // Last write wins within a batch (ON CONFLICT cannot touch a row twice), and rows go
         // in id order so concurrent batches lock rows in the same order (no deadlocks).
-        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
-        for (position, id) in ids.iter().enumerate() {
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(n);
+        for (position, id) in rows.ids.iter().enumerate() {
             latest.insert(id.as_str(), position);
         }
         let mut order: Vec<usize> = latest.into_values().collect();
-        order.sort_by(|a, b| ids[*a].cmp(&ids[*b]));
-        let batch_records: Vec<&str> = order.iter().map(|i| records[*i].as_str()).collect();
-        let mut embeddings = embeddings;
-        let batch_vectors: Vec<Vector> = order
+        if order.is_empty() {
+            return Ok(0);
+        }
+        order.sort_by(|a, b| rows.ids[*a].cmp(&rows.ids[*b]));
+        let pick = |values: &[String]| -> Vec<String> {
+            order.iter().map(|i| values[*i].clone()).collect()
+        };
+        let pick_optional = |values: &[Option<String>]| -> Vec<Option<String>> {
+            order.iter().map(|i| values[*i].clone()).collect()
+        };
+        let ids = pick(&rows.ids);
+        let contents = pick(&rows.contents);
+        let metadata = pick_optional(&rows.metadata_json);
+        let cols = pick_optional(&rows.columns_json);
+        let mut embeddings = rows.embeddings;
+        let vectors: Vec<Vector> = order
             .iter()
             .map(|i| Vector(std::mem::take(&mut embeddings[*i])))
             .collect();
-        if batch_records.is_empty() {
-            return Ok(0);
-        }
-        let statement_sql = &self.upsert_sql;
+        let statement_sql = statement_sql.as_str();
         let result = self
             .pg
             .transaction(async |tx| {
                 let statement = tx.prepare_cached(statement_sql).await?;
                 Ok(tx
-                    .execute(&statement, &[&batch_records, &batch_vectors])
+                    .execute(&statement, &[&ids, &contents, &vectors, &metadata, &cols])
                     .await?)
             })
             .await
