@@ -90,7 +90,7 @@ services: ## Start the local Redis and PostgreSQL if they are not running
 		echo "Redis or PostgreSQL did not come up" >&2; exit 1
 
 .PHONY: test-rust
-test-rust: install services ## Rust unit tests
+test-rust: install services pgvector ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python

@@ -480,3 +480,155 @@ fn lock_key(name: &str) -> i64 {
     }
     i64::from_ne_bytes(hash.to_ne_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against the machine's shared PostgreSQL, in a fresh database of this test's own
+    //! (pgvector installed by `make pgvector`); the database is dropped at the end.
+
+    use super::*;
+    use crate::engines::block_on;
+    use crate::engines::postgres::PgOptions;
+    use serde_json::json;
+
+    const ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+
+    async fn admin(sql: &str) {
+        let pg = Postgres::open(ADMIN, PgOptions::default()).unwrap();
+        let sql = sql.to_owned();
+        let sql = &sql;
+        pg.run(async |client| Ok(client.batch_execute(sql).await?))
+            .await
+            .unwrap();
+    }
+
+    fn layout() -> Layout {
+        Layout {
+            schema: "public".into(),
+            table: "docs".into(),
+            id_column: "id".into(),
+            content_column: "content".into(),
+            embedding_column: "embedding".into(),
+            metadata_json_column: Some("json_metadata".into()),
+            metadata_columns: vec!["year".into()],
+        }
+    }
+
+    fn rows(items: &[(&str, &str, [f32; 3], i64)]) -> Rows {
+        Rows {
+            ids: items.iter().map(|r| r.0.to_owned()).collect(),
+            contents: items.iter().map(|r| r.1.to_owned()).collect(),
+            embeddings: items.iter().map(|r| r.2.to_vec()).collect(),
+            metadata_json: items
+                .iter()
+                .map(|r| Some(json!({"year": r.3, "text": r.1}).to_string()))
+                .collect(),
+            columns_json: items
+                .iter()
+                .map(|r| Some(json!({"year": r.3}).to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn upserts_queries_filters_and_typed_errors_on_a_real_table() {
+        let db = format!("gp_rs_{}", std::process::id());
+        block_on(async {
+            admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+            admin(&format!("CREATE DATABASE {db}")).await;
+            let pg = Postgres::open(
+                &format!("postgresql://postgres@127.0.0.1:5432/{db}"),
+                PgOptions::default(),
+            )
+            .unwrap();
+            let columns = [sql::Column {
+                name: "year".into(),
+                data_type: "INTEGER".into(),
+                nullable: true,
+            }];
+            let ddl = sql::create_table(&layout(), 3, "TEXT", &columns, false).unwrap();
+            run_ddl(&pg, "postgres/docs", &ddl).await.unwrap();
+            let store = PgVectorStore::new(
+                pg.clone(),
+                "postgres/docs".into(),
+                layout(),
+                Distance::Cosine,
+            )
+            .unwrap();
+
+            let written = store
+                .upsert(rows(&[
+                    ("a", "aaa", [3.0, 0.0, 0.0], 2020),
+                    ("b", "aab", [2.0, 1.0, 0.0], 2024),
+                    ("a", "aaa again", [3.0, 0.0, 0.0], 2021),
+                ]))
+                .await
+                .unwrap();
+            assert_eq!(written, 2, "a repeated id in one batch keeps its last row");
+            assert_eq!(store.count().await.unwrap(), 2);
+
+            let query = |filter: Option<Value>| Query {
+                embedding: vec![1.0, 0.0, 0.0],
+                k: 10,
+                filter,
+                ..Query::default()
+            };
+            let hits = store.query(query(None)).await.unwrap();
+            assert_eq!(
+                hits.iter().map(|h| h.content.as_str()).collect::<Vec<_>>(),
+                ["aaa again", "aab"]
+            );
+            assert!(hits[0].distance.abs() < 1e-9);
+            assert_eq!(hits[0].columns_json.as_deref(), Some(r#"{"year" : 2021}"#));
+
+            let newer = store
+                .query(query(Some(json!({"year": {"$gte": 2022}}))))
+                .await
+                .unwrap();
+            assert_eq!(newer.len(), 1);
+            assert_eq!(newer[0].id, "b");
+            let by_json = store
+                .query(query(Some(json!({"text": {"$in": ["aab"]}}))))
+                .await
+                .unwrap();
+            assert_eq!(by_json[0].id, "b");
+
+            let mut wrong = rows(&[("c", "abc", [1.0, 1.0, 1.0], 2025)]);
+            wrong.embeddings[0].push(1.0);
+            let err = store.upsert(wrong).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::VectorStore {
+                        status: "INVALID_ARGUMENT",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+
+            let missing = PgVectorStore::new(
+                pg,
+                "postgres/nope".into(),
+                Layout {
+                    table: "nope".into(),
+                    ..layout()
+                },
+                Distance::Cosine,
+            )
+            .unwrap();
+            let err = missing.query(query(None)).await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::VectorStore {
+                        status: "NOT_FOUND",
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        });
+    }
+}
