@@ -97,3 +97,14 @@ async def test_media_documents_and_collection_lifecycle(client):
     with pytest.raises(VectorStoreError) as caught:
         await ai.retrieve(retriever='chroma/media', query='a')
     assert caught.value.status == 'NOT_FOUND'
+
+
+async def test_an_index_call_larger_than_one_chroma_batch(client):
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    define_chroma_vector_store(
+        ai, collection_name='big', embedder='toy', client=client, create_collection_if_missing=True
+    )
+    docs = [Document.from_text(f'{i} ' + 'a' * (i % 7 + 1)) for i in range(2500)]
+    await ai.index(indexer='chroma/big', documents=docs)
+    assert client.get_collection('big').count() == 2500

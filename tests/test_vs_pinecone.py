@@ -130,3 +130,12 @@ async def test_unequal_sparse_vector_is_refused(server):
             retriever='pinecone/facts', query='a', options={'sparse_vector': {'indices': [1], 'values': []}}
         )
     assert caught.value.status == 'INVALID_ARGUMENT'
+
+
+async def test_large_index_calls_are_split_into_upserts_of_100(server):
+    ai = make_ai(server)
+    docs = [Document.from_text('a' * (i % 9 + 1) + 'b' * (i // 9)) for i in range(250)]
+    await ai.index(indexer='pinecone/facts', documents=docs)
+    sizes = [len(r.json()['vectors']) for r in server.requests]
+    assert sizes == [100, 100, 50]
+    assert len(server.namespaces['']) == 250

@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_K = 10  # Chroma's own default n_results, which JS leaves in place
+BATCH_SIZE = 1000
 _RESERVED = ('docMetadata', 'dataType')
 T = TypeVar('T')
 
@@ -211,18 +212,22 @@ def define_chroma_vector_store(
         return documents
 
     async def index(documents: list[Document], options: Any) -> None:
-        if not documents:
-            return
-        embeddings = await embed_documents(ai, embedder, documents, embedder_options, name)
-        ids = [doc_id(document) for document in documents]
-        texts = [document.data for document in documents]
-        metadatas = [_chroma_metadata(document) for document in documents]
+        # In batches: Chroma caps one write (``max_batch_size``), and a failure keeps every
+        # batch written before it.
+        for start in range(0, len(documents), BATCH_SIZE):
+            batch = documents[start : start + BATCH_SIZE]
+            embeddings = await embed_documents(ai, embedder, batch, embedder_options, name)
+            ids = [doc_id(document) for document in batch]
+            texts = [document.data for document in batch]
+            metadatas = [_chroma_metadata(document) for document in batch]
 
-        def run() -> None:
-            # upsert, not add: Chroma silently ignores an `add` of an existing id.
-            collection().upsert(ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)
+            def run(
+                ids: Any = ids, embeddings: Any = embeddings, texts: Any = texts, metadatas: Any = metadatas
+            ) -> None:
+                # upsert, not add: Chroma silently ignores an `add` of an existing id.
+                collection().upsert(ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)
 
-        await _in_thread(name, run)
+            await _in_thread(name, run)
 
     retriever = rag.define_retriever(ai.registry, name, retrieve, config_schema=ChromaRetrieverOptions)
     indexer = rag.define_indexer(ai.registry, name, index)

@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 DEFAULT_K = 10
+UPSERT_BATCH = 100
 CONTROL_PLANE = 'https://api.pinecone.io'
 API_VERSION = '2024-07'
 _MISSING_KEY = (
@@ -172,8 +173,12 @@ def define_pinecone_vector_store(
         return documents
 
     async def index(documents: list[Document], options: Any) -> None:
-        if not documents:
-            return
+        # Pinecone takes up to 1000 records (2 MB) per upsert: write in batches, each kept
+        # even if a later one fails.
+        for start in range(0, len(documents), UPSERT_BATCH):
+            await upsert(documents[start : start + UPSERT_BATCH], options)
+
+    async def upsert(documents: list[Document], options: Any) -> None:
         embeddings = await embed_documents(ai, embedder, documents, embedder_options, name)
         vectors = []
         for document, values in zip(documents, embeddings, strict=True):
