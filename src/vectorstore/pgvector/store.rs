@@ -463,10 +463,15 @@ pub async fn run_ddl(pg: &Postgres, name: &str, ddl: &str) -> Result<()> {
             Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
             _ => "INTERNAL",
         };
+        let hint = if status == "FAILED_PRECONDITION" {
+            " (is pgvector installed on the server? tools/install_pgvector.sh builds it)"
+        } else {
+            ""
+        };
         Error::VectorStore {
             store: name.to_owned(),
             status,
-            detail: err.to_string(),
+            detail: format!("{err}{hint}"),
         }
     })
 }
