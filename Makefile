@@ -37,6 +37,18 @@ $(DEV_LOCAL_VECTORSTORE): tools/dev-local-vectorstore/package.json tools/dev-loc
 .PHONY: dev-local-vectorstore
 dev-local-vectorstore: $(DEV_LOCAL_VECTORSTORE) ## Install JS dev-local-vectorstore for the vector store benchmark
 
+# pgvector for the machine's PostgreSQL 15 (Debian 12 has no package for it), built from
+# Debian's trixie source package; needs root, idempotent (rag.md §4).
+.PHONY: pgvector
+pgvector: ## Build and install pgvector for PostgreSQL 15 (root; idempotent)
+	tools/install_pgvector.sh
+
+# chromadb, for the Chroma store tests (the `chroma` extra), pinned.
+VECTORSTORE_DEPS := $(VENV)/.vectorstores
+$(VECTORSTORE_DEPS): $(VENV)/.installed constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt 'chromadb==1.5.9'
+	touch $@
+
 # The real Genkit CLI from npm (pinned by package-lock.json), for the dev-server tests
 # (`genkit start -- python app.py`, `genkit flow:run`).
 GENKIT_CLI := tools/genkit-cli/node_modules/.installed
@@ -78,12 +90,24 @@ lint-python: build-dev ## ruff, mypy --strict and stubtest of the native stubs
 .PHONY: lint
 lint: lint-rust lint-python ## All linters
 
+# The Redis and PostgreSQL the store tests use: started only when not already answering
+# (the commands of the machine image; idempotent, never restarts a running server).
+.PHONY: services
+services: ## Start the local Redis and PostgreSQL if they are not running
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+			--dir /var/lib/redis --logfile /var/log/redis/ci.log
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 && exit 0; sleep 0.2; done; \
+		echo "Redis or PostgreSQL did not come up" >&2; exit 1
+
 .PHONY: test-rust
-test-rust: install ## Rust unit tests
+test-rust: install services pgvector ## Rust unit tests
 	cargo test --quiet
 
 .PHONY: test-python
-test-python: build-dev $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
+test-python: build-dev services pgvector $(VECTORSTORE_DEPS) $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
 .PHONY: test
@@ -91,8 +115,8 @@ test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
 # numpy is measured at its best: without the OpenBLAS overrides some machines set.
 .PHONY: bench
-bench: build-release $(TELEMETRY_SERVER) $(DEV_LOCAL_VECTORSTORE) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
-	$(PY) -m pip install --quiet -c constraints.txt jiter numpy faiss-cpu threadpoolctl chromadb
+bench: build-release services pgvector $(TELEMETRY_SERVER) $(DEV_LOCAL_VECTORSTORE) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) -m pip install --quiet -c constraints.txt jiter numpy faiss-cpu threadpoolctl 'psycopg[binary]==3.3.6' 'pgvector==0.5.1' 'chromadb==1.5.9'
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benches/run.py
 
 .PHONY: clean

@@ -17,6 +17,7 @@ import bench_operations
 import bench_sessions
 import bench_tracing
 import bench_vectorstore
+import bench_vectorstores
 
 RESULTS = Path(__file__).parent / 'results.md'
 
@@ -44,6 +45,7 @@ def main() -> None:
         bench_formats.main(),
         bench_tracing.main(),
         bench_vectorstore.main(),
+        bench_vectorstores.main(),
     ]
     RESULTS.write_text('\n'.join(sections))
     print(RESULTS.read_text())

@@ -75,6 +75,47 @@ pub enum Error {
         detail: String,
     },
 
+    /// An external engine (Redis, PostgreSQL) could not be reached, or kept failing with
+    /// retryable errors, within the retry budget. `target` is `host:port`, never a password.
+    #[error("{engine} at {target} is unavailable: {detail}")]
+    Unavailable {
+        engine: &'static str,
+        target: String,
+        detail: String,
+    },
+
+    /// An external engine rejected a statement with a non-retryable error. `code` is the
+    /// engine's own error code (a PostgreSQL SQLSTATE such as `42P01`, a Redis error kind).
+    #[error("{engine} at {target} failed ({code}): {detail}")]
+    Engine {
+        engine: &'static str,
+        target: String,
+        code: String,
+        detail: String,
+    },
+
+    /// A session a caller holds is gone from its store (e.g. Redis restarted without
+    /// persistence): writing it now would silently rebuild it from a partial copy.
+    #[error("session {session_id:?} was lost by its store: {detail}")]
+    SessionLost { session_id: String, detail: String },
+
+    /// A save raced another writer and the store's conflict policy refuses to merge it.
+    #[error("session {session_id:?}: {detail}")]
+    Conflict { session_id: String, detail: String },
+
+    /// Something the caller named does not exist (or has expired).
+    #[error("{detail}")]
+    NotFound { detail: String },
+
+    /// A vector store (`postgres/<table>`, ...) failed a call; `status` is the Genkit status
+    /// the caller sees (`UNAVAILABLE`, `NOT_FOUND`, `INVALID_ARGUMENT`, ...).
+    #[error("{store}: {detail}")]
+    VectorStore {
+        store: String,
+        status: &'static str,
+        detail: String,
+    },
+
     /// A bug in the core: a panic in a worker or a broken invariant.
     #[error("internal error in genkit-parity core: {0}")]
     Internal(String),
@@ -114,6 +155,10 @@ pyo3::import_exception!(genkit_parity.errors, VectorStoreError);
 pyo3::import_exception!(genkit_parity.errors, InvalidVectorError);
 pyo3::import_exception!(genkit_parity.errors, VectorIndexNotFoundError);
 pyo3::import_exception!(genkit_parity.errors, CorruptVectorStoreError);
+pyo3::import_exception!(genkit_parity.errors, SessionLostError);
+pyo3::import_exception!(genkit_parity.errors, SessionConflictError);
+pyo3::import_exception!(genkit_parity.errors, StoreEngineError);
+pyo3::import_exception!(genkit_parity.errors, NotFoundError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -137,6 +182,20 @@ impl From<Error> for PyErr {
                 CorruptVectorStoreError::new_err((message, index))
             }
             Error::VectorStorage { index, .. } => VectorStoreError::new_err((message, index)),
+            Error::Unavailable { .. } => {
+                SessionStoreError::new_err((message, Option::<String>::None))
+            }
+            Error::Engine { code, .. } => StoreEngineError::new_err((message, code)),
+            Error::SessionLost { session_id, .. } => {
+                SessionLostError::new_err((message, session_id))
+            }
+            Error::Conflict { session_id, .. } => {
+                SessionConflictError::new_err((message, session_id))
+            }
+            Error::NotFound { .. } => NotFoundError::new_err((message,)),
+            Error::VectorStore { store, status, .. } => {
+                VectorStoreError::new_err((message, store, status))
+            }
             Error::Internal(_) => PyRuntimeError::new_err(message),
         }
     }

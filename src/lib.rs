@@ -2,6 +2,7 @@
 //! `genkit_parity._native`; each feature lives in its own module.
 
 pub mod dap;
+pub mod engines;
 pub mod errors;
 pub mod operation;
 pub mod partial_json;
@@ -34,6 +35,8 @@ mod _native {
     use crate::telemetry::py::{LogSink, SpanSink, adjust_span_attributes};
     #[pymodule_export]
     use crate::vectorstore::py::LocalVectorIndex;
+    #[pymodule_export]
+    use crate::vectorstore::pgvector::py::{PgVectorEngine, PgVectorTable};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -18,6 +18,7 @@ from .errors import (
     InvalidOperationError,
     OperationTimeoutError,
     SessionStoreError,
+    VectorStoreError,
 )
 from .rag import (
     CommonRerankerOptions,
@@ -66,6 +67,7 @@ __all__ = [
     'SessionStoreError',
     'SqliteSessionStore',
     'TelemetryConfig',
+    'VectorStoreError',
     '__version__',
     'cleanup_tracing',
     'current_session',

@@ -23,6 +23,10 @@ FEATURES = {
     'RAG: retrievers, indexers, rerankers (ai.define_retriever, ai.retrieve, ...)': True,
     'test models, offline embedders and pytest plugin (genkit_parity.testing)': True,
     'offline static embedder (needs the embed extra)': importlib.util.find_spec('static_model') is not None,
+    'PostgreSQL + pgvector vector store (genkit_parity.postgres, Rust core)': True,
+    'Pinecone vector store and Vertex AI rerankers (genkit_parity.pinecone, genkit_parity.vertexai)': True,
+    'Chroma vector store (genkit_parity.chroma; needs the chroma extra)': importlib.util.find_spec('chromadb')
+    is not None,
     'MCP host (genkit_parity.mcp; needs the mcp extra)': importlib.util.find_spec('mcp') is not None,
 }
 

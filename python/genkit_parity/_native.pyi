@@ -18,6 +18,8 @@ __all__ = [
     'FetchLease',
     'MemoryStoreCore',
     'OperationPoller',
+    'PgVectorEngine',
+    'PgVectorTable',
     'Ticket',
     'adjust_span_attributes',
     'gemini_config_json_schema',
@@ -271,3 +273,93 @@ class LocalVectorIndex:
     ) -> list[list[tuple[str, float]]]: ...
     def import_js(self, path: str | PathLike[str]) -> int: ...
     def export_js(self, path: str | PathLike[str]) -> int: ...
+
+class PgVectorEngine:
+    """A PostgreSQL server reached through the process's shared pool for its DSN."""
+
+    def __new__(
+        cls, dsn: str, /, *, pool_size: int = 8, connect_timeout: float = 2.0, retry_seconds: float = 5.0
+    ) -> PgVectorEngine: ...
+    @property
+    def target(self) -> str: ...
+    def init_table(
+        self,
+        ticket: Ticket,
+        /,
+        *,
+        name: str,
+        schema: str,
+        table: str,
+        vector_size: int,
+        id_column: str,
+        id_type: str,
+        content_column: str,
+        embedding_column: str,
+        metadata_json_column: str | None,
+        metadata_columns: list[tuple[str, str, bool]],
+        overwrite_existing: bool,
+    ) -> None:
+        """Creates a vector-store table (JS's DDL); resolves to None."""
+
+@final
+class PgVectorTable:
+    """One pgvector table as a vector store; every call completes through its ticket."""
+
+    def __new__(
+        cls,
+        engine: PgVectorEngine,
+        /,
+        *,
+        name: str,
+        schema: str,
+        table: str,
+        id_column: str,
+        content_column: str,
+        embedding_column: str,
+        metadata_json_column: str | None,
+        metadata_columns: list[str],
+        distance: str,
+    ) -> PgVectorTable: ...
+    @property
+    def name(self) -> str: ...
+    def upsert(
+        self,
+        ticket: Ticket,
+        /,
+        *,
+        ids: list[str],
+        contents: list[str],
+        embeddings: list[list[float]],
+        metadata_json: list[str | None],
+        columns_json: list[str | None],
+    ) -> None:
+        """Upserts one batch in one statement; resolves to the rows written."""
+    def query(
+        self,
+        ticket: Ticket,
+        embedding: list[float],
+        k: int,
+        /,
+        *,
+        filter_json: str | None = None,
+        unsafe_sql_filter: str | None = None,
+        settings: list[tuple[str, str]] = ...,
+    ) -> None:
+        """Resolves to ``[(id, content, metadata_json, columns_json, distance), ...]``, nearest first."""
+    def apply_index(
+        self,
+        ticket: Ticket,
+        /,
+        *,
+        index_name: str,
+        kind: str,
+        m: int = 16,
+        ef_construction: int = 64,
+        lists: int = 100,
+        concurrently: bool = False,
+    ) -> None:
+        """Builds (or rebuilds) a vector index."""
+    def drop_index(self, ticket: Ticket, index_name: str) -> None:
+        """Drops a vector index if it exists."""
+    def count(self, ticket: Ticket) -> None:
+        """Resolves to the number of rows."""

@@ -16,8 +16,12 @@ __all__ = [
     'CorruptVectorStoreError',
     'InvalidOperationError',
     'InvalidVectorError',
+    'NotFoundError',
     'OperationTimeoutError',
+    'SessionConflictError',
+    'SessionLostError',
     'SessionStoreError',
+    'StoreEngineError',
     'VectorIndexNotFoundError',
     'VectorStoreError',
 ]
@@ -47,6 +51,52 @@ class CorruptSessionError(SessionStoreError):
     default_status = 'DATA_LOSS'
 
 
+class SessionLostError(SessionStoreError):
+    """A session this worker holds vanished from its store (e.g. Redis restarted without persistence).
+
+    Status ``DATA_LOSS``. Raised by the save that found it missing, naming the session; the
+    store is never silently re-created from the worker's partial copy. Load the session
+    again (it reads as unknown) to start over.
+    """
+
+    default_status = 'DATA_LOSS'
+
+
+class SessionConflictError(SessionStoreError):
+    """A save raced another worker's and the store was told not to merge (``on_conflict='error'``).
+
+    Status ``ABORTED`` (retryable): load the session again and redo the turn, so that it
+    sees every turn stored before it. Also raised in any mode when a thread's stored
+    prefix was replaced by someone else meanwhile.
+    """
+
+    default_status = 'ABORTED'
+
+
+class StoreEngineError(SessionStoreError):
+    """Redis or PostgreSQL rejected a request with an error retrying cannot fix.
+
+    Status ``INTERNAL``; ``code`` is the engine's error code (a PostgreSQL SQLSTATE such as
+    ``42501``, or a Redis error kind). The message names the server (``host:port``).
+    """
+
+    default_status = 'INTERNAL'
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code: str = code
+
+
+class NotFoundError(GenkitError, LookupError):
+    """Something named by id does not exist, or has expired (an operation id, ...).
+
+    Status ``NOT_FOUND``; also a ``LookupError``.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message, status='NOT_FOUND')
+
+
 class InvalidOperationError(GenkitError, ValueError):
     """An operation is malformed: not an ``Operation``/dict, no ``id``, a field of the wrong type.
 
@@ -72,17 +122,27 @@ class OperationTimeoutError(GenkitError, TimeoutError):
 
 
 class VectorStoreError(GenkitError):
-    """A local vector index could not read or write its file (disk full, permissions, ...).
+    """A vector store or a reranker service refused or failed a call.
 
-    ``index_name`` names the index. The write it reports was not acknowledged; everything
-    indexed before it is still stored. Status ``UNAVAILABLE``.
+    ``store`` names the store or index (``'postgres/docs'``, ``'chroma/facts'``, a local
+    index name ...); ``status`` says what kind of failure it is: ``UNAVAILABLE`` (server down
+    or unreachable, a disk that failed: retry later), ``NOT_FOUND`` (no such table, collection
+    or index), ``INVALID_ARGUMENT`` (a dimension mismatch, a bad filter),
+    ``FAILED_PRECONDITION`` (the table exists but lacks a column), ``DATA_LOSS`` (a damaged
+    file) ... A write the error reports was not acknowledged; everything written before it
+    is still stored. The subclasses below are the local store's kinds of failure.
     """
 
     default_status = 'UNAVAILABLE'
 
-    def __init__(self, message: str, index_name: str | None = None) -> None:
-        super().__init__(message=message, status=self.default_status)  # type: ignore[arg-type]
-        self.index_name: str | None = index_name
+    def __init__(self, message: str, store: str | None = None, status: str | None = None) -> None:
+        super().__init__(message=message, status=status or self.default_status)  # type: ignore[arg-type]
+        self.store: str | None = store
+
+    @property
+    def index_name(self) -> str | None:
+        """The local index involved (the same as ``store``)."""
+        return self.store
 
 
 class InvalidVectorError(VectorStoreError, ValueError):

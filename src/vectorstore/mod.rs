@@ -1,5 +1,6 @@
 //! Vector stores: the local on-disk store (JS dev-local-vectorstore semantics with an
-//! incremental, crash-safe log), exact and approximate top-k search, and the JS file format.
+//! incremental, crash-safe log), exact and approximate top-k search, the JS file format, and pgvector
+//! queries for PostgreSQL (`pgvector/`).
 //!
 //! A plain list of modules; each has one job.
 
@@ -9,5 +10,6 @@ pub mod jsfile;
 pub mod jsjson;
 pub mod local;
 pub mod log;
+pub mod pgvector;
 pub mod py;
 pub mod topk;

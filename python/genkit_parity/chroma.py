@@ -1,0 +1,255 @@
+"""Chroma as a vector store (JS ``genkitx-chromadb``), over the Python ``chromadb`` package.
+
+Install the extra: ``pip install 'genkit-parity[chroma]'``. ::
+
+    import chromadb
+    from genkit_parity.chroma import define_chroma_vector_store
+
+    client = chromadb.PersistentClient(path='chroma-data')
+    define_chroma_vector_store(ai, collection_name='facts', embedder='my/embedder', client=client,
+                               create_collection_if_missing=True)
+    await ai.index(indexer='chroma/facts', documents=docs)
+    hits = await ai.retrieve(retriever='chroma/facts', query='pie', options={'k': 3, 'where': {'year': 2024}})
+
+Documents are stored as JS stores them (id = md5 of the document JSON, ``docMetadata`` as a
+JSON string, ``dataType``), plus each scalar metadata key as a Chroma metadata key so that
+``where`` can filter on it (JS keeps only ``docMetadata``). Unlike JS, a query returning two
+or more results works (JS reads their metadata at the wrong depth), and
+``options={'include': ['distances']}`` (or ``with_score=True``) returns each distance as
+``metadata['score']``. ``chromadb`` is synchronous: every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+from genkit import Document, GenkitError
+from pydantic import ConfigDict, Field
+
+from . import rag
+from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
+from .errors import VectorStoreError
+
+__all__ = [
+    'ChromaRetrieverOptions',
+    'chroma_indexer_ref',
+    'chroma_retriever_ref',
+    'create_chroma_collection',
+    'define_chroma_vector_store',
+    'delete_chroma_collection',
+]
+
+DEFAULT_K = 10  # Chroma's own default n_results, which JS leaves in place
+BATCH_SIZE = 1000
+_RESERVED = ('docMetadata', 'dataType')
+T = TypeVar('T')
+
+
+class ChromaRetrieverOptions(rag.CommonRetrieverOptions):
+    """Options of a ``chroma/<collection>`` retriever (JS ``ChromaRetrieverOptionsSchema``)."""
+
+    model_config = ConfigDict(extra='allow', populate_by_name=True)
+
+    k: int | None = Field(default=None, description='Number of documents to retrieve', ge=1, le=10000)
+    include: list[Literal['documents', 'embeddings', 'metadatas', 'distances']] | None = None
+    where: dict[str, Any] | None = None
+    where_document: dict[str, Any] | None = Field(default=None, alias='whereDocument')
+    with_score: bool | None = Field(default=None, description='Return each distance as metadata.score')
+
+
+def _chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError:
+        raise ImportError("the Chroma plugin needs chromadb: pip install 'genkit-parity[chroma]'") from None
+    return chromadb
+
+
+def _client(client: Any, client_params: Mapping[str, Any] | None) -> Any:
+    if client is not None:
+        return client
+    chromadb = _chromadb()
+    params = dict(client_params or {})
+    params.setdefault('settings', chromadb.Settings(anonymized_telemetry=False))
+    return chromadb.HttpClient(**params)
+
+
+def _store_error(error: Exception, store: str) -> Exception:
+    """A chromadb/httpx failure as VectorStoreError with a status the caller can act on."""
+    if isinstance(error, (GenkitError, TypeError)):
+        return error
+    chromadb = _chromadb()
+    errors = chromadb.errors
+    text = f'{store}: {type(error).__name__}: {error}'
+    if isinstance(error, errors.NotFoundError) or 'does not exist' in str(error):
+        return VectorStoreError(text, store, 'NOT_FOUND')
+    if isinstance(
+        error, (errors.InvalidArgumentError, errors.InvalidDimensionException)
+    ) or 'dimension' in str(error):
+        return VectorStoreError(text, store, 'INVALID_ARGUMENT')
+    if isinstance(error, (errors.UniqueConstraintError, errors.IDAlreadyExistsError)):
+        return VectorStoreError(text, store, 'ALREADY_EXISTS')
+    import httpx
+
+    if isinstance(error, (httpx.TransportError, ConnectionError)) or 'Could not connect' in str(error):
+        return VectorStoreError(text, store, 'UNAVAILABLE')
+    if isinstance(error, ValueError):
+        return VectorStoreError(text, store, 'INVALID_ARGUMENT')
+    return VectorStoreError(text, store, 'INTERNAL')
+
+
+async def _in_thread(store: str, work: Callable[[], T]) -> T:
+    try:
+        return await asyncio.to_thread(work)
+    except Exception as error:  # chromadb raises many unrelated types; each is mapped
+        raise _store_error(error, store) from error
+
+
+def _chroma_metadata(document: Document) -> dict[str, Any]:
+    metadata = document.metadata or {}
+    stored: dict[str, Any] = {'dataType': document.data_type or ''}
+    if document.metadata is not None:
+        stored['docMetadata'] = json.dumps(metadata, ensure_ascii=False, separators=(',', ':'))
+    for key, value in metadata.items():
+        # Scalars only: what Chroma metadata can hold and `where` can filter on.
+        if key not in _RESERVED and isinstance(value, (str, int, float, bool)):
+            stored[key] = value
+    return stored
+
+
+def _document(text: str | None, metadata: Mapping[str, Any] | None) -> Document:
+    metadata = metadata or {}
+    raw = metadata.get('docMetadata')
+    parsed = json.loads(raw) if isinstance(raw, str) and raw else None
+    data_type = metadata.get('dataType')
+    return doc_from_data(text or '', data_type if isinstance(data_type, str) else None, parsed)
+
+
+def chroma_retriever_ref(collection_name: str, *, display_name: str | None = None) -> rag.RetrieverRef:
+    """A ref to ``chroma/<collection>`` (JS ``chromaRetrieverRef``)."""
+    return rag.retriever_ref(
+        f'chroma/{collection_name}',
+        config_schema=ChromaRetrieverOptions,
+        info={'label': display_name or f'Chroma DB - {collection_name}'},
+    )
+
+
+def chroma_indexer_ref(collection_name: str, *, display_name: str | None = None) -> rag.IndexerRef:
+    """A ref to ``chroma/<collection>`` (JS ``chromaIndexerRef``)."""
+    return rag.indexer_ref(
+        f'chroma/{collection_name}', info={'label': display_name or f'Chroma DB - {collection_name}'}
+    )
+
+
+def define_chroma_vector_store(
+    ai: Any,
+    *,
+    collection_name: str,
+    embedder: Any,
+    client: Any = None,
+    client_params: Mapping[str, Any] | None = None,
+    create_collection_if_missing: bool = False,
+    collection_metadata: Mapping[str, Any] | None = None,
+    embedder_options: Mapping[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """Register the retriever and indexer ``chroma/<collection>`` (JS ``chroma([...])``).
+
+    ``client`` is a chromadb client (``PersistentClient``, ``HttpClient``, ...); otherwise
+    ``client_params`` are passed to ``chromadb.HttpClient`` (telemetry off). With
+    ``create_collection_if_missing`` the collection is created on first use (with
+    ``collection_metadata``, e.g. ``{'hnsw:space': 'cosine'}``). Returns
+    ``(retriever, indexer)``.
+    """
+    if not isinstance(collection_name, str) or not collection_name:
+        raise TypeError('collection_name must be a non-empty str')
+    if client is not None and client_params is not None:
+        raise TypeError('pass client or client_params, not both')
+    name = f'chroma/{collection_name}'
+    state: dict[str, Any] = {}
+
+    def collection() -> Any:
+        if 'client' not in state:
+            state['client'] = _client(client, client_params)
+        chroma = state['client']
+        if create_collection_if_missing:
+            return chroma.get_or_create_collection(
+                collection_name, metadata=dict(collection_metadata) if collection_metadata else None
+            )
+        return chroma.get_collection(collection_name)
+
+    async def retrieve(query: Document, options: Any) -> list[Document]:
+        k = top_k(options, DEFAULT_K, name, maximum=10000)
+        embedding = (await embed_documents(ai, embedder, [query], embedder_options, name))[0]
+        include = list(option(options, 'include', []) or [])
+        with_score = bool(option(options, 'with_score', False)) or 'distances' in include
+        wanted = sorted({*include, 'documents', 'metadatas', *(['distances'] if with_score else [])})
+        where = option(options, 'where')
+        where_document = option(options, 'where_document') or option(options, 'whereDocument')
+
+        def run() -> Any:
+            return collection().query(
+                query_embeddings=[embedding],
+                n_results=k,
+                where=where,
+                where_document=where_document,
+                include=wanted,
+            )
+
+        result = await _in_thread(name, run)
+        texts = (result.get('documents') or [[]])[0]
+        metadatas = (result.get('metadatas') or [[]])[0] or [None] * len(texts)
+        distances = (result.get('distances') or [[]])[0] if with_score else []
+        documents = []
+        # JS bug fixed: metadata of result i is metadatas[0][i] (JS read metadatas[i][0]).
+        for position, text in enumerate(texts):
+            document = _document(text, metadatas[position])
+            if with_score:
+                document.metadata = {**(document.metadata or {}), 'score': float(distances[position])}
+            documents.append(document)
+        return documents
+
+    async def index(documents: list[Document], options: Any) -> None:
+        # In batches: Chroma caps one write (``max_batch_size``), and a failure keeps every
+        # batch written before it.
+        for start in range(0, len(documents), BATCH_SIZE):
+            batch = documents[start : start + BATCH_SIZE]
+            embeddings = await embed_documents(ai, embedder, batch, embedder_options, name)
+            ids = [doc_id(document) for document in batch]
+            texts = [document.data for document in batch]
+            metadatas = [_chroma_metadata(document) for document in batch]
+
+            def run(
+                ids: Any = ids, embeddings: Any = embeddings, texts: Any = texts, metadatas: Any = metadatas
+            ) -> None:
+                # upsert, not add: Chroma silently ignores an `add` of an existing id.
+                collection().upsert(ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)
+
+            await _in_thread(name, run)
+
+    retriever = rag.define_retriever(ai.registry, name, retrieve, config_schema=ChromaRetrieverOptions)
+    indexer = rag.define_indexer(ai.registry, name, index)
+    return retriever, indexer
+
+
+async def create_chroma_collection(
+    *,
+    name: str,
+    client: Any = None,
+    client_params: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Any:
+    """Create a Chroma collection (JS ``createChromaCollection``); returns it."""
+    made = dict(metadata) if metadata else None
+    return await _in_thread(
+        f'chroma/{name}', lambda: _client(client, client_params).create_collection(name, metadata=made)
+    )
+
+
+async def delete_chroma_collection(
+    *, name: str, client: Any = None, client_params: Mapping[str, Any] | None = None
+) -> None:
+    """Delete a Chroma collection (JS ``deleteChromaCollection``)."""
+    await _in_thread(f'chroma/{name}', lambda: _client(client, client_params).delete_collection(name))

@@ -1,0 +1,110 @@
+"""Chroma specifics on the real chromadb (embedded PersistentClient, explicit embeddings)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+from genkit import Document
+
+from genkit_parity import Genkit, VectorStoreError
+from genkit_parity.testing import define_toy_embedder
+
+os.environ.setdefault('ANONYMIZED_TELEMETRY', 'False')
+chromadb = pytest.importorskip('chromadb')
+
+from genkit_parity.chroma import (  # noqa: E402
+    chroma_indexer_ref,
+    chroma_retriever_ref,
+    create_chroma_collection,
+    define_chroma_vector_store,
+    delete_chroma_collection,
+)
+
+
+@pytest.fixture
+def client(tmp_path):
+    return chromadb.PersistentClient(
+        path=str(tmp_path), settings=chromadb.Settings(anonymized_telemetry=False)
+    )
+
+
+async def test_many_results_keep_their_own_metadata_and_js_layout(client):
+    # JS fails on any query with two or more results (metadata read at the wrong depth).
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    define_chroma_vector_store(
+        ai,
+        collection_name='facts',
+        embedder='toy',
+        client=client,
+        create_collection_if_missing=True,
+        collection_metadata={'hnsw:space': 'cosine'},
+    )
+    docs = [
+        Document.from_text('aaa', {'n': 1}),
+        Document.from_text('aab', {'n': 2}),
+        Document.from_text('abc', {'n': 3}),
+    ]
+    await ai.index(indexer=chroma_indexer_ref('facts'), documents=docs)
+    found = await ai.retrieve(retriever=chroma_retriever_ref('facts'), query='a', options={'k': 3})
+    assert [(doc.text, doc.metadata) for doc in found] == [
+        ('aaa', {'n': 1}),
+        ('aab', {'n': 2}),
+        ('abc', {'n': 3}),
+    ]
+    row = client.get_collection('facts').get(where={'n': 2}, include=['metadatas', 'documents'])
+    assert row['documents'] == ['aab']
+    assert row['metadatas'] == [{'docMetadata': '{"n":2}', 'dataType': 'text', 'n': 2}]
+    assert row['ids'] == [hashlib.md5(b'{"content":[{"text":"aab"}],"metadata":{"n":2}}').hexdigest()]
+
+
+async def test_where_where_document_and_distances(client):
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    await create_chroma_collection(name='scored', client=client, metadata={'hnsw:space': 'cosine'})
+    define_chroma_vector_store(ai, collection_name='scored', embedder='toy', client=client)
+    await ai.index(
+        indexer='chroma/scored',
+        documents=[Document.from_text('aaa', {'n': 1}), Document.from_text('aab', {'n': 2})],
+    )
+    found = await ai.retrieve(
+        retriever='chroma/scored',
+        query='a',
+        options={'where': {'n': {'$gte': 2}}, 'whereDocument': {'$contains': 'b'}, 'include': ['distances']},
+    )
+    assert [doc.text for doc in found] == ['aab']
+    assert found[0].metadata['score'] == pytest.approx(1 - 2 / 5**0.5, abs=1e-6)
+    found = await ai.retrieve(retriever='chroma/scored', query='a')
+    assert 'score' not in (found[0].metadata or {})
+
+
+async def test_media_documents_and_collection_lifecycle(client):
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    await create_chroma_collection(name='media', client=client)
+    define_chroma_vector_store(ai, collection_name='media', embedder='toy', client=client)
+    media = Document.from_media('data:image/png;base64,abc', 'image/png', {'k': 'v'})
+    await ai.index(indexer='chroma/media', documents=[media])
+    (found,) = await ai.retrieve(retriever='chroma/media', query='a')
+    assert json.loads(found.model_dump_json(exclude_none=True)) == {
+        'content': [{'media': {'contentType': 'image/png', 'url': 'data:image/png;base64,abc'}}],
+        'metadata': {'k': 'v'},
+    }
+    await delete_chroma_collection(name='media', client=client)
+    with pytest.raises(VectorStoreError) as caught:
+        await ai.retrieve(retriever='chroma/media', query='a')
+    assert caught.value.status == 'NOT_FOUND'
+
+
+async def test_an_index_call_larger_than_one_chroma_batch(client):
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    define_chroma_vector_store(
+        ai, collection_name='big', embedder='toy', client=client, create_collection_if_missing=True
+    )
+    docs = [Document.from_text(f'{i} ' + 'a' * (i % 7 + 1)) for i in range(2500)]
+    await ai.index(indexer='chroma/big', documents=docs)
+    assert client.get_collection('big').count() == 2500
