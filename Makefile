@@ -81,7 +81,7 @@ lint-rust: install ## cargo fmt --check and clippy -D warnings
 	cargo clippy --all-targets --quiet -- -D warnings
 
 .PHONY: lint-python
-lint-python: build-dev ## ruff, mypy --strict and stubtest of the native stubs
+lint-python: build-dev $(VECTORSTORE_DEPS) ## ruff, mypy --strict and stubtest of the native stubs
 	$(BIN)/ruff check python tests benches examples
 	$(BIN)/ruff format --check python tests benches examples
 	$(BIN)/mypy

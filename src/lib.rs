@@ -34,9 +34,9 @@ mod _native {
     #[pymodule_export]
     use crate::telemetry::py::{LogSink, SpanSink, adjust_span_attributes};
     #[pymodule_export]
-    use crate::vectorstore::py::LocalVectorIndex;
-    #[pymodule_export]
     use crate::vectorstore::pgvector::py::{PgVectorEngine, PgVectorTable};
+    #[pymodule_export]
+    use crate::vectorstore::py::LocalVectorIndex;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

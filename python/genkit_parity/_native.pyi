@@ -274,6 +274,7 @@ class LocalVectorIndex:
     def import_js(self, path: str | PathLike[str]) -> int: ...
     def export_js(self, path: str | PathLike[str]) -> int: ...
 
+@final
 class PgVectorEngine:
     """A PostgreSQL server reached through the process's shared pool for its DSN."""
 
