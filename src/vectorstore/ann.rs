@@ -246,7 +246,8 @@ impl Hnsw {
         }
     }
 
-    /// Adds `node` to `n`'s links on `layer`, pruning them back to `max` with the heuristic.
+    /// Adds `node` to `n`'s links on `layer`; past `max`, keeps the `max` closest (the
+    /// heuristic here would cost ~max² dot products per insert and link, for little recall).
     fn link_back(&mut self, n: u32, node: u32, layer: usize, max: usize) {
         let links = &mut self.links[n as usize][layer];
         links.push(node);
@@ -259,8 +260,8 @@ impl Hnsw {
             .map(|&l| Near(topk::dot(self.arch, &own, self.vector(l)), l))
             .collect();
         scored.sort_by(|a, b| b.cmp(a));
-        let kept = self.select(&scored, max);
-        self.links[n as usize][layer] = kept;
+        scored.truncate(max);
+        self.links[n as usize][layer] = scored.into_iter().map(|s| s.1).collect();
     }
 
     /// Approximate top-k of a normalised query; scores are the exact search's cosines.
