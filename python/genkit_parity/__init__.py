@@ -15,9 +15,13 @@ from .background import Operation
 from .chat import Chat, ChatStreamResponse
 from .errors import (
     CorruptSessionError,
+    CorruptVectorStoreError,
     InvalidOperationError,
+    InvalidVectorError,
     OperationTimeoutError,
     SessionStoreError,
+    VectorIndexNotFoundError,
+    VectorStoreError,
 )
 from .rag import (
     CommonRerankerOptions,
@@ -54,6 +58,10 @@ __all__ = [
     'Chat',
     'ChatStreamResponse',
     'CorruptSessionError',
+    'CorruptVectorStoreError',
+    'InvalidVectorError',
+    'VectorIndexNotFoundError',
+    'VectorStoreError',
     'FileSessionStore',
     'Genkit',
     'GenkitParityMixin',
