@@ -59,6 +59,10 @@ build-release: install ## Build the native module (release) into .venv
 demo: build-dev ## Run the demo: a persisted two-thread chat, reloaded by a second process
 	$(PY) examples/chat_demo.py
 
+.PHONY: demo-rag
+demo-rag: build-dev ## Run the RAG demo: questions answered over a bundled corpus, all offline
+	$(PY) examples/rag_demo.py
+
 .PHONY: lint-rust
 lint-rust: install ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check

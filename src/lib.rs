@@ -31,7 +31,7 @@ mod _native {
     #[pymodule_export]
     use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
     #[pymodule_export]
-    use crate::telemetry::py::{SpanSink, adjust_span_attributes};
+    use crate::telemetry::py::{LogSink, SpanSink, adjust_span_attributes};
     #[pymodule_export]
     use crate::vectorstore::py::LocalVectorIndex;
 

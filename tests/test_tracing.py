@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -328,6 +331,10 @@ def test_genkit_parity_replaces_genkits_processor_in_dev_mode(server: str, tmp_p
         async def main():
             print(await child('hi'))
             print('flushed', await flush_tracing())
+            from genkit._core._trace import _log_exporter
+            logs = _log_exporter._exporter
+            logs.force_flush(timeout_s=10)
+            print('logs', type(logs).__name__, logs.stats()['posts_ok'] > 0, logs.stats()['posts_failed'])
             await ai.stop_servers()
 
         asyncio.run(main())
@@ -348,6 +355,7 @@ def test_genkit_parity_replaces_genkits_processor_in_dev_mode(server: str, tmp_p
     assert 'genkit before 1' in result.stdout
     assert 'genkit after 0 ours 1 True' in result.stdout
     assert 'flushed True' in result.stdout
+    assert 'logs NativeLogExporter True 0' in result.stdout  # the real server takes genkit's log records
     trace = find_trace(server, 'childFlow')
     assert trace is not None and len(trace['spans']) == 3
     assert not list(tmp_path.glob('.genkit/runtimes/*.json')), 'stop_servers left the runtime file'
@@ -421,3 +429,70 @@ def test_no_export_outside_dev_mode_unless_enabled(server: str, tmp_path: Path) 
     assert 'flushed True' in enabled.stdout and 'stats True' in enabled.stdout
     assert find_trace(server, 'prodEnabledFlow') is not None
     assert find_trace(server, 'prodFlow') is None
+
+
+def test_dev_mode_log_records_go_through_the_native_exporter(tmp_path: Path) -> None:
+    # genkit's dev-mode log view (/api/otlp): same records, same document, sent from Rust.
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Capture(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers['Content-Length']))
+            received.append((self.path, json.loads(body)))
+            self.send_response(200)
+            self.send_header('Content-Length', '2')
+            self.end_headers()
+            self.wfile.write(b'{}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = textwrap.dedent(
+        """
+        import asyncio
+        from genkit._core._trace import _log_exporter
+        from genkit_parity import Genkit
+        from genkit_parity.testing.models import define_echo_model
+        from genkit_parity.tracing import NativeLogExporter, flush_tracing
+
+        ai = Genkit()
+        define_echo_model(ai)
+
+        async def main():
+            await asyncio.sleep(0.5)  # genkit turns its debug records on once its servers are up
+            await ai.generate(model='echoModel', prompt='hi')
+            exporter = _log_exporter._exporter
+            print('native', isinstance(exporter, NativeLogExporter))
+            print('flushed', exporter.force_flush(timeout_s=10), await flush_tracing())
+            print('stats', exporter.stats()['posts_ok'] >= 1, exporter.stats()['dropped'])
+            await ai.stop_servers()
+
+        asyncio.run(main())
+        """
+    )
+    env = {
+        **os.environ,
+        'GENKIT_ENV': 'dev',
+        'GENKIT_TELEMETRY_SERVER': f'http://127.0.0.1:{server.server_port}',
+    }
+    try:
+        result = run_child(code, tmp_path, env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert 'native True' in result.stdout and 'flushed True True' in result.stdout, result.stdout
+    assert 'stats True 0' in result.stdout
+    logs = [body for path, body in received if path == '/api/otlp']
+    scopes = [scope for body in logs for resource in body['resourceLogs'] for scope in resource['scopeLogs']]
+    assert scopes and all(scope['scope']['name'] == 'genkit-py' for scope in scopes)
+    events = [record['body']['stringValue'] for scope in scopes for record in scope['logRecords']]
+    assert 'calling model' in events and 'model responded' in events
+    record = next(
+        r for scope in scopes for r in scope['logRecords'] if r['body']['stringValue'] == 'calling model'
+    )
+    assert record['severityText'] == 'DEBUG' and len(record['traceId']) == 32
+    assert {'key': 'model', 'value': {'stringValue': 'echoModel'}} in record['attributes']
+    assert any(path == '/api/traces' for path, _body in received)

@@ -24,6 +24,7 @@ from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, Ac
 from genkit._core._background import lookup_background_action
 from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
+from genkit._core._trace import _log_exporter
 from genkit._core._trace._default_exporter import TraceServerExporter
 from genkit._core._trace._suppress import suppress_telemetry
 from genkit._core._tracing import SpanMetadata, init_provider, run_in_new_span
@@ -31,6 +32,8 @@ from genkit._core._typing import ActionMetadata
 
 __all__ = [
     'Action',
+    'genkit_log_scope',
+    'replace_genkit_log_exporter',
     'registered_tools_and_prompts',
     'ArrayFormat',
     'FormatDef',
@@ -349,3 +352,25 @@ async def registered_tools_and_prompts(registry: Any) -> tuple[dict[str, Any], d
     tools = await registry.resolve_actions_by_kind(ActionKind.TOOL)
     prompts = await registry.resolve_actions_by_kind(ActionKind.PROMPT)
     return tools, prompts
+
+
+def genkit_log_scope() -> tuple[str, str]:
+    """The OTLP scope (name, version) genkit names in the log records it sends the Dev UI."""
+    from genkit._core._constants import GENKIT_VERSION
+
+    return _log_exporter.SCOPE_NAME, GENKIT_VERSION
+
+
+def replace_genkit_log_exporter(make: Any) -> Any | None:
+    """Swap genkit's dev-mode log exporter for ``make(url)``; returns genkit's, or None.
+
+    genkit's ``emit_log`` hands each record to the process-wide exporter's
+    ``enqueue(record=...)``; nothing is swapped when genkit has none (not dev mode, opted
+    out, no telemetry server) or it has stopped.
+    """
+    with _log_exporter._exporter_lock:
+        current = _log_exporter._exporter
+        if current is None or current.stopped or not isinstance(current, _log_exporter.LogServerExporter):
+            return None
+        _log_exporter._exporter = make(current.telemetry_server_url)
+    return current

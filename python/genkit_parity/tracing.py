@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import StatusCode
 
 from . import _compat
-from ._native import SpanSink, adjust_span_attributes
+from ._native import LogSink, SpanSink, adjust_span_attributes
 
 __all__ = [
     'AdjustingSpanExporter',
@@ -55,6 +55,8 @@ logger = logging.getLogger('genkit_parity.tracing')
 #: Environment variable that keeps genkit's own telemetry-server processor when set to 'genkit'.
 OPT_OUT_ENV = 'GENKIT_PARITY_TELEMETRY'
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
+#: Where genkit sends its dev-mode log records (the Dev UI's log view).
+LOG_ENDPOINT = '/api/otlp'
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,53 @@ class AdjustingSpanExporter(SpanExporter):
         return self._exporter.force_flush(timeout_millis)
 
 
+class NativeLogExporter:
+    """genkit's dev-mode log export (``/api/otlp``, the Dev UI's log view) through the Rust exporter.
+
+    Stands in for genkit's ``LogServerExporter``, whose worker thread wakes for every record
+    (several per ``generate()``) and POSTs with the GIL held, competing with the app's thread.
+    genkit still builds each record; this copies it into Rust and returns. Same records, same
+    document shape.
+    """
+
+    def __init__(self, telemetry_server_url: str) -> None:
+        """Export to ``<telemetry_server_url>/api/otlp``, as genkit does."""
+        self.telemetry_server_url = telemetry_server_url
+        self.stopped = False
+        self.dropped = 0
+        self._sink = LogSink(urljoin(telemetry_server_url, LOG_ENDPOINT), *_compat.genkit_log_scope())
+
+    def enqueue(self, *, record: dict[str, object]) -> None:
+        """Queue one OTLP log record (never blocks; a full queue drops and counts it)."""
+        if not self.stopped and not self._sink.submit(record):
+            self.dropped += 1
+
+    def set_url(self, *, url: str) -> None:
+        """Send to ``url`` from now on."""
+        old, self._sink = self._sink, LogSink(urljoin(url, LOG_ENDPOINT), *_compat.genkit_log_scope())
+        self.telemetry_server_url = url
+        old.shutdown(SHUTDOWN_TIMEOUT_SECONDS)
+
+    def force_flush(self, *, timeout_s: float = 30.0) -> bool:
+        """Wait until queued records are delivered (or failed)."""
+        return self._sink.flush(timeout_s)
+
+    def shutdown(self) -> None:
+        """Stop taking records; deliver what is queued within 2 seconds."""
+        self.stopped = True
+        self._sink.shutdown(SHUTDOWN_TIMEOUT_SECONDS)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: queued, dropped, processed, posts_ok, posts_failed, last_error."""
+        return self._sink.stats()
+
+
+def _take_over_log_export() -> None:
+    replaced = _compat.replace_genkit_log_exporter(NativeLogExporter)
+    if replaced is not None:
+        replaced.shutdown()  # delivers what it had queued
+
+
 class _Installed:
     """What genkit-parity added to the tracer provider."""
 
@@ -305,6 +354,7 @@ def install_default() -> None:
         return
     with _installed.lock:
         _installed.explicit = False
+    _take_over_log_export()
 
 
 def _uninstall_locked(provider: Any) -> None:

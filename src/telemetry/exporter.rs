@@ -1,5 +1,5 @@
 //! The telemetry-server exporter: a bounded queue in front of one tokio task that batches,
-//! serialises and POSTs span records.
+//! serialises and POSTs records (span records to `/api/traces`, log records to `/api/otlp`).
 //!
 //! Callers never wait: [`Exporter::submit`] is a `try_send`; a full queue drops the record and
 //! counts it. The task drains whatever is queued into one batch, keeps only the latest record
@@ -83,18 +83,32 @@ impl Shared {
     }
 }
 
+/// Turns one batch of records into POST bodies.
+pub type Encode<R> = Arc<dyn Fn(Vec<R>) -> Vec<Vec<u8>> + Send + Sync>;
+
 /// A running exporter. Dropping it closes the queue; the task finishes what is queued.
-pub struct Exporter {
-    sender: Mutex<Option<mpsc::Sender<SpanRecord>>>,
+pub struct Exporter<R = SpanRecord> {
+    sender: Mutex<Option<mpsc::Sender<R>>>,
     shared: Arc<Shared>,
 }
 
-impl Exporter {
-    /// Starts the exporter task on `runtime`.
+impl Exporter<SpanRecord> {
+    /// Starts a span exporter (one `TraceData` document per trace) on `runtime`.
     pub fn start(
         runtime: &tokio::runtime::Handle,
         config: ExportConfig,
-    ) -> Result<Exporter, String> {
+    ) -> Result<Exporter<SpanRecord>, String> {
+        Exporter::start_with(runtime, config, Arc::new(documents))
+    }
+}
+
+impl<R: Send + 'static> Exporter<R> {
+    /// Starts the exporter task on `runtime`, encoding each batch with `encode`.
+    pub fn start_with(
+        runtime: &tokio::runtime::Handle,
+        config: ExportConfig,
+        encode: Encode<R>,
+    ) -> Result<Exporter<R>, String> {
         if !config.url.starts_with("http://") {
             return Err(format!(
                 "telemetry server URL must be plain http:// (the Dev UI server runs locally), got {:?}",
@@ -115,7 +129,7 @@ impl Exporter {
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
         });
-        runtime.spawn(run(receiver, client, config, Arc::clone(&shared)));
+        runtime.spawn(run(receiver, client, config, Arc::clone(&shared), encode));
         Ok(Exporter {
             sender: Mutex::new(Some(sender)),
             shared,
@@ -123,7 +137,7 @@ impl Exporter {
     }
 
     /// Queues a record without waiting.
-    pub fn submit(&self, record: SpanRecord) -> Submit {
+    pub fn submit(&self, record: R) -> Submit {
         let guard = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(sender) = guard.as_ref() else {
             return Submit::Closed;
@@ -198,11 +212,12 @@ impl Exporter {
     }
 }
 
-async fn run(
-    mut receiver: mpsc::Receiver<SpanRecord>,
+async fn run<R>(
+    mut receiver: mpsc::Receiver<R>,
     client: reqwest::Client,
     config: ExportConfig,
     shared: Arc<Shared>,
+    encode: Encode<R>,
 ) {
     let batch_max = config.batch_max.max(1);
     let mut batch = Vec::with_capacity(batch_max);
@@ -217,7 +232,7 @@ async fn run(
             }
         }
         let handled = batch.len() as u64;
-        for body in documents(std::mem::take(&mut batch)) {
+        for body in encode(std::mem::take(&mut batch)) {
             let outcome = post(&client, &config.url, body).await;
             shared.update(|p| match outcome {
                 Ok(()) => p.posts_ok += 1,

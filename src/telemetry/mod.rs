@@ -3,9 +3,11 @@
 //!
 //! The Python span processor copies each OpenTelemetry span into a [`record::SpanRecord`] on
 //! the calling thread (`py.rs`) and hands it to the [`exporter::Exporter`], whose tokio task
-//! batches, serialises and POSTs to `<server>/api/traces` without ever touching Python.
+//! batches, serialises and POSTs to `<server>/api/traces` without ever touching Python; genkit's
+//! dev-mode log records take the same path to `<server>/api/otlp` ([`logs`]).
 
 pub mod adjust;
 pub mod exporter;
+pub mod logs;
 pub mod py;
 pub mod record;

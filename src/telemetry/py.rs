@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::adjust::{Adjust, adjust_attributes};
 use super::exporter::{ExportConfig, Exporter, Submit};
+use super::logs::log_document_encoder;
 use super::record::{
     Annotation, GENKIT_TRACER, SpanRecord, Status, TimeEvent, TimeEvents, ns_to_ms,
 };
@@ -400,4 +401,135 @@ fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>
             return Err(PyRuntimeError::new_err("span attributes are never objects"));
         }
     })
+}
+
+/// Exports OTLP-JSON log records (genkit's dev-mode log view) to `<server>/api/otlp` from the
+/// same kind of tokio task as [`SpanSink`].
+///
+/// `LogSink(url, scope_name, scope_version, queue_capacity=1024, batch_max=64,
+/// request_timeout=30.0, linger=0.005)`; `url` is the full `/api/otlp` URL. `submit(record)`
+/// copies one `logRecords` item (a dict of JSON values) and returns False when it was dropped
+/// (queue full) or the sink is shut down.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct LogSink {
+    exporter: Exporter<Value>,
+}
+
+#[pymethods]
+impl LogSink {
+    #[new]
+    #[pyo3(signature = (url, scope_name, scope_version, queue_capacity=1024, batch_max=64, request_timeout=30.0, linger=0.005))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments
+    fn new(
+        url: &str,
+        scope_name: String,
+        scope_version: String,
+        queue_capacity: usize,
+        batch_max: usize,
+        request_timeout: f64,
+        linger: f64,
+    ) -> PyResult<Self> {
+        if queue_capacity == 0
+            || batch_max == 0
+            || queue_capacity > MAX_QUEUE
+            || batch_max > MAX_QUEUE
+            || request_timeout.is_nan()
+            || request_timeout <= 0.0
+        {
+            return Err(PyValueError::new_err(format!(
+                "queue_capacity and batch_max must be between 1 and {MAX_QUEUE}, request_timeout positive"
+            )));
+        }
+        let config = ExportConfig {
+            url: url.to_owned(),
+            queue_capacity,
+            batch_max,
+            request_timeout: seconds(request_timeout),
+            linger: seconds(linger.clamp(0.0, 1.0)),
+        };
+        let encode = log_document_encoder(scope_name, scope_version);
+        let exporter = Exporter::start_with(crate::runtime::runtime().handle(), config, encode)
+            .map_err(PyValueError::new_err)?;
+        Ok(LogSink { exporter })
+    }
+
+    /// Queues one log record; False if it was dropped or the sink is shut down.
+    fn submit(&self, record: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let value = json_from_py(record, 0)?;
+        Ok(self.exporter.submit(value) == Submit::Queued)
+    }
+
+    /// Waits (without the GIL) until everything queued so far is delivered, or `timeout`
+    /// seconds pass.
+    fn flush(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = seconds(timeout);
+        py.detach(|| self.exporter.flush(timeout))
+    }
+
+    /// Stops taking records and waits up to `timeout` seconds for the queued ones.
+    fn shutdown(&self, py: Python<'_>, timeout: f64) -> bool {
+        let timeout = seconds(timeout);
+        py.detach(|| self.exporter.shutdown(timeout))
+    }
+
+    /// Counters: queued, dropped, processed, posts_ok, posts_failed, last_error.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.exporter.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("queued", stats.queued)?;
+        dict.set_item("dropped", stats.dropped)?;
+        dict.set_item("processed", stats.processed)?;
+        dict.set_item("posts_ok", stats.posts_ok)?;
+        dict.set_item("posts_failed", stats.posts_failed)?;
+        dict.set_item("last_error", stats.last_error)?;
+        Ok(dict)
+    }
+}
+
+/// A JSON value from plain Python data (what genkit's log records are made of); anything else
+/// becomes its `str()`. Nesting is bounded so a cyclic structure cannot overflow the stack.
+fn json_from_py(value: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    const MAX_DEPTH: usize = 64;
+    if value.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(s) = value.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_owned()));
+    }
+    if let Ok(b) = value.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if value.is_instance_of::<PyInt>() {
+        if let Ok(i) = value.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        return Ok(Value::String(value.str()?.to_string()));
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        return Ok(serde_json::Number::from_f64(f.value()).map_or(Value::Null, Value::Number));
+    }
+    if depth < MAX_DEPTH {
+        if let Ok(dict) = value.cast::<PyDict>() {
+            let mut map = Map::with_capacity(dict.len());
+            for (key, item) in dict.iter() {
+                map.insert(key.str()?.to_string(), json_from_py(&item, depth + 1)?);
+            }
+            return Ok(Value::Object(map));
+        }
+        if let Ok(list) = value.cast::<PyList>() {
+            return list
+                .iter()
+                .map(|item| json_from_py(&item, depth + 1))
+                .collect::<PyResult<_>>()
+                .map(Value::Array);
+        }
+        if let Ok(tuple) = value.cast::<PyTuple>() {
+            return tuple
+                .iter()
+                .map(|item| json_from_py(&item, depth + 1))
+                .collect::<PyResult<_>>()
+                .map(Value::Array);
+        }
+    }
+    Ok(Value::String(value.str()?.to_string()))
 }
