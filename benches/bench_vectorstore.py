@@ -267,7 +267,7 @@ def approximate_section(tmp: Path) -> list[str]:
         f'| approximate: ours (HNSW) vs chromadb HNSW, per query | {summary([t * 1e3 for t in per_query], " ms", 3)} | '
         f'{summary([t * 100 for t in chroma_times], " ms", 3)} | {summary(ratios(chroma_times, ours_ann), "×", 2)} |',
         f'| recall@10 (100 queries): ours HNSW / chromadb HNSW | {recall_ours:.3f} | {recall_chroma:.3f} | |',
-        f'| build: ours HNSW (first approximate search, one thread) / chromadb add | {build_ours:.2f} s | '
+        f'| build: ours HNSW (first approximate search) / chromadb add | {build_ours:.2f} s | '
         f'{build_chroma:.2f} s | |',
     ]
 

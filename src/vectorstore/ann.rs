@@ -6,8 +6,9 @@
 //! width `ef` on layer 0. Neighbours are chosen with the paper's heuristic (a candidate is
 //! kept only if it is closer to the new node than to any neighbour already kept), which
 //! keeps the graph navigable on clustered and low-rank data. Kept in memory, built on the
-//! first approximate search and extended as rows arrive; the returned scores are the exact
-//! cosines of the returned rows, ranked as the exact search ranks them.
+//! first approximate search (neighbour searches in parallel batches) and extended as rows
+//! arrive; the returned scores are the exact cosines of the returned rows, ranked as the
+//! exact search ranks them.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -24,6 +25,13 @@ const M: usize = 16;
 const EF_CONSTRUCTION: usize = 100;
 /// Search width; raised to `k` when more are asked for.
 const EF_SEARCH: usize = 96;
+/// Rows inserted one at a time before batches start (a small graph changes a lot per row).
+const SEQUENTIAL_NODES: usize = 1024;
+/// Rows whose neighbour searches run in parallel against the same graph.
+const BATCH: usize = 64;
+
+/// A node's planned neighbours: `(layer, neighbours)`, top layer first.
+type Plan = Vec<(usize, Vec<u32>)>;
 
 /// A similarity with a total order (higher is closer).
 #[derive(Clone, Copy, PartialEq)]
@@ -109,13 +117,58 @@ impl Hnsw {
     }
 
     /// Inserts the rows stored since the last call.
+    /// Inserts the rows stored since the last call. Past the first [`SEQUENTIAL_NODES`],
+    /// rows go in batches: each batch's neighbour searches run in parallel on the graph as
+    /// it was before the batch (read-only), then its links are applied in row order.
     pub fn extend(&mut self, m: Matrix<'_>) {
         let d = self.dims;
-        for row in self.links.len()..m.rows() {
+        let start = self.links.len();
+        for row in start..m.rows() {
             let inv = m.inv_norms[row];
             self.unit
                 .extend(m.data[row * d..(row + 1) * d].iter().map(|x| x * inv));
-            self.insert(row as u32);
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
+        let mut next = start;
+        while next < m.rows() {
+            let batch = if self.links.len() < SEQUENTIAL_NODES || threads == 1 {
+                1
+            } else {
+                BATCH.min(m.rows() - next)
+            };
+            let levels: Vec<usize> = (0..batch).map(|_| self.random_level()).collect();
+            let plans: Vec<Plan> = if batch == 1 {
+                let mut visited =
+                    std::mem::take(self.spare.get_mut().unwrap_or_else(PoisonError::into_inner));
+                let plan = self.plan(&mut visited, next as u32, levels[0]);
+                *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = visited;
+                vec![plan]
+            } else {
+                let graph = &*self;
+                let per = batch.div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let workers: Vec<_> = (0..batch)
+                        .step_by(per)
+                        .map(|from| {
+                            let levels = &levels;
+                            scope.spawn(move || {
+                                let mut visited = Visited::default();
+                                (from..(from + per).min(batch))
+                                    .map(|i| graph.plan(&mut visited, (next + i) as u32, levels[i]))
+                                    .collect::<Vec<Plan>>()
+                            })
+                        })
+                        .collect();
+                    workers
+                        .into_iter()
+                        .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
+            };
+            for (i, plan) in plans.into_iter().enumerate() {
+                self.apply((next + i) as u32, levels[i], plan);
+            }
+            next += batch;
         }
     }
 
@@ -214,32 +267,41 @@ impl Hnsw {
         kept
     }
 
-    fn insert(&mut self, node: u32) {
-        let level = self.random_level();
-        self.links.push(vec![Vec::new(); level + 1]);
+    /// The neighbours `node` gets on each of its layers (read-only on the graph).
+    fn plan(&self, visited: &mut Visited, node: u32, level: usize) -> Plan {
         let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let q = self.vector(node);
+        let mut nearest = vec![Near(self.sim(q, entry), entry)];
+        for layer in (level + 1..=self.top_layer).rev() {
+            nearest = self.search_layer(visited, q, &nearest, 1, layer);
+        }
+        let mut plan = Vec::new();
+        for layer in (0..=level.min(self.top_layer)).rev() {
+            let candidates = self.search_layer(visited, q, &nearest, EF_CONSTRUCTION, layer);
+            plan.push((layer, self.select(&candidates, M)));
+            nearest = candidates;
+        }
+        plan
+    }
+
+    /// Adds `node` (the next row) with its planned links, and links back to it.
+    fn apply(&mut self, node: u32, level: usize, plan: Plan) {
+        debug_assert_eq!(node as usize, self.links.len());
+        self.links.push(vec![Vec::new(); level + 1]);
+        if self.entry.is_none() {
             self.entry = Some(node);
             self.top_layer = level;
             return;
-        };
-        let q = self.vector(node).to_vec();
-        let mut visited =
-            std::mem::take(self.spare.get_mut().unwrap_or_else(PoisonError::into_inner));
-        let mut nearest = vec![Near(self.sim(&q, entry), entry)];
-        for layer in (level + 1..=self.top_layer).rev() {
-            nearest = self.search_layer(&mut visited, &q, &nearest, 1, layer);
         }
-        for layer in (0..=level.min(self.top_layer)).rev() {
-            let candidates = self.search_layer(&mut visited, &q, &nearest, EF_CONSTRUCTION, layer);
+        for (layer, chosen) in plan {
             let max = if layer == 0 { 2 * M } else { M };
-            let chosen = self.select(&candidates, M);
-            self.links[node as usize][layer] = chosen.clone();
-            for n in chosen {
+            for &n in &chosen {
                 self.link_back(n, node, layer, max);
             }
-            nearest = candidates;
+            self.links[node as usize][layer] = chosen;
         }
-        *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = visited;
         if level > self.top_layer {
             self.top_layer = level;
             self.entry = Some(node);
