@@ -364,3 +364,17 @@ def test_registered_metadata_matches_js(tmp_path: Path) -> None:
         },
     }
     assert actions['/indexer/devLocalVectorstore/facts']['metadata'] == {'type': 'indexer', 'indexer': {}}
+
+
+def test_approximate_with_where_or_on_a_small_store_is_exact(tmp_path: Path) -> None:
+    core = LocalVectorIndex(tmp_path, 'small')
+    docs = [json.dumps({'content': [{'text': str(i)}], 'metadata': {'even': i % 2 == 0}}) for i in range(50)]
+    rng = random.Random(5)
+    core.add(docs, [[rng.gauss(0, 1) for _ in range(8)] for _ in docs])
+    q = [rng.gauss(0, 1) for _ in range(8)]
+    assert core.search(q, 5, approximate=True) == core.search(q, 5)
+    where = json.dumps({'even': True})
+    hits = core.search(q, 50, where_json=where, approximate=True)
+    assert hits == core.search(q, 50, where_json=where)
+    assert len(hits) == 25
+    assert all(json.loads(d)['metadata']['even'] for d, _ in hits)

@@ -114,3 +114,18 @@ def test_a_torn_last_record_is_dropped_and_the_next_writer_cuts_it(tmp_path: Pat
     assert len(reopened) == 1
     reopened.add(['{"content":[{"text":"c"}]}'], [[1.0, 1.0]])
     assert sorted(all_texts(tmp_path, 'torn')) == ['a', 'c']
+
+
+def test_an_index_survives_fork(tmp_path: Path) -> None:
+    core = LocalVectorIndex(tmp_path, 'forked')
+    core.add(['{"content":[{"text":"parent"}]}'], [[1.0, 0.0]])
+    pid = os.fork()
+    if pid == 0:  # child: the inherited index reads and writes (no inherited file handle or lock)
+        try:
+            ok = len(core) == 1 and core.add(['{"content":[{"text":"child"}]}'], [[0.0, 1.0]]) == 1
+            os._exit(0 if ok and len(core) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(all_texts(tmp_path, 'forked')) == ['child', 'parent']

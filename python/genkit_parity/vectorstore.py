@@ -18,7 +18,7 @@ What differs from JS, on purpose:
   back to JS's one call per document, so every embedding still becomes a row.
 - Retriever options: ``k`` (also 0.5.1's ``limit``), ``include_score`` (each document gets
   ``metadata.score``, its cosine), ``where`` (metadata equality: every key must match) and
-  ``approximate`` (an in-memory IVF index for large stores; exact scores of the probed rows).
+  ``approximate`` (an in-memory HNSW graph for large stores; exact scores of the rows found).
 - A zero, NaN or mismatched-dimension embedding or query raises ``InvalidVectorError``
   (JS returns NaN scores or throws a bare error); a damaged file raises
   ``CorruptVectorStoreError`` naming the file, never silently rebuilt.
