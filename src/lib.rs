@@ -36,7 +36,7 @@ mod _native {
     #[pymodule_export]
     use crate::vectorstore::pgvector::py::{PgVectorEngine, PgVectorTable};
     #[pymodule_export]
-    use crate::vectorstore::py::LocalVectorIndex;
+    use crate::vectorstore::py::{LocalVectorIndex, js_document_id, js_json_text};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

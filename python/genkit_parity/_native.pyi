@@ -23,6 +23,8 @@ __all__ = [
     'Ticket',
     'adjust_span_attributes',
     'gemini_config_json_schema',
+    'js_document_id',
+    'js_json_text',
     'generation_common_config_schema',
     'normalize_json_schema',
     'parse_strict_json',
@@ -364,3 +366,9 @@ class PgVectorTable:
         """Drops a vector index if it exists."""
     def count(self, ticket: Ticket) -> None:
         """Resolves to the number of rows."""
+
+def js_json_text(json_text: str) -> str:
+    """``json_text`` as JS's ``JSON.stringify`` writes it (compact, ``1`` for ``1.0``)."""
+
+def js_document_id(doc_json: str) -> str:
+    """JS's document id: the md5 hex of the document's ``JSON.stringify`` text."""

@@ -8,15 +8,14 @@ with a JS app writing to the same collection.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from genkit import Document, GenkitError
 from pydantic import BaseModel
 
+from ._native import js_document_id, js_json_text
 from .errors import VectorStoreError
 from .rag import document_json
 
@@ -31,68 +30,19 @@ __all__ = [
 ]
 
 
-def _js_number(value: float) -> str:
-    """A float as JS's ``JSON.stringify`` writes it (``3`` not ``3.0``, ``1e-7`` not ``1e-07``)."""
-    if not math.isfinite(value):
-        return 'null'
-    if value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if 'e' not in text:
-        return text
-    mantissa, exponent_text = text.split('e')
-    exponent = int(exponent_text)
-    if -7 < exponent < 0:
-        # JS writes 1e-6 <= |x| < 1e-4 in plain decimals; Python's repr already uses exponents.
-        sign = '-' if mantissa.startswith('-') else ''
-        digits = mantissa.lstrip('-').replace('.', '')
-        return f'{sign}0.{"0" * (-exponent - 1)}{digits}'
-    return f'{mantissa}e{"-" if exponent < 0 else "+"}{abs(exponent)}'
-
-
-def _js_text(value: Any, out: list[str]) -> None:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode='json', by_alias=True, exclude_none=True)
-    if value is None or value is True or value is False:
-        out.append(json.dumps(value))
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, int):
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(_js_number(value))
-    elif isinstance(value, Mapping):
-        out.append('{')
-        first = True
-        for key, item in value.items():
-            if not first:
-                out.append(',')
-            first = False
-            out.append(json.dumps(str(key), ensure_ascii=False))
-            out.append(':')
-            _js_text(item, out)
-        out.append('}')
-    elif isinstance(value, (list, tuple)):
-        out.append('[')
-        for position, item in enumerate(value):
-            if position:
-                out.append(',')
-            _js_text(item, out)
-        out.append(']')
-    else:
-        raise TypeError(f'{type(value).__name__} is not JSON-serializable')
-
-
 def js_json(value: Any) -> str:
     """``value`` as compact JSON text, byte-for-byte what JS's ``JSON.stringify`` writes."""
-    out: list[str] = []
-    _js_text(value, out)
-    return ''.join(out)
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode='json', by_alias=True, exclude_none=True)
+    return js_json_text(json.dumps(value, ensure_ascii=False, allow_nan=False))
 
 
 def doc_id(document: Document) -> str:
-    """JS's document id: the md5 of the document's compact JSON (``{"content":[...],"metadata":{...}}``)."""
-    return hashlib.md5(js_json(document_json(document)).encode(), usedforsecurity=False).hexdigest()
+    """JS's document id: the md5 of the document's compact JSON (``{"content":[...],"metadata":{...}}``).
+
+    The same Rust code computes the local store's ids, so every store agrees with JS.
+    """
+    return js_document_id(json.dumps(document_json(document), ensure_ascii=False))
 
 
 def doc_from_data(data: str, data_type: str | None, metadata: dict[str, Any] | None) -> Document:

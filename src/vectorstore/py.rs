@@ -282,3 +282,26 @@ impl LocalVectorIndex {
         )
     }
 }
+
+/// `json_text` re-written as JS's `JSON.stringify` writes it (compact, keys in order, `1`
+/// for `1.0`): the bytes JS plugins hash and send, shared by every store.
+#[pyfunction]
+pub fn js_json_text(json_text: &str) -> PyResult<String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json_text).map_err(|e| Error::InvalidJson {
+            what: "the value".into(),
+            detail: e.to_string(),
+        })?;
+    Ok(super::jsjson::to_compact(&value))
+}
+
+/// JS's document id: the md5 (hex) of the document's `JSON.stringify` text.
+#[pyfunction]
+pub fn js_document_id(doc_json: &str) -> PyResult<String> {
+    let (canonical, _) =
+        super::docid::canonical_doc_json(doc_json).map_err(|detail| Error::InvalidJson {
+            what: "the document".into(),
+            detail,
+        })?;
+    Ok(super::docid::to_hex(&super::docid::doc_id(&canonical)))
+}
