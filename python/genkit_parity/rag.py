@@ -165,6 +165,16 @@ def to_document(value: object, what: str) -> Document:
     )
 
 
+def document_list(value: object, error: Callable[[str], Exception]) -> list[Document]:
+    """``value`` as a list of documents; ``error(message)`` is raised when it is not a list.
+
+    Callers pass ``TypeError`` (a bad argument in Python) or :func:`invalid` (a bad request).
+    """
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise error(f'documents must be a list of documents, not {type(value).__name__}')
+    return [to_document(item, f'documents[{i}]') for i, item in enumerate(value)]
+
+
 def document_json(document: Document) -> dict[str, Any]:
     """A document as JS's ``DocumentData`` JSON (``metadata`` omitted when unset)."""
     dumped: dict[str, Any] = document.model_dump(by_alias=True, exclude_none=True)
@@ -307,10 +317,7 @@ def define_indexer(
 
     async def indexer_action(request: Any) -> None:
         data = _request(request)
-        raw = data.get('documents')
-        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-            raise invalid('documents must be a list of documents')
-        documents = [to_document(item, f'documents[{i}]') for i, item in enumerate(raw)]
+        documents = document_list(data.get('documents'), invalid)
         options = validate_options(config_schema, data.get('options'))
         await _call(fn, documents, options)
 
@@ -365,10 +372,7 @@ def define_reranker(
     async def reranker_action(request: Any) -> dict[str, Any]:
         data = _request(request)
         query = to_document(data.get('query'), 'query')
-        raw = data.get('documents')
-        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-            raise invalid('documents must be a list of documents')
-        documents = [to_document(item, f'documents[{i}]') for i, item in enumerate(raw)]
+        documents = document_list(data.get('documents'), invalid)
         options = validate_options(config_schema, data.get('options'))
         ranked = _documents(await _call(fn, query, documents, options), f'reranker {name!r}')
         return {'documents': _ranked(ranked, name)}
@@ -507,9 +511,7 @@ async def retrieve(registry: Any, *, retriever: object, query: object, options: 
 async def index(registry: Any, *, indexer: object, documents: Sequence[object], options: Any = None) -> None:
     """Run an indexer on ``documents`` (JS ``ai.index``)."""
     action = await _resolve(registry, 'indexer', indexer)
-    if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)):
-        raise TypeError(f'documents must be a list of documents, not {type(documents).__name__}')
-    docs = [document_json(to_document(doc, f'documents[{i}]')) for i, doc in enumerate(documents)]
+    docs = [document_json(doc) for doc in document_list(documents, TypeError)]
     await action.run(_with_options({'documents': docs}, options))
 
 
@@ -518,9 +520,7 @@ async def rerank(
 ) -> list[RankedDocument]:
     """Run a reranker (JS ``ai.rerank``); documents come back in the reranker's order."""
     action = await _resolve(registry, 'reranker', reranker)
-    if not isinstance(documents, Sequence) or isinstance(documents, (str, bytes)):
-        raise TypeError(f'documents must be a list of documents, not {type(documents).__name__}')
-    docs = [document_json(to_document(doc, f'documents[{i}]')) for i, doc in enumerate(documents)]
+    docs = [document_json(doc) for doc in document_list(documents, TypeError)]
     request = _with_options({'query': document_json(to_document(query, 'query')), 'documents': docs}, options)
     response = (await action.run(request)).response
     return [RankedDocument.model_validate(doc) for doc in _documents_json(response)]
