@@ -29,7 +29,9 @@ mod _native {
         gemini_config_json_schema, generation_common_config_schema, normalize_json_schema,
     };
     #[pymodule_export]
-    use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
+    use crate::session::py::{
+        DiskStoreCore, MemoryStoreCore, SharedStoreCore, py_validate_session_id,
+    };
     #[pymodule_export]
     use crate::telemetry::py::{SpanSink, adjust_span_attributes};
 

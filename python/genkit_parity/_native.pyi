@@ -15,6 +15,7 @@ __all__ = [
     'DiskStoreCore',
     'FetchLease',
     'MemoryStoreCore',
+    'SharedStoreCore',
     'OperationPoller',
     'Ticket',
     'adjust_span_attributes',
@@ -63,6 +64,38 @@ class DiskStoreCore:
     def replace_thread(self, ticket: Ticket, session_id: str, thread: str, messages: list[str]) -> None: ...
     def set_state(self, ticket: Ticket, session_id: str, state_json: str | None) -> None: ...
     def delete(self, ticket: Ticket, session_id: str) -> None: ...
+
+@final
+class SharedStoreCore:
+    """Redis or PostgreSQL store with versioned commits; operations report through ``ticket``."""
+
+    @staticmethod
+    def redis(
+        url: str, /, *, prefix: str, ttl: float | None, on_conflict: str, timeout: float
+    ) -> SharedStoreCore: ...
+    @staticmethod
+    def postgres(
+        dsn: str, /, *, table_prefix: str, ttl: float | None, on_conflict: str, timeout: float, pool_size: int
+    ) -> SharedStoreCore: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    def load(self, ticket: Ticket, session_id: str) -> None: ...
+    def load_versioned(self, ticket: Ticket, session_id: str) -> None: ...
+    def save(self, ticket: Ticket, session_id: str, data_json: str) -> None: ...
+    def delete(self, ticket: Ticket, session_id: str) -> None: ...
+    def commit(
+        self,
+        ticket: Ticket,
+        session_id: str,
+        *,
+        turn_id: str | None,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str,
+        state_json: str | None,
+    ) -> None: ...
 
 @final
 class CompletionQueue:
