@@ -19,7 +19,7 @@ mod _native {
     #[pymodule_export]
     use crate::dap::py::{DapCache, DapSnapshot, FetchLease};
     #[pymodule_export]
-    use crate::operation::py::{OperationPoller, normalize_operation};
+    use crate::operation::py::{OperationPoller, OperationStoreCore, normalize_operation};
     #[pymodule_export]
     use crate::partial_json::py::{ArrayItemsStream, JsonStream, parse_strict_json};
     #[pymodule_export]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._genkit import Genkit, GenkitParityMixin, extend
 from ._native import __version__
-from .background import Operation
+from .background import Operation, OperationStore, PostgresOperationStore, RedisOperationStore
 from .chat import Chat, ChatStreamResponse
 from .errors import (
     CorruptSessionError,
@@ -47,8 +47,11 @@ __all__ = [
     'InvalidOperationError',
     'NotFoundError',
     'Operation',
+    'OperationStore',
     'OperationTimeoutError',
+    'PostgresOperationStore',
     'PostgresSessionStore',
+    'RedisOperationStore',
     'RedisSessionStore',
     'Session',
     'SessionConflictError',

@@ -16,6 +16,7 @@ __all__ = [
     'FetchLease',
     'MemoryStoreCore',
     'SharedStoreCore',
+    'OperationStoreCore',
     'OperationPoller',
     'Ticket',
     'adjust_span_attributes',
@@ -120,6 +121,17 @@ class Ticket:
 
 def normalize_operation(json: str) -> str:
     """Validate an Operation (JSON) and return it normalised; InvalidOperationError names the field."""
+
+@final
+class OperationStoreCore:
+    """Redis or PostgreSQL operation store; calls report through ``ticket``."""
+
+    @staticmethod
+    def redis(url: str, /, *, prefix: str, ttl: float, timeout: float) -> OperationStoreCore: ...
+    @staticmethod
+    def postgres(dsn: str, /, *, table_prefix: str, ttl: float, timeout: float) -> OperationStoreCore: ...
+    def put(self, ticket: Ticket, operation_json: str) -> None: ...
+    def get(self, ticket: Ticket, id: str) -> None: ...
 
 @final
 class OperationPoller:
