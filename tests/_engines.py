@@ -202,3 +202,45 @@ def finish(processes: list[subprocess.Popen[str]], timeout: float = 240) -> list
         assert process.returncode == 0, stderr
         results.append(json.loads(stdout.strip().splitlines()[-1]))
     return results
+
+
+class TcpProxy:
+    """A loopback TCP relay the test controls: pass traffic, or swallow the server's replies.
+
+    With ``drop_replies`` set, requests still reach the server but nothing comes back: the
+    worst partition for a writer (its write may have been applied; it cannot know).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream_port = upstream_port
+        self.drop_replies = False
+        self._listener = socket.create_server(('127.0.0.1', 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(('127.0.0.1', self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, is_reply: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if not (is_reply and self.drop_replies):
+                    sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
