@@ -79,8 +79,8 @@ test-python: build-dev services $(TELEMETRY_SERVER) ## The pytest suite
 test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 
 .PHONY: bench
-bench: build-release $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
-	$(PY) -m pip install --quiet -c constraints.txt jiter
+bench: build-release services $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
+	$(PY) -m pip install --quiet -c constraints.txt jiter redis psycopg psycopg-binary
 	$(PY) benches/run.py
 
 .PHONY: clean
