@@ -241,6 +241,7 @@ async def baseline():
         await store.append(sid, [msg(f'{name}-{i}', 'user'), msg(f're {name}-{i}', 'model')])
 
 asyncio.run(ours() if engine.startswith('ours') else baseline())
+print('done', flush=True)
 """
 
 
@@ -266,8 +267,12 @@ def run_writers(engine: str, location: str, sid: str) -> float:
         proc.stdin.write('go\n')
         proc.stdin.flush()
     for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == 'done\n', f'{engine} writer failed'
+    # Timed to the last writer's last turn, not to interpreter shutdown.
+    elapsed = time.perf_counter() - began
+    for proc in procs:
         assert proc.wait(timeout=600) == 0, f'{engine} writer failed'
-    return time.perf_counter() - began
+    return elapsed
 
 
 async def count_messages(engine: str, location: str, sid: str) -> int:
