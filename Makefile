@@ -116,7 +116,7 @@ test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
 # numpy is measured at its best: without the OpenBLAS overrides some machines set.
 .PHONY: bench
 bench: build-release services pgvector $(TELEMETRY_SERVER) $(DEV_LOCAL_VECTORSTORE) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md
-	$(PY) -m pip install --quiet -c constraints.txt jiter numpy faiss-cpu threadpoolctl 'psycopg[binary]==3.3.6' 'pgvector==0.5.1' 'chromadb==1.5.9'
+	$(PY) -m pip install --quiet -c constraints.txt jiter numpy faiss-cpu threadpoolctl redis 'psycopg[binary]' 'pgvector==0.5.1' 'chromadb==1.5.9'
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benches/run.py
 
 .PHONY: clean

@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_dap
+import bench_distributed
 import bench_formats
 import bench_operations
 import bench_sessions
@@ -41,6 +42,7 @@ def main() -> None:
         header(),
         bench_sessions.main(),
         bench_operations.main(),
+        bench_distributed.main(),
         bench_dap.main(),
         bench_formats.main(),
         bench_tracing.main(),

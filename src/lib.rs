@@ -20,7 +20,7 @@ mod _native {
     #[pymodule_export]
     use crate::dap::py::{DapCache, DapSnapshot, FetchLease};
     #[pymodule_export]
-    use crate::operation::py::{OperationPoller, normalize_operation};
+    use crate::operation::py::{OperationPoller, OperationStoreCore, normalize_operation};
     #[pymodule_export]
     use crate::partial_json::py::{ArrayItemsStream, JsonStream, parse_strict_json};
     #[pymodule_export]
@@ -30,7 +30,9 @@ mod _native {
         gemini_config_json_schema, generation_common_config_schema, normalize_json_schema,
     };
     #[pymodule_export]
-    use crate::session::py::{DiskStoreCore, MemoryStoreCore, py_validate_session_id};
+    use crate::session::py::{
+        DiskStoreCore, MemoryStoreCore, SharedStoreCore, py_validate_session_id,
+    };
     #[pymodule_export]
     use crate::telemetry::py::{LogSink, SpanSink, adjust_span_attributes};
     #[pymodule_export]

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from ._genkit import Genkit, GenkitParityMixin, extend
 from ._native import __version__
-from .background import Operation
+from .background import Operation, OperationStore, PostgresOperationStore, RedisOperationStore
 from .chat import Chat, ChatStreamResponse
 from .errors import (
     CorruptSessionError,
     CorruptVectorStoreError,
     InvalidOperationError,
     InvalidVectorError,
+    NotFoundError,
     OperationTimeoutError,
+    SessionConflictError,
+    SessionLostError,
     SessionStoreError,
+    StoreEngineError,
     VectorIndexNotFoundError,
     VectorStoreError,
 )
@@ -38,6 +42,8 @@ from .session import MAIN_THREAD, Session, current_session
 from .stores import (
     FileSessionStore,
     InMemorySessionStore,
+    PostgresSessionStore,
+    RedisSessionStore,
     SessionStore,
     SqliteSessionStore,
     default_store,
@@ -67,17 +73,26 @@ __all__ = [
     'InMemorySessionStore',
     'InvalidOperationError',
     'InvalidVectorError',
+    'NotFoundError',
     'Operation',
+    'OperationStore',
     'OperationTimeoutError',
     'RankedDocument',
     'reranker_ref',
     'RerankerRef',
     'retriever_ref',
     'RetrieverRef',
+    'PostgresOperationStore',
+    'PostgresSessionStore',
+    'RedisOperationStore',
+    'RedisSessionStore',
     'Session',
+    'SessionConflictError',
+    'SessionLostError',
     'SessionStore',
     'SessionStoreError',
     'SqliteSessionStore',
+    'StoreEngineError',
     'TelemetryConfig',
     'VectorIndexNotFoundError',
     'VectorStoreError',

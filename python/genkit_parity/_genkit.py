@@ -466,7 +466,7 @@ class GenkitParityMixin(_GenkitBase):
 
     async def check_operation(
         self,
-        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        operation: Operation | genkit.model.Operation | Mapping[str, Any] | str,
         *,
         context: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
@@ -483,7 +483,7 @@ class GenkitParityMixin(_GenkitBase):
 
     async def cancel_operation(
         self,
-        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        operation: Operation | genkit.model.Operation | Mapping[str, Any] | str,
         *,
         context: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
@@ -493,7 +493,7 @@ class GenkitParityMixin(_GenkitBase):
 
     async def wait_for_operation(
         self,
-        operation: Operation | genkit.model.Operation | Mapping[str, Any],
+        operation: Operation | genkit.model.Operation | Mapping[str, Any] | str,
         *,
         interval: float = 1.0,
         max_interval: float = 30.0,
@@ -543,6 +543,10 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
             the output does not match the schema, as JS does (default: genkit's behaviour,
             ``output`` None and ``response.error`` set). A per-call ``strict_output=``
             overrides it.
+        operation_store: a :class:`RedisOperationStore` or :class:`PostgresOperationStore`:
+            started operations are stored there, and ``check_operation`` /
+            ``wait_for_operation`` take an operation or its id from any worker; a done
+            operation comes from the store without asking the provider again.
         **kwargs: genkit's ``Genkit`` keyword arguments.
 
     Example:
@@ -555,13 +559,28 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
     """
 
     def __init__(
-        self, *args: Any, fast_formats: bool = True, strict_output: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        fast_formats: bool = True,
+        strict_output: bool = False,
+        operation_store: background.OperationStore | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        _configure(self, fast_formats=fast_formats, strict_output=strict_output)
+        _configure(
+            self, fast_formats=fast_formats, strict_output=strict_output, operation_store=operation_store
+        )
 
 
-def _configure(ai: GenkitParityMixin, *, fast_formats: bool | None, strict_output: bool | None) -> None:
+def _configure(
+    ai: GenkitParityMixin,
+    *,
+    fast_formats: bool | None,
+    strict_output: bool | None,
+    operation_store: background.OperationStore | None = None,
+) -> None:
+    if operation_store is not None:
+        background.set_operation_store(ai.registry, operation_store)
     """Apply the options that were given (None leaves a setting as it is)."""
     if fast_formats is not None and not isinstance(fast_formats, bool):
         raise TypeError('fast_formats and strict_output must be bools')
@@ -577,18 +596,27 @@ def _configure(ai: GenkitParityMixin, *, fast_formats: bool | None, strict_outpu
 _extended_classes: dict[type, type] = {}
 
 
-def extend(ai: G, *, fast_formats: bool | None = None, strict_output: bool | None = None) -> G:
+def extend(
+    ai: G,
+    *,
+    fast_formats: bool | None = None,
+    strict_output: bool | None = None,
+    operation_store: background.OperationStore | None = None,
+) -> G:
     """Add genkit-parity's methods to an existing ``Genkit`` (or ``genkit.exp.Genkit``).
 
     The instance's class is swapped for a subclass that also has the mixin, so
-    ``isinstance`` checks keep working. Returns the same instance. ``fast_formats`` and
+    ``isinstance`` checks keep working. Returns the same instance. ``operation_store``,
+    ``fast_formats`` and
     ``strict_output`` are as for :class:`Genkit` (defaults: True and False). On an instance
     already extended, only the options passed change; the others stay as they are.
     """
     if not isinstance(ai, _GENKIT_CLASS):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if isinstance(ai, GenkitParityMixin):
-        _configure(ai, fast_formats=fast_formats, strict_output=strict_output)
+        _configure(
+            ai, fast_formats=fast_formats, strict_output=strict_output, operation_store=operation_store
+        )
         return ai
     fast_formats = True if fast_formats is None else fast_formats
     strict_output = False if strict_output is None else strict_output
@@ -600,5 +628,10 @@ def extend(ai: G, *, fast_formats: bool | None = None, strict_output: bool | Non
         )
         _extended_classes[base] = extended
     ai.__class__ = extended
-    _configure(cast(GenkitParityMixin, ai), fast_formats=fast_formats, strict_output=strict_output)
+    _configure(
+        cast(GenkitParityMixin, ai),
+        fast_formats=fast_formats,
+        strict_output=strict_output,
+        operation_store=operation_store,
+    )
     return ai

@@ -17,6 +17,8 @@ __all__ = [
     'DiskStoreCore',
     'FetchLease',
     'MemoryStoreCore',
+    'SharedStoreCore',
+    'OperationStoreCore',
     'OperationPoller',
     'PgVectorEngine',
     'PgVectorTable',
@@ -71,6 +73,38 @@ class DiskStoreCore:
     def delete(self, ticket: Ticket, session_id: str) -> None: ...
 
 @final
+class SharedStoreCore:
+    """Redis or PostgreSQL store with versioned commits; operations report through ``ticket``."""
+
+    @staticmethod
+    def redis(
+        url: str, /, *, prefix: str, ttl: float | None, on_conflict: str, timeout: float
+    ) -> SharedStoreCore: ...
+    @staticmethod
+    def postgres(
+        dsn: str, /, *, table_prefix: str, ttl: float | None, on_conflict: str, timeout: float, pool_size: int
+    ) -> SharedStoreCore: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    def load(self, ticket: Ticket, session_id: str) -> None: ...
+    def load_versioned(self, ticket: Ticket, session_id: str) -> None: ...
+    def save(self, ticket: Ticket, session_id: str, data_json: str) -> None: ...
+    def delete(self, ticket: Ticket, session_id: str) -> None: ...
+    def commit(
+        self,
+        ticket: Ticket,
+        session_id: str,
+        *,
+        turn_id: str | None,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str,
+        state_json: str | None,
+    ) -> None: ...
+
+@final
 class CompletionQueue:
     """Finished core jobs for one event loop; readable ``fileno()`` means work to drain."""
 
@@ -93,6 +127,17 @@ class Ticket:
 
 def normalize_operation(json: str) -> str:
     """Validate an Operation (JSON) and return it normalised; InvalidOperationError names the field."""
+
+@final
+class OperationStoreCore:
+    """Redis or PostgreSQL operation store; calls report through ``ticket``."""
+
+    @staticmethod
+    def redis(url: str, /, *, prefix: str, ttl: float, timeout: float) -> OperationStoreCore: ...
+    @staticmethod
+    def postgres(dsn: str, /, *, table_prefix: str, ttl: float, timeout: float) -> OperationStoreCore: ...
+    def put(self, ticket: Ticket, operation_json: str) -> None: ...
+    def get(self, ticket: Ticket, id: str) -> None: ...
 
 @final
 class OperationPoller:

@@ -22,12 +22,15 @@ from genkit.model import Operation as GenkitOperation
 from pydantic import BaseModel, ConfigDict
 
 from . import _compat, _native, _runtime
-from .errors import InvalidOperationError, OperationTimeoutError
+from .errors import InvalidOperationError, NotFoundError, OperationTimeoutError
 from .schemas import dev_ui_schema, generation_common_config_schema
 
 __all__ = [
     'OPERATION_JSON_SCHEMA',
     'Operation',
+    'OperationStore',
+    'PostgresOperationStore',
+    'RedisOperationStore',
     'cancel_operation',
     'check_operation',
     'define_background_action',
@@ -200,7 +203,9 @@ def _define(
     run_cancel = _adapt(cancel, 'cancel') if cancel is not None else None
 
     async def start_fn(input: Any, ctx: ActionRunContext) -> Operation:
-        return _stamped(await run_start(input, ctx), key, f'{name} start')
+        started = _stamped(await run_start(input, ctx), key, f'{name} start')
+        store = _operation_stores.get(registry)
+        return started if store is None else await store.put(started)
 
     async def check_fn(operation: Operation, ctx: ActionRunContext) -> Operation:
         return _stamped(await run_check(to_operation(operation), ctx), key, f'{name} check')
@@ -327,6 +332,105 @@ def _operation_context(
 
 
 # Resolved background actions per registry and start key, with the key's registry address.
+def _operation_json(operation: Operation) -> str:
+    return operation.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class OperationStore:
+    """Where operations live so that any worker can check them (base; see the two stores below).
+
+    ``id -> latest Operation``; ``done`` never reverts (a stale not-done write over a done
+    operation is ignored), and an entry expires ``ttl`` seconds after its last write.
+    Pass one as ``Genkit(operation_store=...)`` or ``extend(ai, operation_store=...)``: every
+    started operation is stored, and ``check_operation`` / ``wait_for_operation`` accept an
+    operation or just its id, from any worker.
+    """
+
+    _core: _native.OperationStoreCore
+
+    async def put(self, operation: object) -> Operation:
+        """Store ``operation`` unless it would revert a done one; return what is stored now."""
+        text = _operation_json(to_operation(operation))
+        stored: str = await _runtime.call(lambda ticket: self._core.put(ticket, text))
+        return Operation.model_validate_json(stored)
+
+    async def get(self, operation_id: str) -> Operation | None:
+        """The stored operation, or None for an unknown or expired id."""
+        if not isinstance(operation_id, str):
+            raise TypeError(f'operation_id must be a str, not {type(operation_id).__name__}')
+        stored: str | None = await _runtime.call(lambda ticket: self._core.get(ticket, operation_id))
+        return None if stored is None else Operation.model_validate_json(stored)
+
+
+def _seconds(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f'{name} must be a number of seconds, not {type(value).__name__}')
+    return float(value)
+
+
+class RedisOperationStore(OperationStore):
+    """Operations in Redis (``<prefix>:op:{<id>}``), expiring ``ttl`` seconds after the last write.
+
+    Example:
+        >>> store = RedisOperationStore('redis://127.0.0.1:6379/0', ttl=3600)
+
+    """
+
+    def __init__(self, url: str, *, prefix: str = 'genkit', ttl: float = 86400, timeout: float = 5.0) -> None:
+        """Connect lazily to ``url``; failures are retried for ``timeout`` seconds, then UNAVAILABLE."""
+        if not isinstance(url, str) or not isinstance(prefix, str):
+            raise TypeError('url and prefix must be str')
+        self._core = _native.OperationStoreCore.redis(
+            url, prefix=prefix, ttl=_seconds(ttl, 'ttl'), timeout=_seconds(timeout, 'timeout')
+        )
+
+
+class PostgresOperationStore(OperationStore):
+    """Operations in PostgreSQL (table ``<table_prefix>operations``, created on first use).
+
+    Example:
+        >>> store = PostgresOperationStore('postgresql://postgres@127.0.0.1:5432/postgres')
+
+    """
+
+    def __init__(
+        self, dsn: str, *, table_prefix: str = 'genkit_', ttl: float = 86400, timeout: float = 5.0
+    ) -> None:
+        """Connect lazily to ``dsn``; failures are retried for ``timeout`` seconds, then UNAVAILABLE."""
+        if not isinstance(dsn, str) or not isinstance(table_prefix, str):
+            raise TypeError('dsn and table_prefix must be str')
+        self._core = _native.OperationStoreCore.postgres(
+            dsn, table_prefix=table_prefix, ttl=_seconds(ttl, 'ttl'), timeout=_seconds(timeout, 'timeout')
+        )
+
+
+_operation_stores: weakref.WeakKeyDictionary[Any, OperationStore] = weakref.WeakKeyDictionary()
+
+
+def set_operation_store(registry: Any, store: OperationStore | None) -> None:
+    """Make ``store`` the operation store of ``registry`` (None removes it)."""
+    if store is None:
+        _operation_stores.pop(registry, None)
+    elif not isinstance(store, OperationStore):
+        raise TypeError(
+            'operation_store must be a RedisOperationStore or PostgresOperationStore, '
+            f'not {type(store).__name__}'
+        )
+    else:
+        _operation_stores[registry] = store
+
+
+async def _current(registry: Any, operation: object) -> Operation:
+    """The operation to act on: an id is looked up in the registry's store (NOT_FOUND if absent)."""
+    store = _operation_stores.get(registry)
+    if store is not None and isinstance(operation, str) and not operation.lstrip().startswith('{'):
+        found = await store.get(operation)
+        if found is None:
+            raise NotFoundError(f'operation {operation!r} is unknown or has expired')
+        return found
+    return to_operation(operation)
+
+
 # An entry is used only while the registry still holds the same start action at that
 # address, so redefinitions are seen.
 _resolved: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[Any, str] | None, BackgroundAction[Any]]]] = (
@@ -386,7 +490,16 @@ async def check_operation(
     config: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Check an operation once (JS ``checkOperation``); see ``Genkit.check_operation``."""
-    return await _run_operation(registry, operation, context, config, cancel=False)
+    store = _operation_stores.get(registry)
+    if store is None:
+        return await _run_operation(registry, operation, context, config, cancel=False)
+    op = await _current(registry, operation)
+    if op.done:
+        return op
+    stored = await store.get(op.id)
+    if stored is not None and stored.done:
+        return stored  # finished (seen by another worker): the provider is not asked again
+    return await store.put(await _run_operation(registry, op, context, config, cancel=False))
 
 
 async def cancel_operation(
@@ -397,7 +510,11 @@ async def cancel_operation(
     config: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Cancel an operation (JS ``cancelOperation``); see ``Genkit.cancel_operation``."""
-    return await _run_operation(registry, operation, context, config, cancel=True)
+    store = _operation_stores.get(registry)
+    if store is None:
+        return await _run_operation(registry, operation, context, config, cancel=True)
+    op = await _current(registry, operation)
+    return await store.put(await _run_operation(registry, op, context, config, cancel=True))
 
 
 async def wait_for_operation(
@@ -413,7 +530,7 @@ async def wait_for_operation(
     config: Mapping[str, Any] | None = None,
 ) -> Operation:
     """Poll until the operation is done; see ``Genkit.wait_for_operation``."""
-    op = to_operation(operation)
+    op = await _current(registry, operation)
     poller = _native.OperationPoller(
         interval=interval, max_interval=max_interval, multiplier=multiplier, jitter=jitter, timeout=timeout
     )

@@ -356,8 +356,10 @@ class Chat:
             await session._commit_thread(
                 self._thread, messages, first_new=len(self._messages) if appendable else None
             )
-            self._messages = messages
-            self._stored_len = len(messages)
+            # The stored thread, which on shared stores includes turns other workers
+            # committed meanwhile.
+            self._messages = list(session._threads.get(self._thread, messages))
+            self._stored_len = len(self._messages)
             self._seen_version = session._thread_version(self._thread)
             self._turns += 1
             return response

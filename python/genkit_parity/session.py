@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,7 +20,7 @@ from genkit import GenkitError, Message
 from . import _native
 from ._json import coerce_messages, dumps_value, message_from_data, message_to_data, message_to_json
 from .errors import CorruptSessionError
-from .stores import InMemorySessionStore, NativeSessionStore, SessionStore
+from .stores import Committed, InMemorySessionStore, NativeSessionStore, SessionStore, SharedSessionStore
 
 if TYPE_CHECKING:
     from ._genkit import GenkitParityMixin
@@ -91,6 +93,7 @@ class Session:
         threads: Mapping[str, list[Message]] | None = None,
         incremental: bool = False,
         load_on_first_use: bool = False,
+        version: int = 0,
     ) -> None:
         """Use :meth:`Genkit.create_session` / :meth:`Genkit.load_session` instead."""
         self._ai = ai
@@ -105,6 +108,8 @@ class Session:
         # the store held under its id (JS createSession semantics).
         self._incremental = incremental
         self._load_on_first_use = load_on_first_use
+        # Shared stores: the store version this copy reflects (what the next commit expects).
+        self._version = version
         # Bumped whenever a thread changes, so chats on the same thread notice each other.
         self._thread_versions: dict[str, int] = {}
         self._turn_locks: dict[str, asyncio.Lock] = {}
@@ -121,6 +126,15 @@ class Session:
     def store(self) -> SessionStore:
         """Where this session persists."""
         return self._store
+
+    @property
+    def version(self) -> int:
+        """The store's version of this session as last loaded or saved here.
+
+        Shared stores (Redis, PostgreSQL) count one per committed turn or state update;
+        other stores keep no versions (always 0).
+        """
+        return self._version
 
     @property
     def state(self) -> Any:
@@ -149,7 +163,20 @@ class Session:
         new_state = {**(current or {}), **patch}
         state_json = dumps_value(new_state, what='state')
         async with self._write_lock:
-            if self._incremental and isinstance(self._store, NativeSessionStore):
+            shared = self._shared()
+            if self._incremental and shared is not None:
+                # Only the changed keys travel: they merge onto whatever another worker stored.
+                done = await shared._commit(
+                    self._id,
+                    turn_id=uuid.uuid4().hex,
+                    expected_version=self._version,
+                    threads=[],
+                    state_mode='merge',
+                    state_json=dumps_value(dict(patch), what='state'),
+                )
+                self._version = done.version
+                self._state = None if done.state_json is None else json.loads(done.state_json)
+            elif self._incremental and isinstance(self._store, NativeSessionStore):
                 await self._store._set_state(self._id, state_json)
                 self._state = new_state
             else:
@@ -161,11 +188,20 @@ class Session:
                     raise
 
     async def update_messages(self, thread: str, messages: Sequence[Message | Mapping[str, Any]]) -> None:
-        """Replace a thread's messages and persist them."""
+        """Replace a thread's messages and persist them.
+
+        When ``messages`` extends the thread as held (same messages first), only the new
+        tail is written; anything else (a replaced preamble, a shorter list) replaces the
+        thread.
+        """
         thread = validate_thread(thread)
         converted = coerce_messages(messages, what='messages')
         await self._ensure_loaded()
-        await self._commit_thread(thread, converted, first_new=None)
+        current = self._threads.get(thread, [])
+        extends = len(converted) >= len(current) and all(
+            new is old or new == old for new, old in zip(converted, current, strict=False)
+        )
+        await self._commit_thread(thread, converted, first_new=len(current) if extends else None)
 
     def chat(self, *args: Any, thread: str | None = None, preamble: Any = None, **options: Any) -> Chat:
         """Open a chat on a thread of this session (``'main'`` by default).
@@ -229,6 +265,10 @@ class Session:
             lock = self._turn_locks[thread] = asyncio.Lock()
         return lock
 
+    def _shared(self) -> SharedSessionStore | None:
+        store = self._store
+        return store if isinstance(store, SharedSessionStore) else None
+
     def _thread_version(self, thread: str) -> int:
         return self._thread_versions.get(thread, 0)
 
@@ -239,7 +279,8 @@ class Session:
         async with self._write_lock:
             if not self._load_on_first_use:
                 return
-            data = await self._store.get(self._id)
+            data, version = await read_session(self._store, self._id)
+            self._version = version
             if data is not None:
                 state, threads = parse_session_data(self._id, data)
                 self._state = state if self._state is None else self._state
@@ -254,7 +295,10 @@ class Session:
         """Persist a thread, then make it the session's. ``first_new`` marks an append."""
         async with self._write_lock:
             store = self._store
-            if self._incremental and isinstance(store, NativeSessionStore):
+            shared = self._shared()
+            if self._incremental and shared is not None:
+                await self._commit_shared(shared, thread, messages, first_new)
+            elif self._incremental and isinstance(store, NativeSessionStore):
                 if first_new is None:
                     await store._replace_thread(self._id, thread, [message_to_json(m) for m in messages])
                 else:
@@ -273,9 +317,36 @@ class Session:
                     raise
             self._thread_versions[thread] = self._thread_version(thread) + 1
 
+    async def _commit_shared(
+        self, store: SharedSessionStore, thread: str, messages: list[Message], first_new: int | None
+    ) -> None:
+        """One versioned commit of a thread; the thread then includes what others stored."""
+        held = self._threads.get(thread, [])
+        append = first_new is not None and first_new == len(held)
+        start = first_new if append and first_new is not None else 0
+        done: Committed = await store._commit(
+            self._id,
+            turn_id=uuid.uuid4().hex,
+            expected_version=self._version,
+            threads=[(thread, len(held), not append, [message_to_json(m) for m in messages[start:]])],
+        )
+        unseen = [message_from_data(json.loads(text)) for text in done.unseen.get(thread, [])]
+        if not append:
+            self._threads[thread] = messages
+        elif done.duplicate:
+            self._threads[thread] = messages[:start] + unseen
+        else:
+            self._threads[thread] = messages[:start] + unseen + messages[start:]
+        self._version = done.version
+
     async def _save_whole(self) -> None:
         store = self._store
-        if isinstance(store, NativeSessionStore):
+        if isinstance(store, SharedSessionStore):
+            # A new session's first write replaces whatever the id held (JS createSession).
+            await store._save(self._id, dumps_value(self.to_json(), what='session'))
+            loaded = await store._load_versioned(self._id)
+            self._version = 0 if loaded is None else loaded[1]
+        elif isinstance(store, NativeSessionStore):
             await store._save(self._id, dumps_value(self.to_json(), what='session'))
         else:
             await store.save(self._id, self.to_json())
@@ -344,8 +415,26 @@ async def load_session(ai: GenkitParityMixin, session_id: object, *, store: obje
     if not isinstance(session_id, str):
         raise TypeError(f'session_id must be a str, not {type(session_id).__name__}')
     sid = _native.validate_session_id(session_id)
-    data = await checked_store.get(sid)
+    data, version = await read_session(checked_store, sid)
     if data is None:
         return Session(ai, session_id=sid, store=checked_store, incremental=True)
     state, threads = parse_session_data(sid, data)
-    return Session(ai, session_id=sid, store=checked_store, state=state, threads=threads, incremental=True)
+    return Session(
+        ai,
+        session_id=sid,
+        store=checked_store,
+        state=state,
+        threads=threads,
+        incremental=True,
+        version=version,
+    )
+
+
+async def read_session(store: SessionStore, session_id: str) -> tuple[dict[str, Any] | None, int]:
+    """A store's session data and version (0 for stores that keep none)."""
+    if isinstance(store, SharedSessionStore):
+        loaded = await store._load_versioned(session_id)
+        if loaded is None:
+            return None, 0
+        return dict(json.loads(loaded[0])), loaded[1]
+    return await store.get(session_id), 0

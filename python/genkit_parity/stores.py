@@ -27,6 +27,8 @@ __all__ = [
     'DEFAULT_STORE_DIR',
     'FileSessionStore',
     'InMemorySessionStore',
+    'PostgresSessionStore',
+    'RedisSessionStore',
     'SessionStore',
     'SqliteSessionStore',
     'default_store',
@@ -222,6 +224,189 @@ class SqliteSessionStore(_DiskSessionStore):
     def path(self) -> Path:
         """The database file."""
         return self._core.location
+
+
+class Committed:
+    """What a versioned commit did (see ``SharedStoreCore.commit``)."""
+
+    __slots__ = ('duplicate', 'state_json', 'unseen', 'version')
+
+    def __init__(
+        self, version: int, duplicate: bool, unseen: dict[str, list[str]], state_json: str | None
+    ) -> None:
+        self.version = version
+        self.duplicate = duplicate
+        self.unseen = unseen
+        self.state_json = state_json
+
+
+def _check_on_conflict(on_conflict: object) -> str:
+    if on_conflict not in ('append', 'error'):
+        raise ValueError(f"on_conflict must be 'append' or 'error', not {on_conflict!r}")
+    return str(on_conflict)
+
+
+def _check_seconds(value: object, name: str, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f'{name} must be a number of seconds, not {type(value).__name__}')
+    return float(value)
+
+
+class SharedSessionStore(NativeSessionStore):
+    """Base of the stores many processes share (Redis, PostgreSQL); not instantiated directly.
+
+    Every session has a version; a chat turn or state update is one atomic commit of its
+    delta against the version the session was loaded at, carrying a turn id so a retried
+    commit is stored once. What another worker committed meanwhile is never overwritten:
+    with ``on_conflict='append'`` the turn goes after it (and the session sees it), with
+    ``on_conflict='error'`` the save raises :class:`~genkit_parity.SessionConflictError`
+    (``ABORTED``) so the caller reloads and redoes the turn.
+    """
+
+    _core: _native.SharedStoreCore
+    _on_conflict: str
+
+    @property
+    def on_conflict(self) -> str:
+        """``'append'`` or ``'error'``."""
+        return self._on_conflict
+
+    @property
+    def target(self) -> str:
+        """The server, as ``host:port``."""
+        return self._core.target
+
+    async def delete(self, session_id: str) -> bool:
+        """Remove a session; True if it existed."""
+        session_id = _check_id(session_id)
+        deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
+        return deleted
+
+    async def _load(self, session_id: str) -> str | None:
+        text: str | None = await _runtime.call(lambda ticket: self._core.load(ticket, session_id))
+        return text
+
+    async def _load_versioned(self, session_id: str) -> tuple[str, int] | None:
+        loaded: tuple[str, int] | None = await _runtime.call(
+            lambda ticket: self._core.load_versioned(ticket, session_id)
+        )
+        return loaded
+
+    async def _save(self, session_id: str, data_json: str) -> None:
+        await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
+
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        turn_id: str,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str = 'keep',
+        state_json: str | None = None,
+    ) -> Committed:
+        version, duplicate, unseen, state = await _runtime.call(
+            lambda ticket: self._core.commit(
+                ticket,
+                session_id,
+                turn_id=turn_id,
+                expected_version=expected_version,
+                threads=threads,
+                state_mode=state_mode,
+                state_json=state_json,
+            )
+        )
+        return Committed(version, duplicate, dict(unseen), state)
+
+
+class RedisSessionStore(SharedSessionStore):
+    """Sessions in Redis, shared by every worker that uses the same ``url`` and ``prefix``.
+
+    Each write is one Lua script on a multiplexed connection (atomic on the server); all
+    keys of a session share a hash tag, so a session lives in one cluster slot. ``ttl``
+    (seconds) expires a session that has not been written for that long. If Redis loses a
+    session a worker holds (restarted without persistence), that worker's next save raises
+    :class:`~genkit_parity.SessionLostError` instead of re-creating a partial copy.
+    Connection failures are retried for up to ``timeout`` seconds, then raise
+    :class:`~genkit_parity.SessionStoreError` (``UNAVAILABLE``) naming ``host:port``.
+
+    Example:
+        >>> store = RedisSessionStore('redis://127.0.0.1:6379/0', prefix='docs-example')
+        >>> store.target
+        '127.0.0.1:6379'
+
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = 'genkit',
+        ttl: float | None = None,
+        on_conflict: str = 'append',
+        timeout: float = 5.0,
+    ) -> None:
+        """Connect lazily to ``url`` (``redis://[user:password@]host:port/db``)."""
+        if not isinstance(url, str):
+            raise TypeError(f'url must be a str, not {type(url).__name__}')
+        if not isinstance(prefix, str):
+            raise TypeError(f'prefix must be a str, not {type(prefix).__name__}')
+        self._on_conflict = _check_on_conflict(on_conflict)
+        self._core = _native.SharedStoreCore.redis(
+            url,
+            prefix=prefix,
+            ttl=_check_seconds(ttl, 'ttl', allow_none=True),
+            on_conflict=self._on_conflict,
+            timeout=_check_seconds(timeout, 'timeout', allow_none=False) or 0.0,
+        )
+
+
+class PostgresSessionStore(SharedSessionStore):
+    """Sessions in PostgreSQL: a row per session (version, state) and a row per message.
+
+    A turn is one short transaction (the session row locked ``FOR UPDATE``, the messages
+    inserted with consecutive ``seq`` numbers); reads order by ``seq`` only. Tables are
+    ``<table_prefix>sessions``, ``..session_threads``, ``..session_messages`` and
+    ``..session_turns``, created on first use (safely when several workers start at once).
+    ``ttl`` (seconds) expires a session not written for that long. Server restarts and
+    other transient failures are retried for up to ``timeout`` seconds, then raise
+    :class:`~genkit_parity.SessionStoreError` (``UNAVAILABLE``) naming ``host:port``.
+
+    Example:
+        >>> store = PostgresSessionStore('postgresql://postgres@127.0.0.1:5432/postgres')
+        >>> store.target
+        '127.0.0.1:5432'
+
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table_prefix: str = 'genkit_',
+        ttl: float | None = None,
+        on_conflict: str = 'append',
+        timeout: float = 5.0,
+        pool_size: int = 8,
+    ) -> None:
+        """Connect lazily to ``dsn`` (URL or ``key=value`` form; no TLS)."""
+        if not isinstance(dsn, str):
+            raise TypeError(f'dsn must be a str, not {type(dsn).__name__}')
+        if not isinstance(table_prefix, str):
+            raise TypeError(f'table_prefix must be a str, not {type(table_prefix).__name__}')
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f'pool_size must be a positive int, not {pool_size!r}')
+        self._on_conflict = _check_on_conflict(on_conflict)
+        self._core = _native.SharedStoreCore.postgres(
+            dsn,
+            table_prefix=table_prefix,
+            ttl=_check_seconds(ttl, 'ttl', allow_none=True),
+            on_conflict=self._on_conflict,
+            timeout=_check_seconds(timeout, 'timeout', allow_none=False) or 0.0,
+            pool_size=pool_size,
+        )
 
 
 def default_store(directory: str | os.PathLike[str] = DEFAULT_STORE_DIR) -> SqliteSessionStore:

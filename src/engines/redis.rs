@@ -141,6 +141,21 @@ impl Redis {
         }
     }
 
+    /// Drops this process's connection, so the next call makes a fresh one.
+    fn forget_connection(&self) {
+        let mut slot = self
+            .inner
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|(owner, _)| *owner == current_pid())
+        {
+            *slot = None;
+        }
+    }
+
     async fn connect(&self) -> std::result::Result<ConnectionManager, RedisError> {
         if let Some(conn) = self.existing() {
             return Ok(conn);
@@ -191,6 +206,11 @@ impl Redis {
             };
             if !is_retryable(&err) {
                 return Err(self.engine_error(&err));
+            }
+            if err.is_timeout() {
+                // A reply that timed out may still be owed on that connection (a partition
+                // swallowed it); reusing it could pair later replies with the wrong requests.
+                self.forget_connection();
             }
             if retry == Retry::Never || !backoff.wait().await {
                 return Err(Error::Unavailable {

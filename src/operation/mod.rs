@@ -4,3 +4,4 @@
 pub mod model;
 pub mod poll;
 pub mod py;
+pub mod store;

@@ -9,6 +9,11 @@ use pyo3::prelude::*;
 
 use super::model::Operation;
 use super::poll::{PollPolicy, Poller};
+use super::store::{OperationStore, PostgresOperationStore, RedisOperationStore};
+use crate::engines::RetryPolicy;
+use crate::engines::postgres::PgOptions;
+use crate::engines::redis::RedisOptions;
+use crate::runtime::Ticket;
 
 /// Validates an operation given as JSON; returns it normalised (nulls dropped).
 #[pyfunction]
@@ -67,5 +72,76 @@ impl OperationPoller {
     fn elapsed(&self) -> f64 {
         let poller = self.poller.lock().unwrap_or_else(PoisonError::into_inner);
         poller.elapsed(Instant::now()).as_secs_f64()
+    }
+}
+
+/// A Redis or PostgreSQL operation store core; every call runs off the GIL through a ticket.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct OperationStoreCore {
+    store: std::sync::Arc<dyn OperationStore>,
+}
+
+fn ttl_seconds(ttl: f64) -> PyResult<std::time::Duration> {
+    if ttl.is_finite() && ttl > 0.0 && ttl < 1e9 {
+        Ok(std::time::Duration::from_secs_f64(ttl))
+    } else {
+        Err(crate::errors::Error::InvalidArgument {
+            detail: format!("ttl must be a positive number of seconds, got {ttl}"),
+        }
+        .into())
+    }
+}
+
+fn retry(timeout: f64) -> PyResult<RetryPolicy> {
+    if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
+        Ok(RetryPolicy::with_budget(
+            std::time::Duration::from_secs_f64(timeout),
+        ))
+    } else {
+        Err(crate::errors::Error::InvalidArgument {
+            detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
+        }
+        .into())
+    }
+}
+
+#[pymethods]
+impl OperationStoreCore {
+    #[staticmethod]
+    #[pyo3(signature = (url, /, *, prefix, ttl, timeout))]
+    fn redis(url: &str, prefix: &str, ttl: f64, timeout: f64) -> PyResult<Self> {
+        let options = RedisOptions {
+            retry: retry(timeout)?,
+            ..RedisOptions::default()
+        };
+        let store = RedisOperationStore::open(url, prefix, ttl_seconds(ttl)?, options)?;
+        Ok(OperationStoreCore {
+            store: std::sync::Arc::new(store),
+        })
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (dsn, /, *, table_prefix, ttl, timeout))]
+    fn postgres(dsn: &str, table_prefix: &str, ttl: f64, timeout: f64) -> PyResult<Self> {
+        let options = PgOptions {
+            retry: retry(timeout)?,
+            ..PgOptions::default()
+        };
+        let store = PostgresOperationStore::open(dsn, table_prefix, ttl_seconds(ttl)?, options)?;
+        Ok(OperationStoreCore {
+            store: std::sync::Arc::new(store),
+        })
+    }
+
+    /// Stores an operation (JSON) unless it would revert a done one; resolves to the stored JSON.
+    fn put(&self, ticket: &Ticket, operation_json: String) -> PyResult<()> {
+        let store = std::sync::Arc::clone(&self.store);
+        ticket.run_blocking(move || store.put(&Operation::from_json(&operation_json)?))
+    }
+
+    /// Resolves to the stored operation JSON, or `None` for an unknown or expired id.
+    fn get(&self, ticket: &Ticket, id: String) -> PyResult<()> {
+        let store = std::sync::Arc::clone(&self.store);
+        ticket.run_blocking(move || store.get(&id))
     }
 }

@@ -4,7 +4,9 @@ pub mod data;
 pub mod file;
 pub mod id;
 pub mod memory;
+pub mod postgres;
 pub mod py;
+pub mod redis;
 pub mod sqlite;
 pub mod store;
 
@@ -12,3 +14,5 @@ pub mod store;
 mod conformance;
 #[cfg(test)]
 mod model_check;
+#[cfg(test)]
+mod shared_conformance;

@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
@@ -18,9 +19,14 @@ use super::data::{SessionData, parse_messages, parse_state};
 use super::file::FileStore;
 use super::id::{validate_session_id, validate_thread};
 use super::memory::MemoryStore;
+use super::postgres::PostgresStore;
+use super::redis::RedisStore;
 use super::sqlite::SqliteStore;
-use super::store::SessionStore;
-use crate::errors::Result;
+use super::store::{Commit, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind};
+use crate::engines::RetryPolicy;
+use crate::engines::postgres::PgOptions;
+use crate::engines::redis::RedisOptions;
+use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
 
 /// The operations both classes expose, on owned arguments so they can move to a worker.
@@ -270,4 +276,207 @@ impl DiskStoreCore {
 #[pyo3(name = "validate_session_id")]
 pub fn py_validate_session_id(session_id: &str) -> PyResult<String> {
     Ok(validate_session_id(session_id)?.to_owned())
+}
+
+/// Redis or PostgreSQL session store core: shared by many processes, with versioned,
+/// deduplicated commits. Every operation runs off the GIL and reports through a ticket.
+#[pyclass(frozen, module = "genkit_parity._native")]
+pub struct SharedStoreCore {
+    store: Arc<dyn SessionStore>,
+    kind: &'static str,
+    target: String,
+}
+
+/// One thread's part of a commit as Python passes it: (thread, loaded_len, replace, messages).
+type PyThreadDelta = (String, usize, bool, Vec<String>);
+/// A commit's outcome as Python receives it: (version, duplicate, [(thread, unseen)], state).
+type PyCommitted = (u64, bool, Vec<(String, Vec<String>)>, Option<String>);
+
+fn ttl_from(ttl: Option<f64>) -> Result<Option<Duration>> {
+    ttl.map(|seconds| {
+        if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+            Ok(Duration::from_secs_f64(seconds))
+        } else {
+            Err(Error::InvalidArgument {
+                detail: format!("ttl must be a positive number of seconds, got {seconds}"),
+            })
+        }
+    })
+    .transpose()
+}
+
+fn retry_from(timeout: f64) -> Result<RetryPolicy> {
+    if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
+        Ok(RetryPolicy::with_budget(Duration::from_secs_f64(timeout)))
+    } else {
+        Err(Error::InvalidArgument {
+            detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
+        })
+    }
+}
+
+#[pymethods]
+impl SharedStoreCore {
+    /// A Redis store at `url` under key prefix `prefix`.
+    #[staticmethod]
+    #[pyo3(signature = (url, /, *, prefix, ttl, on_conflict, timeout))]
+    fn redis(
+        url: &str,
+        prefix: &str,
+        ttl: Option<f64>,
+        on_conflict: &str,
+        timeout: f64,
+    ) -> PyResult<Self> {
+        let options = RedisOptions {
+            retry: retry_from(timeout)?,
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::open(
+            url,
+            prefix,
+            ttl_from(ttl)?,
+            OnConflict::parse(on_conflict)?,
+            options,
+        )?;
+        Ok(SharedStoreCore {
+            target: store.target().to_owned(),
+            store: Arc::new(store),
+            kind: "redis",
+        })
+    }
+
+    /// A PostgreSQL store on `dsn` with tables named `<table_prefix>sessions`, ...
+    #[staticmethod]
+    #[pyo3(signature = (dsn, /, *, table_prefix, ttl, on_conflict, timeout, pool_size))]
+    fn postgres(
+        dsn: &str,
+        table_prefix: &str,
+        ttl: Option<f64>,
+        on_conflict: &str,
+        timeout: f64,
+        pool_size: usize,
+    ) -> PyResult<Self> {
+        let options = PgOptions {
+            pool_size,
+            retry: retry_from(timeout)?,
+            ..PgOptions::default()
+        };
+        let store = PostgresStore::open(
+            dsn,
+            table_prefix,
+            ttl_from(ttl)?,
+            OnConflict::parse(on_conflict)?,
+            options,
+        )?;
+        Ok(SharedStoreCore {
+            target: store.target().to_owned(),
+            store: Arc::new(store),
+            kind: "postgres",
+        })
+    }
+
+    /// `"redis"` or `"postgres"`.
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The server, as `host:port`.
+    #[getter]
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
+    fn load(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || ops::load(&*store, &session_id))
+    }
+
+    /// `(SessionData JSON, version)`, or `None` for an unknown id.
+    fn load_versioned(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || {
+            let id = validate_session_id(&session_id)?;
+            Ok(store
+                .load_versioned(id)?
+                .map(|(data, version)| (data.to_json(), version)))
+        })
+    }
+
+    fn save(&self, ticket: &Ticket, session_id: String, data_json: String) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || ops::save(&*store, &session_id, &data_json))
+    }
+
+    fn delete(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || ops::delete(&*store, &session_id))
+    }
+
+    /// One turn's writes. `state_mode` is `"keep"`, `"merge"` (state_json: an object of
+    /// top-level keys) or `"replace"`. Returns `(version, duplicate, [(thread, unseen
+    /// messages)], state after)`.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (ticket, session_id, *, turn_id, expected_version, threads, state_mode, state_json))]
+    fn commit(
+        &self,
+        ticket: &Ticket,
+        session_id: String,
+        turn_id: Option<String>,
+        expected_version: u64,
+        threads: Vec<PyThreadDelta>,
+        state_mode: String,
+        state_json: Option<String>,
+    ) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || -> Result<PyCommitted> {
+            let id = validate_session_id(&session_id)?;
+            let threads = threads
+                .into_iter()
+                .map(|(thread, loaded_len, replace, messages)| {
+                    Ok(ThreadDelta {
+                        thread: validate_thread(&thread)?.to_owned(),
+                        loaded_len,
+                        kind: if replace {
+                            ThreadWriteKind::Replace
+                        } else {
+                            ThreadWriteKind::Append
+                        },
+                        messages: parse_messages(id, messages)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let state = match (state_mode.as_str(), parse_state(id, state_json)?) {
+                ("keep", _) => StateWrite::Keep,
+                ("replace", state) => StateWrite::Replace(state),
+                ("merge", Some(patch)) => StateWrite::Merge(patch),
+                (mode, _) => {
+                    return Err(Error::InvalidArgument {
+                        detail: format!("invalid state_mode {mode:?} (or a merge without a patch)"),
+                    });
+                }
+            };
+            let commit = Commit {
+                turn_id,
+                expected_version,
+                threads,
+                state,
+            };
+            let done = store.commit(id, &commit)?;
+            Ok((
+                done.version,
+                done.duplicate,
+                done.threads
+                    .into_iter()
+                    .map(|(thread, messages)| {
+                        (
+                            thread,
+                            messages.into_iter().map(|m| m.get().to_owned()).collect(),
+                        )
+                    })
+                    .collect(),
+                done.state.map(|s| s.get().to_owned()),
+            ))
+        })
+    }
 }

@@ -3,11 +3,15 @@
 //! `load`/`save` mirror JS `SessionStore.get`/`save` (whole sessions). The other operations
 //! are what make a chat turn cheap: a turn appends its new messages instead of rewriting the
 //! history. All methods block; the binding runs them on tokio's blocking pool, off the GIL.
+//!
+//! [`SessionStore::commit`] is the versioned write shared stores (Redis, PostgreSQL) make
+//! atomic: one turn's delta against the version its writer loaded, deduplicated by a turn
+//! id. Single-process stores get a default built from the other operations.
 
 use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData};
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 
 pub trait SessionStore: Send + Sync + 'static {
     /// The whole session, or `None` for an id the store has never seen.
@@ -29,4 +33,171 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes a session. Returns whether it existed.
     fn delete(&self, session_id: &str) -> Result<bool>;
+
+    /// The session and its version (`0` for stores that keep none).
+    fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
+        Ok(self.load(session_id)?.map(|data| (data, 0)))
+    }
+
+    /// Applies one turn's writes. The default (single-process stores, no versions) applies
+    /// them one by one; shared stores override it with one atomic, versioned write.
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        let mut outcome = Committed::default();
+        for delta in &commit.threads {
+            match delta.kind {
+                ThreadWriteKind::Append => {
+                    self.append(session_id, &delta.thread, &delta.messages)?
+                }
+                ThreadWriteKind::Replace => {
+                    self.replace_thread(session_id, &delta.thread, &delta.messages)?;
+                }
+            }
+            outcome.threads.push((delta.thread.clone(), Vec::new()));
+        }
+        match &commit.state {
+            StateWrite::Keep => {}
+            StateWrite::Replace(state) => {
+                self.set_state(session_id, state.as_deref())?;
+                outcome.state = state.clone();
+            }
+            StateWrite::Merge(patch) => {
+                let current = self.load(session_id)?.and_then(|data| data.state);
+                let merged = merge_state(session_id, current.as_deref(), patch)?;
+                self.set_state(session_id, Some(&merged))?;
+                outcome.state = Some(merged);
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// What to do when a save finds that another writer committed since its writer loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Append this turn's messages after the ones that landed, re-apply its state keys.
+    Append,
+    /// Refuse ([`Error::Conflict`], Python `ABORTED`): the caller reloads and redoes the turn.
+    Error,
+}
+
+impl OnConflict {
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "append" => Ok(OnConflict::Append),
+            "error" => Ok(OnConflict::Error),
+            other => Err(Error::InvalidArgument {
+                detail: format!("on_conflict must be 'append' or 'error', not {other:?}"),
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadWriteKind {
+    /// `messages` follow the first `loaded_len` stored messages.
+    Append,
+    /// `messages` are the whole thread (a replaced preamble, `update_messages` of a new
+    /// list): allowed only while nobody else committed since the load.
+    Replace,
+}
+
+/// One thread's part of a commit.
+#[derive(Debug)]
+pub struct ThreadDelta {
+    pub thread: String,
+    /// How many of the thread's messages the writer had loaded (its prefix).
+    pub loaded_len: usize,
+    pub kind: ThreadWriteKind,
+    pub messages: Vec<RawMessage>,
+}
+
+/// The state part of a commit.
+#[derive(Debug)]
+pub enum StateWrite {
+    Keep,
+    /// Shallow-merge these top-level keys (a JSON object) into the stored state.
+    Merge(Box<RawValue>),
+    /// Replace the state (`None` = undefined).
+    Replace(Option<Box<RawValue>>),
+}
+
+/// One turn's writes to one session.
+#[derive(Debug)]
+pub struct Commit {
+    /// Deduplicates retries: a commit whose turn id the store has applied is a no-op.
+    pub turn_id: Option<String>,
+    /// The version the writer loaded (`0`: it never saw the session stored).
+    pub expected_version: u64,
+    pub threads: Vec<ThreadDelta>,
+    pub state: StateWrite,
+}
+
+/// What a commit did, so the writer's copy can catch up with the store.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The session's version after the commit (`0` for stores that keep none).
+    pub version: u64,
+    /// The turn id had been applied already; nothing was written.
+    pub duplicate: bool,
+    /// Per written thread, the stored messages after the writer's `loaded_len` that it had
+    /// not seen: what landed before its own messages, or (when `duplicate`) everything
+    /// after `loaded_len`, its own turn included.
+    pub threads: Vec<(String, Vec<RawMessage>)>,
+    /// The stored state after the commit, when the commit wrote it.
+    pub state: Option<Box<RawValue>>,
+}
+
+/// `current` with `patch`'s top-level keys set (JS `updateState`); a current state that
+/// is not an object is replaced by the patch.
+pub fn merge_state(
+    session_id: &str,
+    current: Option<&RawValue>,
+    patch: &RawValue,
+) -> Result<Box<RawValue>> {
+    type Object<'a> = indexmap::IndexMap<String, &'a RawValue>;
+    let patch: Object<'_> = serde_json::from_str(patch.get()).map_err(|e| Error::InvalidJson {
+        what: format!("state patch for session {session_id:?}"),
+        detail: e.to_string(),
+    })?;
+    let mut merged: Object<'_> = match current {
+        Some(raw) if raw.get().trim_start().starts_with('{') => {
+            serde_json::from_str(raw.get()).map_err(|e| Error::corrupt(session_id, "state", e))?
+        }
+        _ => Object::new(),
+    };
+    merged.extend(patch);
+    let text = serde_json::to_string(&merged).map_err(|e| Error::Internal(e.to_string()))?;
+    RawValue::from_string(text).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.into()).unwrap()
+    }
+
+    #[test]
+    fn merges_top_level_keys_keeping_order_and_bytes() {
+        let merged = merge_state(
+            "s",
+            Some(&raw(r#"{"a":1,"b":{"x":1.50}}"#)),
+            &raw(r#"{"c":2,"a":3}"#),
+        )
+        .unwrap();
+        assert_eq!(merged.get(), r#"{"a":3,"b":{"x":1.50},"c":2}"#);
+        let merged = merge_state("s", Some(&raw("[1]")), &raw(r#"{"c":2}"#)).unwrap();
+        assert_eq!(merged.get(), r#"{"c":2}"#);
+        let merged = merge_state("s", None, &raw(r#"{"c":2}"#)).unwrap();
+        assert_eq!(merged.get(), r#"{"c":2}"#);
+        assert!(merge_state("s", None, &raw("[1]")).is_err());
+    }
+
+    #[test]
+    fn on_conflict_accepts_the_python_spellings() {
+        assert_eq!(OnConflict::parse("append").unwrap(), OnConflict::Append);
+        assert_eq!(OnConflict::parse("error").unwrap(), OnConflict::Error);
+        assert!(OnConflict::parse("merge").is_err());
+    }
 }

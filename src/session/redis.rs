@@ -1,0 +1,675 @@
+//! The Redis session store: every write is one Lua script on the process's multiplexed
+//! connection (atomic on the server; no WATCH/MULTI, which would interleave on a shared
+//! connection), every key of a session hash-tagged by its id so it lives in one cluster slot.
+//!
+//! Layout (`<sid>` is the session id with `%`, `{` and `}` percent-escaped, so no id can
+//! forge another's keys or break the hash tag):
+//! ```text
+//! <p>:s:{<sid>}          HASH  v (version), sk (state kind: o object / v value / n none),
+//!                              s (state JSON when not an object), created_at, updated_at (ms)
+//! <p>:s:{<sid>}:state    HASH  top-level state key -> value JSON (merged key by key)
+//! <p>:s:{<sid>}:threads  ZSET  thread name, scored by creation order
+//! <p>:s:{<sid>}:t:<n>    LIST  messages of the thread scored n, RPUSH only (or replaced)
+//! <p>:s:{<sid>}:turns    HASH  turn id -> version it produced (deduplicates retries)
+//! ```
+//! A commit carrying `expected_version > 0` for a session whose meta key is gone (Redis
+//! restarted without persistence, flushed, expired) fails with `SessionLost`: the store
+//! never rebuilds a session from a worker's partial copy. With a TTL every key of the
+//! session gets the same `PEXPIRE` on each write.
+
+use std::time::Duration;
+
+use redis::{Script, Value};
+use serde_json::value::RawValue;
+
+use super::data::{RawMessage, SessionData};
+use super::store::{
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind,
+};
+use crate::engines::block_on;
+use crate::engines::redis::{Redis, RedisOptions, Retry};
+use crate::errors::{Error, Result};
+
+const SAVE: &str = r#"
+local meta, statek, threadsk, turnsk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local expected, turn, ttl, mode = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local smode, skind, svalue, npairs = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
+local pairs_at = 9
+local i = pairs_at + 2 * npairs
+
+local function state_reply()
+  local kind = redis.call('HGET', meta, 'sk') or 'n'
+  if kind == 'o' then return {kind, redis.call('HGETALL', statek)} end
+  if kind == 'v' then return {kind, redis.call('HGET', meta, 's') or 'null'} end
+  return {kind, ''}
+end
+
+local function thread_key(idx) return meta .. ':t:' .. idx end
+
+local nthreads = tonumber(ARGV[i]); i = i + 1
+local plan = {}
+for t = 1, nthreads do
+  local n = tonumber(ARGV[i + 3])
+  plan[t] = {name = ARGV[i], loaded = tonumber(ARGV[i + 1]), kind = ARGV[i + 2], n = n, at = i + 4}
+  i = i + 4 + n
+end
+
+if turn ~= '' then
+  local done = redis.call('HGET', turnsk, turn)
+  if done then
+    local reply = {'dup', tonumber(redis.call('HGET', meta, 'v') or done), state_reply()}
+    for t = 1, nthreads do
+      local p = plan[t]
+      local idx = redis.call('ZSCORE', threadsk, p.name)
+      local tail = {}
+      if idx then tail = redis.call('LRANGE', thread_key(idx), p.loaded, -1) end
+      reply[#reply + 1] = p.name
+      reply[#reply + 1] = tail
+    end
+    return reply
+  end
+end
+
+local stored = redis.call('HGET', meta, 'v')
+local v = 0
+if stored then
+  v = tonumber(stored)
+  if v == nil then return {'corrupt', 'the version field is not a number'} end
+elseif expected > 0 and mode ~= 'f' and mode ~= 'w' then
+  return {'lost'}
+end
+
+local force = (mode == 'f' or mode == 'w')
+local conflict = (not force) and v ~= expected
+if conflict and (mode == 'e' or smode == 'r') then return {'conflict', v} end
+for t = 1, nthreads do
+  local p = plan[t]
+  if conflict and p.kind == 'r' then return {'conflict', v} end
+  p.idx = redis.call('ZSCORE', threadsk, p.name)
+  p.len = 0
+  if p.idx then p.len = redis.call('LLEN', thread_key(p.idx)) end
+  if (not force) and p.kind == 'a' and p.len < p.loaded then return {'short', v, p.name, p.len} end
+end
+
+if mode == 'w' then
+  local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
+  for j = 2, #all, 2 do redis.call('DEL', thread_key(all[j])) end
+  redis.call('DEL', threadsk)
+  for t = 1, nthreads do plan[t].idx = nil; plan[t].len = 0 end
+end
+
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local version = v + 1
+local gaps = {}
+for t = 1, nthreads do
+  local p = plan[t]
+  local idx = p.idx
+  if not idx then
+    idx = redis.call('ZCARD', threadsk)
+    redis.call('ZADD', threadsk, idx, p.name)
+  end
+  local key = thread_key(idx)
+  local gap = {}
+  if p.kind == 'r' then
+    redis.call('DEL', key)
+  elseif (not force) and p.len > p.loaded then
+    gap = redis.call('LRANGE', key, p.loaded, -1)
+  end
+  local s = p.at
+  local e = p.at + p.n - 1
+  while s <= e do
+    local chunk_end = math.min(s + 999, e)
+    redis.call('RPUSH', key, unpack(ARGV, s, chunk_end))
+    s = chunk_end + 1
+  end
+  gaps[#gaps + 1] = p.name
+  gaps[#gaps + 1] = gap
+end
+
+if smode == 'r' or mode == 'w' then
+  redis.call('DEL', statek)
+  redis.call('HDEL', meta, 's')
+  if skind == 'v' then
+    redis.call('HSET', meta, 'sk', 'v', 's', svalue)
+  elseif skind == 'o' then
+    redis.call('HSET', meta, 'sk', 'o')
+  else
+    redis.call('HSET', meta, 'sk', 'n')
+  end
+end
+if smode == 'm' and redis.call('HGET', meta, 'sk') ~= 'o' then
+  redis.call('DEL', statek)
+  redis.call('HDEL', meta, 's')
+  redis.call('HSET', meta, 'sk', 'o')
+end
+for j = pairs_at, pairs_at + 2 * npairs - 1, 2 do
+  redis.call('HSET', statek, ARGV[j], ARGV[j + 1])
+end
+
+redis.call('HSET', meta, 'v', version, 'updated_at', now_ms)
+redis.call('HSETNX', meta, 'created_at', now_ms)
+if redis.call('HEXISTS', meta, 'sk') == 0 then redis.call('HSET', meta, 'sk', 'n') end
+if turn ~= '' then redis.call('HSET', turnsk, turn, version) end
+if ttl > 0 then
+  local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
+  for j = 2, #all, 2 do redis.call('PEXPIRE', thread_key(all[j]), ttl) end
+  for _, key in ipairs({meta, statek, threadsk, turnsk}) do redis.call('PEXPIRE', key, ttl) end
+end
+
+local reply = {'ok', version, state_reply()}
+for j = 1, #gaps do reply[#reply + 1] = gaps[j] end
+return reply
+"#;
+
+const LOAD: &str = r#"
+local meta, statek, threadsk = KEYS[1], KEYS[2], KEYS[3]
+local v = redis.call('HGET', meta, 'v')
+if not v then return false end
+local kind = redis.call('HGET', meta, 'sk') or 'n'
+local state = ''
+if kind == 'o' then state = redis.call('HGETALL', statek)
+elseif kind == 'v' then state = redis.call('HGET', meta, 's') or 'null' end
+local threads = {}
+local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
+for j = 1, #all, 2 do
+  threads[#threads + 1] = all[j]
+  threads[#threads + 1] = redis.call('LRANGE', meta .. ':t:' .. all[j + 1], 0, -1)
+end
+return {v, kind, state, threads}
+"#;
+
+const DELETE: &str = r#"
+local meta, statek, threadsk, turnsk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local existed = redis.call('EXISTS', meta)
+local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
+for j = 2, #all, 2 do redis.call('DEL', meta .. ':t:' .. all[j]) end
+redis.call('DEL', meta, statek, threadsk, turnsk)
+return existed
+"#;
+
+pub struct RedisStore {
+    redis: Redis,
+    prefix: String,
+    ttl: Option<Duration>,
+    on_conflict: OnConflict,
+    save: Script,
+    load: Script,
+    delete: Script,
+}
+
+/// The keys of one session.
+struct Keys {
+    meta: String,
+    state: String,
+    threads: String,
+    turns: String,
+}
+
+impl RedisStore {
+    /// A store on `url` under key prefix `prefix` (no I/O until first use).
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        ttl: Option<Duration>,
+        on_conflict: OnConflict,
+        options: RedisOptions,
+    ) -> Result<Self> {
+        if prefix.is_empty()
+            || prefix.len() > 200
+            || prefix.contains(['{', '}'])
+            || prefix.chars().any(char::is_control)
+        {
+            return Err(Error::InvalidArgument {
+                detail: format!(
+                    "prefix must be 1-200 bytes without braces or control characters, not {prefix:?}"
+                ),
+            });
+        }
+        if ttl.is_some_and(|t| t < Duration::from_millis(1)) {
+            return Err(Error::InvalidArgument {
+                detail: "ttl must be at least 1 ms".into(),
+            });
+        }
+        Ok(RedisStore {
+            redis: Redis::open(url, options)?,
+            prefix: prefix.to_owned(),
+            ttl,
+            on_conflict,
+            save: Script::new(SAVE),
+            load: Script::new(LOAD),
+            delete: Script::new(DELETE),
+        })
+    }
+
+    pub fn target(&self) -> &str {
+        self.redis.target()
+    }
+
+    fn keys(&self, session_id: &str) -> Keys {
+        let escaped = session_id
+            .replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D");
+        let meta = format!("{}:s:{{{escaped}}}", self.prefix);
+        Keys {
+            state: format!("{meta}:state"),
+            threads: format!("{meta}:threads"),
+            turns: format!("{meta}:turns"),
+            meta,
+        }
+    }
+
+    fn run_save(&self, session_id: &str, commit: &Commit, mode: &str) -> Result<Committed> {
+        let keys = self.keys(session_id);
+        let mut invocation = self.save.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.state)
+            .key(&keys.threads)
+            .key(&keys.turns)
+            .arg(commit.expected_version)
+            .arg(commit.turn_id.as_deref().unwrap_or(""))
+            .arg(self.ttl.map_or(0, |t| t.as_millis() as u64))
+            .arg(mode);
+        match &commit.state {
+            StateWrite::Keep => {
+                invocation.arg("k").arg("n").arg("").arg(0);
+            }
+            StateWrite::Replace(None) => {
+                invocation.arg("r").arg("n").arg("").arg(0);
+            }
+            StateWrite::Replace(Some(value)) | StateWrite::Merge(value) => {
+                let smode = if matches!(commit.state, StateWrite::Merge(_)) {
+                    "m"
+                } else {
+                    "r"
+                };
+                match object_fields(session_id, value)? {
+                    Some(fields) => {
+                        invocation.arg(smode).arg("o").arg("").arg(fields.len());
+                        for (key, field) in fields {
+                            invocation.arg(key).arg(field.get());
+                        }
+                    }
+                    None if smode == "m" => {
+                        return Err(Error::InvalidJson {
+                            what: format!("state patch for session {session_id:?}"),
+                            detail: "a patch must be a JSON object".into(),
+                        });
+                    }
+                    None => {
+                        invocation.arg("r").arg("v").arg(value.get()).arg(0);
+                    }
+                }
+            }
+        }
+        invocation.arg(commit.threads.len());
+        for delta in &commit.threads {
+            invocation
+                .arg(&delta.thread)
+                .arg(delta.loaded_len)
+                .arg(match delta.kind {
+                    ThreadWriteKind::Append => "a",
+                    ThreadWriteKind::Replace => "r",
+                })
+                .arg(delta.messages.len());
+            for message in &delta.messages {
+                invocation.arg(message.get());
+            }
+        }
+        // A commit with a turn id is deduplicated by the script, so repeating it after a
+        // lost reply is safe; without one it must not be repeated.
+        let retry = if commit.turn_id.is_some() || mode == "w" {
+            Retry::Safe
+        } else {
+            Retry::Never
+        };
+        let reply: Value = block_on(
+            self.redis
+                .run(retry, async |conn| invocation.invoke_async(conn).await),
+        )
+        .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
+        self.parse_save_reply(session_id, commit, reply)
+    }
+
+    /// A key of the session holding another type means something else wrote it.
+    fn corrupt_if_wrong_type(&self, session_id: &str, err: Error) -> Error {
+        match err {
+            Error::Engine { code, detail, .. }
+                if code == "WRONGTYPE" || detail.contains("WRONGTYPE") =>
+            {
+                Error::corrupt(
+                    session_id,
+                    format!("Redis keys {}", self.keys(session_id).meta),
+                    detail,
+                )
+            }
+            other => other,
+        }
+    }
+
+    fn parse_save_reply(
+        &self,
+        session_id: &str,
+        commit: &Commit,
+        reply: Value,
+    ) -> Result<Committed> {
+        let bad = |what: &str| Error::corrupt(session_id, "Redis save reply", what.to_owned());
+        let items = into_array(reply).ok_or_else(|| bad("not an array"))?;
+        let mut items = items.into_iter();
+        let tag = items
+            .next()
+            .and_then(into_string)
+            .ok_or_else(|| bad("no status"))?;
+        match tag.as_str() {
+            "ok" | "dup" => {
+                let version = items
+                    .next()
+                    .and_then(into_int)
+                    .ok_or_else(|| bad("no version"))?;
+                let state = items.next().ok_or_else(|| bad("no state"))?;
+                let mut outcome = Committed {
+                    version: version as u64,
+                    duplicate: tag == "dup",
+                    ..Committed::default()
+                };
+                if tag == "dup" || !matches!(commit.state, StateWrite::Keep) {
+                    outcome.state = parse_state(session_id, state)?;
+                }
+                while let Some(name) = items.next() {
+                    let name = into_string(name).ok_or_else(|| bad("thread name"))?;
+                    let list = items.next().ok_or_else(|| bad("thread messages"))?;
+                    let messages = parse_messages(session_id, &name, list)?;
+                    outcome.threads.push((name, messages));
+                }
+                Ok(outcome)
+            }
+            "lost" => Err(Error::SessionLost {
+                session_id: session_id.to_owned(),
+                detail: format!(
+                    "this worker holds version {} but Redis at {} has no such session \
+                     (restarted without persistence, flushed, deleted or expired); \
+                     load it again to start over",
+                    commit.expected_version,
+                    self.redis.target()
+                ),
+            }),
+            "conflict" => {
+                let stored = items.next().and_then(into_int).unwrap_or(-1);
+                Err(Error::Conflict {
+                    session_id: session_id.to_owned(),
+                    detail: format!(
+                        "another worker saved version {stored} after this worker loaded version {}; \
+                         load the session again and redo the turn",
+                        commit.expected_version
+                    ),
+                })
+            }
+            "short" => {
+                let _ = items.next();
+                let thread = items.next().and_then(into_string).unwrap_or_default();
+                let len = items.next().and_then(into_int).unwrap_or(-1);
+                Err(Error::Conflict {
+                    session_id: session_id.to_owned(),
+                    detail: format!(
+                        "thread {thread:?} holds {len} messages, fewer than this worker loaded \
+                         (it was replaced meanwhile): load the session again"
+                    ),
+                })
+            }
+            "corrupt" => {
+                let detail = items.next().and_then(into_string).unwrap_or_default();
+                Err(Error::corrupt(session_id, "Redis meta hash", detail))
+            }
+            other => Err(bad(&format!("unknown status {other:?}"))),
+        }
+    }
+
+    fn force(&self, session_id: &str, threads: Vec<ThreadDelta>, state: StateWrite) -> Result<()> {
+        let commit = Commit {
+            turn_id: None,
+            expected_version: 0,
+            threads,
+            state,
+        };
+        self.run_save(session_id, &commit, "f").map(|_| ())
+    }
+}
+
+/// A state's top-level fields when it is a JSON object, `None` otherwise.
+fn object_fields<'a>(
+    session_id: &str,
+    value: &'a RawValue,
+) -> Result<Option<indexmap::IndexMap<String, &'a RawValue>>> {
+    if !value.get().trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(value.get())
+        .map(Some)
+        .map_err(|e| Error::InvalidJson {
+            what: format!("state for session {session_id:?}"),
+            detail: e.to_string(),
+        })
+}
+
+fn into_array(value: Value) -> Option<Vec<Value>> {
+    match value {
+        Value::Array(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn into_string(value: Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn into_int(value: Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(n),
+        other => into_string(other)?.parse().ok(),
+    }
+}
+
+/// `{kind, payload}` from the scripts: the stored state as raw JSON.
+fn parse_state(session_id: &str, reply: Value) -> Result<Option<Box<RawValue>>> {
+    let bad = |detail: String| Error::corrupt(session_id, "state", detail);
+    let mut parts = into_array(reply)
+        .ok_or_else(|| bad("not an array".into()))?
+        .into_iter();
+    let kind = parts.next().and_then(into_string).unwrap_or_default();
+    let payload = parts.next().unwrap_or(Value::Nil);
+    state_from(session_id, &kind, payload)
+}
+
+fn state_from(session_id: &str, kind: &str, payload: Value) -> Result<Option<Box<RawValue>>> {
+    let bad = |detail: String| Error::corrupt(session_id, "state", detail);
+    match kind {
+        "n" => Ok(None),
+        "v" => {
+            let text = into_string(payload).ok_or_else(|| bad("not a string".into()))?;
+            RawValue::from_string(text)
+                .map(Some)
+                .map_err(|e| bad(e.to_string()))
+        }
+        "o" => {
+            let fields = into_array(payload).ok_or_else(|| bad("not a hash".into()))?;
+            let mut object = String::from("{");
+            let mut fields = fields.into_iter();
+            let mut first = true;
+            while let (Some(key), Some(value)) = (fields.next(), fields.next()) {
+                let key = into_string(key).ok_or_else(|| bad("a key is not text".into()))?;
+                let value = into_string(value).ok_or_else(|| bad("a value is not text".into()))?;
+                let raw =
+                    RawValue::from_string(value).map_err(|e| bad(format!("field {key:?}: {e}")))?;
+                if !first {
+                    object.push(',');
+                }
+                first = false;
+                object.push_str(&serde_json::to_string(&key).unwrap_or_default());
+                object.push(':');
+                object.push_str(raw.get());
+            }
+            object.push('}');
+            RawValue::from_string(object)
+                .map(Some)
+                .map_err(|e| bad(e.to_string()))
+        }
+        other => Err(bad(format!("unknown state kind {other:?}"))),
+    }
+}
+
+fn parse_messages(session_id: &str, thread: &str, list: Value) -> Result<Vec<RawMessage>> {
+    let items = into_array(list)
+        .ok_or_else(|| Error::corrupt(session_id, format!("thread {thread:?}"), "not a list"))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let location = || format!("thread {thread:?}, message {i}");
+            let text = into_string(item)
+                .ok_or_else(|| Error::corrupt(session_id, location(), "not text"))?;
+            let raw = RawValue::from_string(text)
+                .map_err(|e| Error::corrupt(session_id, location(), e))?;
+            if !raw.get().starts_with('{') {
+                return Err(Error::corrupt(
+                    session_id,
+                    location(),
+                    "a message must be a JSON object",
+                ));
+            }
+            Ok(raw)
+        })
+        .collect()
+}
+
+impl SessionStore for RedisStore {
+    fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
+        Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
+    }
+
+    fn save(&self, data: &SessionData) -> Result<()> {
+        let commit = Commit {
+            turn_id: None,
+            expected_version: 0,
+            threads: data
+                .threads
+                .iter()
+                .map(|(thread, messages)| ThreadDelta {
+                    thread: thread.clone(),
+                    loaded_len: 0,
+                    kind: ThreadWriteKind::Replace,
+                    messages: messages.clone(),
+                })
+                .collect(),
+            state: StateWrite::Replace(data.state.clone()),
+        };
+        self.run_save(&data.id, &commit, "w").map(|_| ())
+    }
+
+    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let delta = ThreadDelta {
+            thread: thread.to_owned(),
+            loaded_len: 0,
+            kind: ThreadWriteKind::Append,
+            messages: messages.to_vec(),
+        };
+        self.force(session_id, vec![delta], StateWrite::Keep)
+    }
+
+    fn replace_thread(
+        &self,
+        session_id: &str,
+        thread: &str,
+        messages: &[RawMessage],
+    ) -> Result<()> {
+        let delta = ThreadDelta {
+            thread: thread.to_owned(),
+            loaded_len: 0,
+            kind: ThreadWriteKind::Replace,
+            messages: messages.to_vec(),
+        };
+        self.force(session_id, vec![delta], StateWrite::Keep)
+    }
+
+    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
+        self.force(
+            session_id,
+            Vec::new(),
+            StateWrite::Replace(state.map(ToOwned::to_owned)),
+        )
+    }
+
+    fn delete(&self, session_id: &str) -> Result<bool> {
+        let keys = self.keys(session_id);
+        let mut invocation = self.delete.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.state)
+            .key(&keys.threads)
+            .key(&keys.turns);
+        let existed: i64 = block_on(self.redis.run(Retry::Safe, async |conn| {
+            invocation.invoke_async(conn).await
+        }))?;
+        Ok(existed == 1)
+    }
+
+    fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
+        let keys = self.keys(session_id);
+        let mut invocation = self.load.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.state)
+            .key(&keys.threads);
+        let reply: Value = block_on(self.redis.run(Retry::Safe, async |conn| {
+            invocation.invoke_async(conn).await
+        }))
+        .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
+        let Some(parts) = into_array(reply) else {
+            return Ok(None); // Lua `false` arrives as nil: no such session
+        };
+        let bad = |detail: &str| Error::corrupt(session_id, "Redis load reply", detail.to_owned());
+        let mut parts = parts.into_iter();
+        let version = parts.next().and_then(into_int).ok_or_else(|| {
+            Error::corrupt(
+                session_id,
+                format!("Redis key {}", keys.meta),
+                "the version field is not a number",
+            )
+        })?;
+        let kind = parts
+            .next()
+            .and_then(into_string)
+            .ok_or_else(|| bad("no state kind"))?;
+        let state = state_from(session_id, &kind, parts.next().unwrap_or(Value::Nil))?;
+        let threads = parts
+            .next()
+            .and_then(into_array)
+            .ok_or_else(|| bad("no threads"))?;
+        let mut data = SessionData::empty(session_id);
+        data.state = state;
+        let mut threads = threads.into_iter();
+        while let (Some(name), Some(list)) = (threads.next(), threads.next()) {
+            let name = into_string(name).ok_or_else(|| bad("thread name"))?;
+            let messages = parse_messages(session_id, &name, list)?;
+            data.threads.insert(name, messages);
+        }
+        Ok(Some((data, version as u64)))
+    }
+
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        let mode = match self.on_conflict {
+            OnConflict::Append => "a",
+            OnConflict::Error => "e",
+        };
+        self.run_save(session_id, commit, mode)
+    }
+}

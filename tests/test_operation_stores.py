@@ -1,0 +1,136 @@
+"""Operations checkable from any worker: Redis and PostgreSQL operation stores, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from genkit_parity import Genkit, NotFoundError, PostgresOperationStore, RedisOperationStore, extend
+from genkit_parity.background import OperationStore
+
+from ._engines import REDIS_URL, finish, pg_database, redis_prefix, spawn
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope='module')
+def database() -> Iterator[str]:
+    with pg_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=['redis', 'postgres'])
+def engine(request: pytest.FixtureRequest, database: str) -> Iterator[tuple[str, str]]:
+    if request.param == 'redis':
+        with redis_prefix() as prefix:
+            yield 'redis', prefix
+    else:
+        yield 'postgres', database
+
+
+def make_store(engine: tuple[str, str], ttl: float = 86400) -> OperationStore:
+    kind, location = engine
+    if kind == 'redis':
+        return RedisOperationStore(REDIS_URL, prefix=location, ttl=ttl)
+    return PostgresOperationStore(location, ttl=ttl)
+
+
+# A job whose provider state is a file: "done" once the file says so; every provider
+# check is logged, so the test can count them.
+WORKER = """
+from pathlib import Path
+from genkit_parity import Genkit, PostgresOperationStore, RedisOperationStore
+engine, location, workdir, role, arg = sys.argv[1:6]
+work = Path(workdir)
+
+def store():
+    if engine == 'redis':
+        return RedisOperationStore('redis://127.0.0.1:6379/0', prefix=location)
+    return PostgresOperationStore(location)
+
+async def main():
+    ai = Genkit(operation_store=store())
+    def start(input):
+        return {'id': f'job-{input}', 'done': False, 'metadata': {'by': 'A'}}
+    def check(op):
+        with open(work / 'checks', 'a') as log:
+            log.write('check\\n')
+        if (work / 'finished').exists():
+            return {'id': op.id, 'done': True, 'output': {'video': 'v.mp4'}}
+        return {'id': op.id, 'done': False, 'metadata': {'progress': 1}}
+    job = ai.define_background_action('render', start=start, check=check)
+    if role == 'start':
+        op = await job.start(arg)
+        print(json.dumps(op.model_dump(by_alias=True, exclude_none=True)))
+    else:
+        op = await ai.check_operation(arg)
+        print(json.dumps(op.model_dump(by_alias=True, exclude_none=True)))
+
+asyncio.run(main())
+"""
+
+
+def run(engine: tuple[str, str], workdir: Path, role: str, arg: str) -> dict[str, object]:
+    kind, location = engine
+    (result,) = finish([spawn(WORKER, kind, location, str(workdir), role, arg)])
+    assert isinstance(result, dict)
+    return result
+
+
+def checks(workdir: Path) -> int:
+    log = workdir / 'checks'
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+async def test_any_worker_checks_an_operation_another_started(engine, tmp_path):
+    started = run(engine, tmp_path, 'start', '1')
+    assert (started['id'], started['done'], started['metadata']) == ('job-1', False, {'by': 'A'})
+    assert str(started['action']).endswith('/render')
+    store = make_store(engine)
+    stored = await store.get('job-1')
+    assert stored is not None and stored.action == started['action']
+
+    # Worker B knows only the id.
+    seen = run(engine, tmp_path, 'check', 'job-1')
+    assert (seen['id'], seen['done'], seen['action']) == ('job-1', False, started['action'])
+    assert checks(tmp_path) == 1
+
+    (tmp_path / 'finished').touch()
+    done = run(engine, tmp_path, 'check', 'job-1')
+    assert done['done'] is True and done['output'] == {'video': 'v.mp4'}
+    assert checks(tmp_path) == 2
+
+    # A stale not-done write (a slow worker's old poll) never reverts it.
+    kept = await store.put({'id': 'job-1', 'action': started['action'], 'done': False})
+    assert kept.done is True
+    # A done operation comes from the store: the provider is not asked again.
+    again = run(engine, tmp_path, 'check', 'job-1')
+    assert again['done'] is True
+    assert checks(tmp_path) == 2
+
+
+async def test_unknown_or_expired_ids_are_not_found(engine):
+    store = make_store(engine, ttl=0.5)
+    ai = extend(Genkit(), operation_store=store)
+    ai.define_background_action('noop', start=lambda _: {'id': 'short', 'done': False}, check=lambda op: op)
+    with pytest.raises(NotFoundError) as missing:
+        await ai.check_operation('never-started')
+    assert missing.value.status == 'NOT_FOUND'
+    await store.put({'id': 'short', 'action': '/background-model/noop', 'done': False})
+    assert await store.get('short') is not None
+    await asyncio.sleep(1.0)
+    assert await store.get('short') is None
+    with pytest.raises(NotFoundError):
+        await ai.wait_for_operation('short', timeout=1)
+
+
+def test_bad_operation_store_options():
+    with pytest.raises(TypeError, match='operation_store'):
+        Genkit(operation_store=object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='ttl'):
+        RedisOperationStore(REDIS_URL, ttl=0)
+    with pytest.raises(ValueError, match='table_prefix'):
+        PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', table_prefix='Bad-Name')

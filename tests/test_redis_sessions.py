@@ -1,0 +1,391 @@
+"""Sessions shared by many processes, on Redis and on PostgreSQL (the real servers).
+
+The acceptance scenarios of the distributed-stores spec: several worker processes on one
+session lose nothing, keep every turn whole and in each worker's order, and count versions.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from genkit import GenkitError
+
+from genkit_parity import (
+    Genkit,
+    PostgresSessionStore,
+    RedisSessionStore,
+    SessionConflictError,
+    SessionLostError,
+    SessionStoreError,
+)
+from genkit_parity.stores import SharedSessionStore
+from genkit_parity.testing import define_programmable_model
+
+from ._engines import REDIS_URL, finish, pg_database, redis_prefix, spawn
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope='module')
+def database() -> Iterator[str]:
+    with pg_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=['redis', 'postgres'])
+def engine(request: pytest.FixtureRequest, database: str) -> Iterator[tuple[str, str]]:
+    """(engine, location): a fresh Redis key prefix, or a fresh table prefix in this module's database."""
+    if request.param == 'redis':
+        with redis_prefix() as prefix:
+            yield 'redis', prefix
+    else:
+        yield 'postgres', database
+
+
+_counter = iter(range(10**6))
+
+
+def make_store(engine: tuple[str, str], **options: Any) -> SharedSessionStore:
+    kind, location = engine
+    prefix = options.pop('table_prefix', 'genkit_')
+    if kind == 'redis':
+        # Tests sharing the prefix fixture keep apart by their own sub-prefix.
+        return RedisSessionStore(REDIS_URL, prefix=f'{location}:{prefix}', **options)
+    # Every test gets its own tables in the module's database.
+    return PostgresSessionStore(location, table_prefix=prefix, **options)
+
+
+def make_ai() -> Genkit:
+    ai = Genkit(model='programmableModel')
+    define_programmable_model(
+        ai,
+        respond=lambda request, send_chunk: (
+            f're {request.messages[-1].content[0].text} saw {len(request.messages)}'
+        ),
+    )
+    return ai
+
+
+def text(message: dict[str, Any]) -> str:
+    return str(message['content'][0]['text'])
+
+
+CHAT_WORKER = """
+engine, location, sid, name, turns, on_conflict, thread, table_prefix = sys.argv[1:9]
+extra = {} if engine == 'redis' else {'table_prefix': table_prefix}
+location = f'{location}:{table_prefix}' if engine == 'redis' else location
+
+async def main():
+    ai = make_ai()
+    store = make_store(engine, location, on_conflict, **extra)
+    conflicts = 0
+    session = await ai.load_session(sid, store=store)
+    for i in range(int(turns)):
+        while True:
+            try:
+                await session.chat(thread).send(f'{name}-{i}')
+                break
+            except SessionConflictError:
+                conflicts += 1
+                session = await ai.load_session(sid, store=store)
+        print('acked', i, flush=True)
+    print(json.dumps({'conflicts': conflicts}))
+
+asyncio.run(main())
+"""
+
+
+def table_prefix() -> str:
+    return f't{next(_counter)}_{os.getpid()}_'
+
+
+def spawn_chat(
+    engine: tuple[str, str],
+    prefix: str,
+    sid: str,
+    name: str,
+    turns: int,
+    on_conflict: str,
+    thread: str = 'main',
+):
+    kind, location = engine
+    return spawn(CHAT_WORKER, kind, location, sid, name, str(turns), on_conflict, thread, prefix)
+
+
+def check_turns(messages: list[dict[str, Any]], names: list[str], turns: int) -> None:
+    """Every user message is followed by its own reply; each writer's turns are in its order."""
+    assert len(messages) == 2 * len(names) * turns
+    assert [m['role'] for m in messages] == ['user', 'model'] * (len(names) * turns)
+    for user, model in zip(messages[::2], messages[1::2], strict=True):
+        assert text(model).startswith(f're {text(user)} saw '), (user, model)
+    for name in names:
+        prompts = [text(m) for m in messages[::2] if text(m).startswith(f'{name}-')]
+        assert prompts == [f'{name}-{i}' for i in range(turns)]
+
+
+async def test_four_processes_on_one_thread_lose_nothing(engine):
+    prefix = table_prefix()
+    names = ['A', 'B', 'C', 'D']
+    finish([spawn_chat(engine, prefix, 'shared', name, 50, 'append') for name in names])
+    store = make_store(engine, table_prefix=prefix)
+    session = await make_ai().load_session('shared', store=store)
+    assert session.version == 200
+    data = await store.get('shared')
+    assert data is not None
+    check_turns(data['threads']['main'], names, 50)
+
+
+async def test_strict_mode_every_turn_saw_every_earlier_turn(engine):
+    prefix = table_prefix()
+    names = ['A', 'B', 'C', 'D']
+    results = finish([spawn_chat(engine, prefix, 'strict', name, 25, 'error') for name in names])
+    assert sum(r['conflicts'] for r in results) >= 1
+    store = make_store(engine, table_prefix=prefix)
+    data = await store.get('strict')
+    assert data is not None
+    messages = data['threads']['main']
+    check_turns(messages, names, 25)
+    for index in range(1, len(messages), 2):
+        # The reply at `index` answered a request holding everything stored before it.
+        assert text(messages[index]).endswith(f' saw {index}'), (index, text(messages[index]))
+
+
+async def test_two_processes_on_two_threads_keep_both(engine):
+    prefix = table_prefix()
+    finish(
+        [
+            spawn_chat(engine, prefix, 'two', 'A', 50, 'append', 'a'),
+            spawn_chat(engine, prefix, 'two', 'B', 50, 'append', 'b'),
+        ]
+    )
+    data = await make_store(engine, table_prefix=prefix).get('two')
+    assert data is not None
+    check_turns(data['threads']['a'], ['A'], 50)
+    check_turns(data['threads']['b'], ['B'], 50)
+
+
+STATE_WORKER = """
+engine, location, w, table_prefix = sys.argv[1:5]
+extra = {} if engine == 'redis' else {'table_prefix': table_prefix}
+location = f'{location}:{table_prefix}' if engine == 'redis' else location
+
+async def main():
+    ai = make_ai()
+    session = await ai.load_session('state', store=make_store(engine, location, **extra))
+    for i in range(50):
+        await session.update_state({f'k{w}': i})
+    print(json.dumps(session.state))
+
+asyncio.run(main())
+"""
+
+
+async def test_state_updates_from_four_processes_all_land(engine):
+    prefix = table_prefix()
+    kind, location = engine
+    finish([spawn(STATE_WORKER, kind, location, str(w), prefix) for w in range(4)])
+    data = await make_store(engine, table_prefix=prefix).get('state')
+    assert data is not None
+    assert data['state'] == {'k0': 49, 'k1': 49, 'k2': 49, 'k3': 49}
+
+
+async def test_after_a_save_a_worker_sees_the_other_workers_turns(engine):
+    prefix = table_prefix()
+    ai = make_ai()
+    store_a, store_b = make_store(engine, table_prefix=prefix), make_store(engine, table_prefix=prefix)
+    a = await ai.load_session('seen', store=store_a)
+    b = await ai.load_session('seen', store=store_b)
+    await a.chat().send('from a')
+    response = await b.chat().send('from b')
+    # b's request was generated from its stale copy, but its session now holds both turns.
+    assert response.text == 're from b saw 1'
+    assert [text(m.model_dump(exclude_none=True)) for m in b.threads['main']] == [
+        'from a',
+        're from a saw 1',
+        'from b',
+        're from b saw 1',
+    ]
+    assert b.version == 2
+
+
+async def test_a_repeated_turn_id_is_stored_once(engine):
+    store = make_store(engine, table_prefix=table_prefix())
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    first = await store._commit(
+        'idem', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message])]
+    )
+    again = await store._commit(
+        'idem', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message])]
+    )
+    assert (first.version, first.duplicate) == (1, False)
+    assert (again.version, again.duplicate) == (1, True)
+    data = await store.get('idem')
+    assert data is not None and len(data['threads']['main']) == 1
+
+
+async def test_sessions_expire_after_ttl_and_saves_refresh_it(engine):
+    import asyncio
+
+    store = make_store(engine, table_prefix=table_prefix(), ttl=1.0)
+    ai = make_ai()
+    session = await ai.load_session('ttl', store=store)
+    await session.chat().send('one')
+    await asyncio.sleep(0.6)
+    await session.chat().send('two')  # refreshes the TTL
+    await asyncio.sleep(0.6)
+    assert await store.get('ttl') is not None
+    await asyncio.sleep(1.0)
+    assert await store.get('ttl') is None
+    with pytest.raises(SessionLostError) as lost:
+        await session.chat().send('three')
+    assert lost.value.status == 'DATA_LOSS'
+    assert "'ttl'" in str(lost.value) or '"ttl"' in str(lost.value)
+
+
+async def test_strict_conflict_is_aborted_and_retryable(engine):
+    store = make_store(engine, table_prefix=table_prefix(), on_conflict='error')
+    ai = make_ai()
+    a = await ai.load_session('race', store=store)
+    b = await ai.load_session('race', store=store)
+    await a.chat().send('first')
+    with pytest.raises(SessionConflictError) as conflict:
+        await b.chat().send('second')
+    assert isinstance(conflict.value, GenkitError)
+    assert conflict.value.status == 'ABORTED'
+    assert b.threads == {}  # a refused turn changes nothing
+    b = await ai.load_session('race', store=store)
+    await b.chat().send('second')
+    data = await store.get('race')
+    assert data is not None and [text(m) for m in data['threads']['main']][::2] == ['first', 'second']
+
+
+async def test_update_messages_appends_only_the_tail(engine):
+    store = make_store(engine, table_prefix=table_prefix())
+    ai = make_ai()
+    session = await ai.load_session('tail', store=store)
+    other = await ai.load_session('tail', store=store)
+    base = [{'role': 'user', 'content': [{'text': 'a'}]}]
+    await session.update_messages('main', base)
+    # Another worker's write lands between; an extension of what `session` holds appends after it.
+    await other.update_messages('main', [{'role': 'user', 'content': [{'text': 'other'}]}])
+    await session.update_messages('main', [*base, {'role': 'user', 'content': [{'text': 'b'}]}])
+    data = await store.get('tail')
+    assert data is not None and [text(m) for m in data['threads']['main']] == ['a', 'other', 'b']
+    # A list that does not extend the held thread is a replace, and conflicts like one.
+    with pytest.raises(SessionConflictError):
+        await other.update_messages('main', [{'role': 'system', 'content': [{'text': 'new preamble'}]}])
+
+
+async def test_worker_killed_between_generate_and_save_leaves_that_turn_out(engine):
+    prefix = table_prefix()
+    kind, location = engine
+    killed = spawn(
+        """
+engine, location, table_prefix = sys.argv[1:4]
+extra = {} if engine == 'redis' else {'table_prefix': table_prefix}
+location = f'{location}:{table_prefix}' if engine == 'redis' else location
+import os, time
+async def main():
+    ai = Genkit(model='programmableModel')
+    def respond(request, send_chunk):
+        if request.messages[-1].content[0].text == 'K-3':
+            print('generating', flush=True)
+            time.sleep(60)  # killed here: after generate started, before the save
+        return 'ok'
+    define_programmable_model(ai, respond=respond)
+    session = await ai.load_session('kill', store=make_store(engine, location, **extra))
+    for i in range(10):
+        await session.chat().send(f'K-{i}')
+        print('acked', i, flush=True)
+asyncio.run(main())
+""",
+        kind,
+        location,
+        prefix,
+    )
+    assert killed.stdout is not None
+    with killed:
+        while (line := killed.stdout.readline()) != 'generating\n':
+            assert line, killed.stderr.read() if killed.stderr else 'worker died'
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+    store = make_store(engine, table_prefix=prefix)
+    session = await make_ai().load_session('kill', store=store)
+    assert [text(m.model_dump()) for m in session.threads['main']][::2] == ['K-0', 'K-1', 'K-2']
+    assert session.version == 3
+    await session.chat().send('after')
+    assert session.version == 4
+
+
+def test_fork_children_use_a_store_created_before_fork(engine):
+    import asyncio
+    import multiprocessing
+
+    prefix = table_prefix()
+    store = make_store(engine, table_prefix=prefix)
+    asyncio.run(make_ai().load_session('fork', store=store))  # the parent connects first
+
+    context = multiprocessing.get_context('fork')
+    children = [context.Process(target=_fork_child, args=(store, w)) for w in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=60)
+        assert child.exitcode == 0
+    data = asyncio.run(store.get('fork'))
+    assert data is not None
+    assert sorted(text(m) for m in data['threads']['main'][::2]) == [f'child-{w}' for w in range(4)]
+
+
+def _fork_child(store: SharedSessionStore, w: int) -> None:
+    import asyncio
+
+    async def turn() -> None:
+        session = await make_ai().load_session('fork', store=store)
+        await session.chat().send(f'child-{w}')
+
+    asyncio.run(asyncio.wait_for(turn(), 30))
+
+
+async def test_hostile_session_ids_are_rejected_or_kept_apart(engine):
+    store = make_store(engine, table_prefix=table_prefix())
+    for bad in ['', '   ', 'a/b', 'nul\x00', '..']:
+        with pytest.raises(ValueError):
+            await store.get(bad)
+    ai = make_ai()
+    for sid in ['a', 'a}:t:0', "x'; DROP TABLE genkit_sessions;--", '{a}']:
+        session = await ai.load_session(sid, store=store)
+        await session.chat().send(sid)
+    for sid in ['a', 'a}:t:0', "x'; DROP TABLE genkit_sessions;--", '{a}']:
+        data = await store.get(sid)
+        assert data is not None and [text(m) for m in data['threads']['main']][::2] == [sid]
+
+
+async def test_unreachable_server_is_unavailable_naming_host_and_port(engine):
+    kind, _ = engine
+    if kind == 'redis':
+        store: SharedSessionStore = RedisSessionStore('redis://:hunter2@127.0.0.1:1/0', timeout=0.3)
+    else:
+        store = PostgresSessionStore('postgresql://postgres:hunter2@127.0.0.1:1/db', timeout=0.3)
+    with pytest.raises(SessionStoreError) as failed:
+        await store.get('s')
+    assert failed.value.status == 'UNAVAILABLE'
+    assert '127.0.0.1:1' in str(failed.value)
+    assert 'hunter2' not in str(failed.value)
+
+
+def test_bad_options_are_rejected_by_name():
+    with pytest.raises(ValueError, match='on_conflict'):
+        RedisSessionStore(REDIS_URL, on_conflict='merge')
+    with pytest.raises(ValueError, match='prefix'):
+        RedisSessionStore(REDIS_URL, prefix='a{b}')
+    with pytest.raises(ValueError, match='table_prefix'):
+        PostgresSessionStore('postgresql://postgres@127.0.0.1/postgres', table_prefix='x; DROP')
+    with pytest.raises(ValueError, match='ttl'):
+        RedisSessionStore(REDIS_URL, ttl=-1)
+    with pytest.raises(ValueError, match='invalid PostgreSQL DSN'):
+        PostgresSessionStore('postgresql://u:hunter2@h:notaport/db')
