@@ -63,8 +63,13 @@ test-rust: install ## Rust unit tests
 test-python: build-dev $(TELEMETRY_SERVER) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
+.PHONY: test-upstream
+test-upstream: build-dev ## genkit 0.12.0's own test suite with genkit-parity in place (swapped, then extend())
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit-openai==0.12.0' 'genkit-google-genai==0.12.0'
+	$(PY) tools/upstream/run_suite.py --modes parity,extend
+
 .PHONY: test
-test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
+test: lint test-rust test-python test-upstream ## Everything: lints, Rust tests, pytest, genkit's own suite
 
 .PHONY: bench
 bench: build-release $(TELEMETRY_SERVER) ## Side-by-side benchmarks vs genkit 0.12; writes benches/results.md

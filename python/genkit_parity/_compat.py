@@ -18,19 +18,22 @@ from genkit._ai._formats._array import ArrayFormat
 from genkit._ai._formats._json import JsonFormat
 from genkit._ai._formats._jsonl import JsonlFormat
 from genkit._ai._formats._types import FormatDef, Formatter
+from genkit._core import _background
 from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, ActionKind, get_current_context
-from genkit._core._background import lookup_background_action
+from genkit._core._dap import DynamicActionProvider as GenkitDynamicActionProvider
 from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
 from genkit._core._trace._default_exporter import TraceServerExporter
 from genkit._core._trace._suppress import suppress_telemetry
 from genkit._core._tracing import SpanMetadata, init_provider, run_in_new_span
 from genkit._core._typing import ActionMetadata
+from genkit.model import BackgroundAction
 
 __all__ = [
     'Action',
     'ArrayFormat',
     'FormatDef',
+    'GenkitDynamicActionProvider',
     'Formatter',
     'JsonFormat',
     'JsonlFormat',
@@ -57,6 +60,7 @@ __all__ = [
     'get_current_context',
     'helper_span',
     'lookup_background_action',
+    'require_operation',
     'override_input_schema',
     'prompt_action',
     'register_action',
@@ -178,6 +182,16 @@ def prompt_action(name: str, render: Any, description: str | None, input_schema:
     action = Action(kind=kind, name=name, fn=render, description=description)
     action._override_input_schema(input_schema)
     return action
+
+
+async def lookup_background_action(registry: Any, key: str) -> BackgroundAction[Any] | None:
+    """Genkit's background-action lookup (looked up when called, as genkit's own callers do)."""
+    return await _background.lookup_background_action(registry, key)
+
+
+def require_operation(value: object) -> Any:
+    """Genkit's check that a poll handle is an ``Operation`` (INVALID_ARGUMENT otherwise)."""
+    return _background.require_operation(value=value)
 
 
 def json5_loads(text: str) -> Any:
