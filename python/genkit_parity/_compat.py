@@ -66,6 +66,7 @@ __all__ = [
     'register_action',
     'registered_action',
     'set_span_output',
+    'step_span',
     'to_json_schema',
     'to_span_json',
 ]
@@ -86,6 +87,16 @@ def helper_span(name: str, *, labels: Mapping[str, str], input: Any) -> Iterator
     """
     metadata = SpanMetadata(name=name, type='helper', input=input, telemetry_labels=dict(labels))
     with run_in_new_span(metadata) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def step_span(name: str, *, input: Any, has_input: bool, metadata: Any) -> Iterator[Any]:
+    """Open a Genkit span of type ``flowStep`` (JS ``run``); ``input`` recorded when given."""
+    span_metadata = SpanMetadata(
+        name=name, type='flowStep', input=input if has_input else None, metadata=metadata
+    )
+    with run_in_new_span(span_metadata) as span:
         yield span
 
 

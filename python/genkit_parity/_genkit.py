@@ -85,6 +85,44 @@ class GenkitParityMixin(_GenkitBase):
             _compat.set_model_custom_options(action, schemas.dev_ui_schema(config_schema))
         return action
 
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` as a traced step (span type ``flowStep``), as JS's ``ai.run``.
+
+        ``ai.run(name, fn)`` and ``ai.run(name, input, fn)`` (``fn(input)``; the input is
+        recorded on the span) with ``fn`` sync or async. Genkit's keyword form
+        ``ai.run(name=..., fn=..., metadata=None)`` is genkit's own (``fn`` must be a
+        coroutine function there). Returns what ``fn`` returns.
+        """
+        if not args and 'fn' in kwargs and 'input' not in kwargs:
+            return await super().run(**kwargs)
+        name = kwargs.pop('name', None)
+        fn = kwargs.pop('fn', None)
+        metadata = kwargs.pop('metadata', None)
+        if 'input' in kwargs:
+            args = (kwargs.pop('input'), *args)
+        if kwargs:
+            raise TypeError(f'run() got unexpected keyword arguments: {", ".join(kwargs)}')
+        if name is None and args:
+            name, args = args[0], args[1:]
+        if fn is None and args:
+            *args_list, fn = args
+            args = tuple(args_list)
+        if not isinstance(name, str) or not name:
+            raise TypeError('run() needs a step name (a non-empty str)')
+        if not callable(fn):
+            raise TypeError(f'run() needs a callable fn, not {type(fn).__name__}')
+        if len(args) > 1:
+            raise TypeError('run() takes (name, fn) or (name, input, fn)')
+        has_input = len(args) == 1
+        with _compat.step_span(
+            name, input=args[0] if has_input else None, has_input=has_input, metadata=metadata
+        ) as span:
+            result = fn(args[0]) if has_input else fn()
+            if inspect.isawaitable(result):
+                result = await result
+            _compat.set_span_output(span, _compat.to_span_json(result))
+            return result
+
     def define_json_schema(self, name: str, json_schema: dict[str, object]) -> dict[str, object]:
         """Register a named JSON Schema for prompts (JS ``ai.defineJsonSchema``), validated first.
 
