@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -171,12 +172,18 @@ class GenkitParityMixin(_GenkitBase):
         """
         return new_session(self, store=store, initial_state=initial_state, session_id=session_id)
 
-    async def load_session(self, session_id: str, *, store: SessionStore) -> Session:
+    async def load_session(self, session_id: str, *, store: SessionStore | None = None) -> Session:
         """Load a session from ``store`` (JS ``ai.loadSession``).
 
         An id the store has never seen gives an empty session (no state, no threads) and
-        no error, as in JS. ``CorruptSessionError`` if the stored data cannot be read.
+        no error, as in JS. ``CorruptSessionError`` if the stored data cannot be read;
+        ``ValueError`` without a ``store`` (there is nothing to load from).
         """
+        if store is None:
+            raise ValueError(
+                'store is required: load_session needs store=..., the store the session was '
+                'saved to (e.g. FileSessionStore(path) or default_store())'
+            )
         return await load_session(self, session_id, store=store)
 
     @staticmethod
@@ -214,6 +221,13 @@ class GenkitParityMixin(_GenkitBase):
             >>> # print((await chat.send('hi')).text)
 
         """
+        if session_id is not None and store is None:
+            warnings.warn(
+                f'ai.chat(session_id={session_id!r}) without store=: the chat is kept in memory '
+                'only and is not persisted; pass store=... to persist and continue it',
+                UserWarning,
+                stacklevel=2,
+            )
         session = new_session(
             self,
             store=store,
