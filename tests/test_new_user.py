@@ -20,3 +20,16 @@ async def test_chat_with_session_id_but_no_store_warns(ai):
     chat = ai.chat(session_id='u2', store=store)  # no warning: filterwarnings=error would fail
     await chat.send('hi')
     assert (await ai.load_session('u2', store=store)).threads['main']
+
+
+def test_unknown_options_say_what_was_meant(ai):
+    with pytest.raises(
+        TypeError, match=r"unexpected option 'temperature'; temperature is a model setting: pass config="
+    ):
+        ai.chat(temperature=0.2)
+    with pytest.raises(
+        TypeError, match=r"unexpected option 'temprature'; did you mean config=\{'temperature'"
+    ):
+        ai.chat(temprature=0.2)
+    with pytest.raises(TypeError, match=r"unexpected option 'sytem'; did you mean 'system'\?"):
+        ai.chat(sytem='be brief')
