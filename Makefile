@@ -110,8 +110,13 @@ test-rust: install services pgvector ## Rust unit tests
 test-python: build-dev services pgvector $(VECTORSTORE_DEPS) $(TELEMETRY_SERVER) $(GENKIT_CLI) ## The pytest suite
 	$(PY) -m pytest -q -p no:cacheprovider
 
+.PHONY: test-upstream
+test-upstream: build-dev ## genkit 0.12.0's own test suite with genkit-parity in place (swapped, then extend())
+	$(PY) -m pip install --quiet -c constraints.txt 'genkit-openai==0.12.0' 'genkit-google-genai==0.12.0'
+	$(PY) tools/upstream/run_suite.py --modes parity,extend
+
 .PHONY: test
-test: lint test-rust test-python ## Everything: lints, Rust tests, pytest
+test: lint test-rust test-python test-upstream ## Everything: lints, Rust tests, pytest, genkit's own suite
 
 # numpy is measured at its best: without the OpenBLAS overrides some machines set.
 .PHONY: bench

@@ -11,6 +11,7 @@ from genkit.model import ModelRequest
 from pydantic import BaseModel
 
 from genkit_parity import InvalidOperationError, Operation, OperationTimeoutError
+from genkit_parity.background import to_operation
 
 DONE_OUTPUT = {'finishReason': 'stop', 'message': {'role': 'model', 'content': [{'text': 'done'}]}}
 
@@ -52,10 +53,40 @@ async def test_generate_starts_the_operation(ai, jobs):
     operation = response.operation
     assert isinstance(operation, Operation)
     dumped = operation.model_dump(by_alias=True, exclude_none=True)
-    assert dumped.pop('latencyMs') >= 0
     assert dumped == {'action': '/background-model/bkg-model', 'id': 'op1', 'metadata': {'p': 1}}
     assert response.text == ''
     assert isinstance(jobs.started[0], ModelRequest)
+    # genkit's save/reload path: its own Operation takes the dump back, and it checks.
+    reloaded = genkit.model.Operation.model_validate(operation.model_dump(by_alias=True))
+    assert (await ai.check_operation(reloaded)).done is True
+
+
+async def test_report_latency_adds_js_latency_ms(ai, jobs):
+    ai.define_background_model('timed', start=jobs.start, check=jobs.check, report_latency=True)
+    operation = (await ai.generate(model='timed', prompt='hi')).operation
+    dumped = operation.model_dump(by_alias=True, exclude_none=True)
+    assert isinstance(dumped.pop('latencyMs'), float) and operation.latencyMs >= 0
+    assert dumped == {'action': '/background-model/timed', 'id': 'op1', 'metadata': {'p': 1}}
+
+
+async def test_background_model_enforces_its_config_class(ai, jobs):
+    class VideoConfig(BaseModel):
+        seconds: int = 5
+
+    class OtherConfig(BaseModel):
+        seconds: int = 5
+
+    ai.define_background_model('video', start=jobs.start, check=jobs.check, config_schema=VideoConfig)
+    with pytest.raises(
+        GenkitError, match=r'config must be .*VideoConfig or a mapping, got .*OtherConfig'
+    ) as bad:
+        await ai.generate_operation(model='video', prompt='hi', config=OtherConfig())
+    assert bad.value.status == 'INVALID_ARGUMENT'
+    assert jobs.started == []  # rejected before start()
+    await ai.generate_operation(model='video', prompt='hi', config=VideoConfig(seconds=8))
+    await ai.generate_operation(model='video', prompt='hi', config={'seconds': 9})
+    configs = [r.config if isinstance(r.config, dict) else r.config.model_dump() for r in jobs.started]
+    assert [c['seconds'] for c in configs] == [8, 9]
 
 
 async def test_check_and_cancel(ai, jobs):
@@ -79,37 +110,56 @@ async def test_cancel_without_cancel_support_is_unimplemented(ai, jobs):
     with pytest.raises(GenkitError) as raised:
         await ai.cancel_operation(operation)
     assert raised.value.status == 'UNIMPLEMENTED'
+    assert raised.value.reason is genkit.RuntimeErrorReason.UNSUPPORTED_BY_MODEL
     assert (
         raised.value.original_message
         == 'Background action /background-model/bg does not support cancellation.'
     )
 
 
-async def test_js_errors_for_bad_operations(ai, jobs):
+async def test_errors_for_bad_operations_are_genkits(ai, jobs):
+    reason = genkit.RuntimeErrorReason
     ai.define_background_model('bg', start=jobs.start, check=jobs.check)
     with pytest.raises(
         GenkitError, match='Provided operation is missing original request information'
     ) as raised:
-        await ai.check_operation({'id': 'x'})
-    assert raised.value.status == 'INVALID_ARGUMENT'
+        await ai.check_operation(Operation(id='x'))
+    assert raised.value.status == 'INVALID_ARGUMENT' and raised.value.reason is reason.INVALID_INPUT
     with pytest.raises(
         GenkitError,
         match=r'Failed to resolve background action from original request: /background-model/nope',
-    ):
-        await ai.check_operation({'id': 'x', 'action': '/background-model/nope'})
+    ) as raised:
+        await ai.check_operation(Operation(id='x', action='/background-model/nope'))
+    assert raised.value.reason is reason.ACTION_NOT_FOUND
     with pytest.raises(GenkitError, match='Failed to resolve background action'):
-        await ai.cancel_operation({'id': 'x', 'action': 'garbage'})
+        await ai.cancel_operation(Operation(id='x', action='garbage'))
+    # As genkit: the poll handle is an Operation; a dump or a string is the caller's mistake.
+    for bad, message in (
+        ({'id': 'x', 'action': '/background-model/bg'}, r'got a dump; pass Operation\.model_validate'),
+        ('{"id": "x"}', 'got str, expected Operation'),
+        (42, 'got int, expected Operation'),
+        (await ai.generate(model='bg', prompt='x'), r'got ModelResponse; pass response\.operation'),
+    ):
+        for call in (ai.check_operation, ai.cancel_operation):
+            with pytest.raises(GenkitError, match=message) as raised:
+                await call(bad)
+            assert raised.value.status == 'INVALID_ARGUMENT' and raised.value.reason is reason.INVALID_INPUT
+
+
+def test_to_operation_reads_js_operation_json():
+    assert to_operation({'id': 'x', 'done': False}) == Operation(id='x', done=False)
+    assert to_operation('{"id": "y", "latencyMs": 3}').model_dump(by_alias=True, exclude_none=True) == {
+        'id': 'y',
+        'latencyMs': 3,
+    }
     with pytest.raises(InvalidOperationError, match="missing the required field 'id'") as missing:
-        await ai.check_operation({'action': '/background-model/bg'})
+        to_operation({'action': '/background-model/bg'})
     assert missing.value.status == 'INVALID_ARGUMENT'
     assert isinstance(missing.value, ValueError)
     with pytest.raises(InvalidOperationError, match="'done' must be a boolean"):
-        await ai.check_operation({'id': 'x', 'action': '/background-model/bg', 'done': 'yes'})
+        to_operation({'id': 'x', 'action': '/background-model/bg', 'done': 'yes'})
     with pytest.raises(InvalidOperationError, match='expected an Operation or a dict, got int'):
-        await ai.check_operation(42)
-    response = await ai.generate(model='bg', prompt='x')
-    with pytest.raises(InvalidOperationError, match=r'pass response\.operation'):
-        await ai.check_operation(response)
+        to_operation(42)
 
 
 async def test_interop_with_genkits_own_check_operation(ai, jobs):
@@ -277,7 +327,7 @@ async def test_bad_wait_arguments(ai, jobs):
     with pytest.raises(TypeError):
         await ai.wait_for_operation(operation, timeout='soon')
     with pytest.raises(TypeError, match='context must be a mapping'):
-        await ai.check_operation(operation, context=['x'])
+        await ai.check_operation(Operation.model_validate(operation), context=['x'])
 
 
 async def test_redefinition_is_seen_by_check(ai):

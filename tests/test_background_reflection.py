@@ -23,7 +23,7 @@ def check(op):
     return {'id': op.id, 'done': True, 'output': {'message': message}}
 
 ai.define_background_model(
-    'bg', start=start, check=check,
+    'bg', start=start, check=check, report_latency=True,
     config_schema={'type': 'object', 'properties': {'duration': {'type': 'number'}}},
 )
 ai.define_background_action('job', start=lambda x: {'id': 'j1'}, check=check, cancel=lambda op: op)

@@ -265,3 +265,16 @@ async def test_bad_keys_resolve_to_nothing(ai, tools):
             assert 'nope' in str(error) or 'nohost' in str(error)
         else:
             assert resolved is None
+
+
+async def test_provider_is_genkits_provider_class(ai):
+    from genkit._core._dap import DynamicActionProvider as GenkitProvider
+
+    async def tools():
+        return {'tool': [ai.dynamic_tool(lambda: 'x', name='t1', description='d')]}
+
+    dap = ai.define_dynamic_action_provider('mine', tools)
+    assert isinstance(dap, GenkitProvider)
+    # genkit's keyword names work on our methods too
+    assert (await dap.get_action(action_type='tool', action_name='t1')).name == 't1'
+    assert [m['name'] for m in await dap.list_action_metadata(action_type='tool', action_name='t*')] == ['t1']

@@ -10,7 +10,7 @@ import genkit
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from genkit_parity import Genkit
+from genkit_parity import Genkit, extend
 from genkit_parity.schemas import (
     dev_ui_schema,
     gemini_config_schema,
@@ -132,7 +132,7 @@ def test_models_list_their_config_schema_in_the_reflection_api(tmp_path: Path) -
             temperature: float | None = Field(default=None, description='How random')
             prefix: str = 'echo: '
 
-        ai = Genkit()
+        ai = Genkit(js_config_schemas=True)
         define_echo_model(ai)
         define_programmable_model(ai)
 
@@ -168,6 +168,33 @@ def test_models_list_their_config_schema_in_the_reflection_api(tmp_path: Path) -
         'temperature': {'type': 'number', 'description': 'How random'},
         'prefix': {'type': 'string', 'default': 'echo: '},
     }
+
+
+def test_config_schemas_are_genkits_unless_js_config_schemas() -> None:
+    class Config(BaseModel):
+        temperature: float | None = None
+
+    async def fn(request, ctx):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    async def start(request, ctx):  # type: ignore[no-untyped-def]
+        return {'id': 'op1'}
+
+    def options(ai: Genkit) -> tuple[object, object, object]:
+        model = ai.define_model('m', fn, config_schema=Config).metadata['model']
+        bg = ai.define_background_model('bg', start=start, check=start, config_schema=Config)
+        plain_bg = ai.define_background_model('plain-bg', start=start, check=start)
+        return (
+            model['customOptions'],
+            bg.start_action.metadata['model']['customOptions'],
+            plain_bg.start_action.metadata['model'].get('customOptions'),
+        )
+
+    genkits = genkit.Genkit().define_model('m', fn, config_schema=Config).metadata['model']['customOptions']
+    assert options(Genkit()) == (genkits, genkits, None)  # genkit's raw form, as genkit lists it
+    js_model, js_bg, js_plain = options(extend(genkit.Genkit(), js_config_schemas=True))
+    assert js_model == js_bg == dev_ui_schema(Config) != genkits
+    assert js_plain == generation_common_config_schema()
 
 
 def test_non_pydantic_config_classes_are_left_to_genkit() -> None:

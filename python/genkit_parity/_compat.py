@@ -20,8 +20,9 @@ from genkit._ai._formats._array import ArrayFormat
 from genkit._ai._formats._json import JsonFormat
 from genkit._ai._formats._jsonl import JsonlFormat
 from genkit._ai._formats._types import FormatDef, Formatter
+from genkit._core import _background
 from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, ActionKind, get_current_context
-from genkit._core._background import lookup_background_action
+from genkit._core._dap import DynamicActionProvider as GenkitDynamicActionProvider
 from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
 from genkit._core._trace import _log_exporter
@@ -29,6 +30,7 @@ from genkit._core._trace._default_exporter import TraceServerExporter
 from genkit._core._trace._suppress import suppress_telemetry
 from genkit._core._tracing import SpanMetadata, init_provider, run_in_new_span
 from genkit._core._typing import ActionMetadata
+from genkit.model import BackgroundAction
 
 __all__ = [
     'Action',
@@ -37,6 +39,7 @@ __all__ = [
     'registered_tools_and_prompts',
     'ArrayFormat',
     'FormatDef',
+    'GenkitDynamicActionProvider',
     'Formatter',
     'JsonFormat',
     'JsonlFormat',
@@ -64,11 +67,13 @@ __all__ = [
     'get_current_context',
     'helper_span',
     'lookup_background_action',
+    'require_operation',
     'override_input_schema',
     'prompt_action',
     'register_action',
     'registered_action',
     'set_span_output',
+    'step_span',
     'to_json_schema',
     'to_span_json',
 ]
@@ -89,6 +94,16 @@ def helper_span(name: str, *, labels: Mapping[str, str], input: Any) -> Iterator
     """
     metadata = SpanMetadata(name=name, type='helper', input=input, telemetry_labels=dict(labels))
     with run_in_new_span(metadata) as span:
+        yield span
+
+
+@contextlib.contextmanager
+def step_span(name: str, *, input: Any, has_input: bool, metadata: Any) -> Iterator[Any]:
+    """Open a Genkit span of type ``flowStep`` (JS ``run``); ``input`` recorded when given."""
+    span_metadata = SpanMetadata(
+        name=name, type='flowStep', input=input if has_input else None, metadata=metadata
+    )
+    with run_in_new_span(span_metadata) as span:
         yield span
 
 
@@ -185,6 +200,16 @@ def prompt_action(name: str, render: Any, description: str | None, input_schema:
     action = Action(kind=kind, name=name, fn=render, description=description)
     action._override_input_schema(input_schema)
     return action
+
+
+async def lookup_background_action(registry: Any, key: str) -> BackgroundAction[Any] | None:
+    """Genkit's background-action lookup (looked up when called, as genkit's own callers do)."""
+    return await _background.lookup_background_action(registry, key)
+
+
+def require_operation(value: object) -> Any:
+    """Genkit's check that a poll handle is an ``Operation`` (INVALID_ARGUMENT otherwise)."""
+    return _background.require_operation(value=value)
 
 
 def json5_loads(text: str) -> Any:

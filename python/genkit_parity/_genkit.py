@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -42,6 +43,8 @@ class GenkitParityMixin(_GenkitBase):
 
     #: Raise ``GenkitError`` INVALID_ARGUMENT from ``generate()`` on a schema mismatch (JS).
     strict_output: bool = False
+    #: List model config schemas in JS's draft-07 shape (``metadata.model.customOptions``).
+    js_config_schemas: bool = False
 
     if not TYPE_CHECKING:  # type checkers keep genkit's own (overloaded) signatures
 
@@ -74,16 +77,59 @@ class GenkitParityMixin(_GenkitBase):
         info: Any = None,
         description: str | None = None,
     ) -> Any:
-        """Genkit's ``define_model``; a Pydantic ``config_schema`` is listed in the Dev UI's form.
+        """Genkit's ``define_model``; with ``js_config_schemas`` the config is listed in JS's shape.
 
-        ``metadata.model.customOptions`` becomes the draft-07, JS-shaped schema of a Pydantic
-        config class (see :mod:`genkit_parity.schemas`). A JSON Schema dict is listed as given
-        and a model without a config schema lists none, as in JS.
+        By default ``metadata.model.customOptions`` is genkit's own. On an instance made with
+        ``js_config_schemas=True`` it becomes the draft-07, JS-shaped schema of a Pydantic
+        config class (see :mod:`genkit_parity.schemas`); a JSON Schema dict is listed as
+        given and a model without a config schema lists none, as in JS.
         """
         action = super().define_model(name, fn, config_schema, metadata, info, description)
-        if isinstance(config_schema, type) and issubclass(config_schema, BaseModel):
+        if (
+            self.js_config_schemas
+            and isinstance(config_schema, type)
+            and issubclass(config_schema, BaseModel)
+        ):
             _compat.set_model_custom_options(action, schemas.dev_ui_schema(config_schema))
         return action
+
+    async def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn`` as a traced step (span type ``flowStep``), as JS's ``ai.run``.
+
+        ``ai.run(name, fn)`` and ``ai.run(name, input, fn)`` (``fn(input)``; the input is
+        recorded on the span) with ``fn`` sync or async. Genkit's keyword form
+        ``ai.run(name=..., fn=..., metadata=None)`` is genkit's own (``fn`` must be a
+        coroutine function there). Returns what ``fn`` returns.
+        """
+        if not args and 'fn' in kwargs and 'input' not in kwargs:
+            return await super().run(**kwargs)
+        name = kwargs.pop('name', None)
+        fn = kwargs.pop('fn', None)
+        metadata = kwargs.pop('metadata', None)
+        if 'input' in kwargs:
+            args = (kwargs.pop('input'), *args)
+        if kwargs:
+            raise TypeError(f'run() got unexpected keyword arguments: {", ".join(kwargs)}')
+        if name is None and args:
+            name, args = args[0], args[1:]
+        if fn is None and args:
+            *args_list, fn = args
+            args = tuple(args_list)
+        if not isinstance(name, str) or not name:
+            raise TypeError('run() needs a step name (a non-empty str)')
+        if not callable(fn):
+            raise TypeError(f'run() needs a callable fn, not {type(fn).__name__}')
+        if len(args) > 1:
+            raise TypeError('run() takes (name, fn) or (name, input, fn)')
+        has_input = len(args) == 1
+        with _compat.step_span(
+            name, input=args[0] if has_input else None, has_input=has_input, metadata=metadata
+        ) as span:
+            result = fn(args[0]) if has_input else fn()
+            if inspect.isawaitable(result):
+                result = await result
+            _compat.set_span_output(span, _compat.to_span_json(result))
+            return result
 
     def define_json_schema(self, name: str, json_schema: dict[str, object]) -> dict[str, object]:
         """Register a named JSON Schema for prompts (JS ``ai.defineJsonSchema``), validated first.
@@ -133,29 +179,33 @@ class GenkitParityMixin(_GenkitBase):
         """
         return new_session(self, store=store, initial_state=initial_state, session_id=session_id)
 
-    async def load_session(self, session_id: str, *, store: SessionStore) -> Session:
+    async def load_session(self, session_id: str, *, store: SessionStore | None = None) -> Session:
         """Load a session from ``store`` (JS ``ai.loadSession``).
 
         An id the store has never seen gives an empty session (no state, no threads) and
-        no error, as in JS. ``CorruptSessionError`` if the stored data cannot be read.
+        no error, as in JS. ``CorruptSessionError`` if the stored data cannot be read;
+        ``ValueError`` without a ``store`` (there is nothing to load from).
         """
+        if store is None:
+            raise ValueError(
+                'store is required: load_session needs store=..., the store the session was '
+                'saved to (e.g. FileSessionStore(path) or default_store())'
+            )
         return await load_session(self, session_id, store=store)
 
-    # genkit's own current_session() is a staticmethod returning None outside an agent
-    # session; JS (and this) raises instead, so the signature differs on purpose.
-    def current_session(self) -> Session:  # type: ignore[override]
-        """The session running now (inside ``session.run``, ``chat`` or ``send``).
+    @staticmethod
+    def current_session() -> Any:
+        """The session running now (inside ``session.run``, ``chat`` or ``send``), or None.
 
-        Also returns a ``genkit.exp`` agent session when one is running. Raises
-        ``GenkitError`` ``FAILED_PRECONDITION`` outside any session.
+        Also returns a ``genkit.exp`` agent session when one is running. Outside any
+        session it returns ``None``, as genkit's own does (and it can be called on the
+        class, like genkit's staticmethod); ``genkit_parity.current_session()`` raises
+        ``GenkitError`` ``FAILED_PRECONDITION`` there instead, as JS does.
         """
         try:
             return current_session()
         except genkit.GenkitError:
-            agent_session = _compat.agent_session()
-            if agent_session is None:
-                raise
-            return agent_session  # type: ignore[no-any-return]
+            return _compat.agent_session()
 
     def chat(
         self,
@@ -178,6 +228,13 @@ class GenkitParityMixin(_GenkitBase):
             >>> # print((await chat.send('hi')).text)
 
         """
+        if session_id is not None and store is None:
+            warnings.warn(
+                f'ai.chat(session_id={session_id!r}) without store=: the chat is kept in memory '
+                'only and is not persisted; pass store=... to persist and continue it',
+                UserWarning,
+                stacklevel=2,
+            )
         session = new_session(
             self,
             store=store,
@@ -190,7 +247,7 @@ class GenkitParityMixin(_GenkitBase):
 
     # -- dynamic action providers -----------------------------------------------------------
 
-    def define_dynamic_action_provider(  # type: ignore[override]
+    def define_dynamic_action_provider(
         self,
         name: str,
         fn: dap.ProviderFn,
@@ -438,16 +495,20 @@ class GenkitParityMixin(_GenkitBase):
         *,
         supports: Mapping[str, Any] | None = None,
         versions: list[str] | None = None,
+        report_latency: bool = False,
     ) -> BackgroundAction[Any]:
         """Register a background model (JS ``defineBackgroundModel``), e.g. video generation.
 
         ``start(request[, ctx])`` receives the ``ModelRequest`` and returns an ``Operation``;
         ``ai.generate(model=name, ...)`` then returns at once with ``response.operation``.
-        Metadata, description and schemas are JS's: ``metadata.model`` carries ``label``,
-        ``supports`` (always ``longRunning: True``), ``versions`` and ``customOptions`` (the
-        JSON schema of ``config_schema``); the start reports ``latencyMs`` on the operation.
-        Same parameters as genkit's own ``define_background_model``, plus ``supports`` and
-        ``versions``.
+        ``metadata.model`` carries ``label``, ``supports`` (always ``longRunning: True``),
+        ``versions`` and ``customOptions`` (the JSON schema of ``config_schema``, JS-shaped
+        with ``js_config_schemas``). A config instance of another class than
+        ``config_schema`` is ``INVALID_ARGUMENT``, as in genkit. ``report_latency=True``
+        adds JS's top-level ``latencyMs`` to the started operation (off by default: genkit's
+        ``Operation`` has no such field and its reload path rejects it). Same parameters as
+        genkit's own ``define_background_model``, plus ``supports``, ``versions`` and
+        ``report_latency``.
         """
         return background.define_background_model(
             self.registry,
@@ -462,6 +523,8 @@ class GenkitParityMixin(_GenkitBase):
             config_schema=config_schema,
             metadata=metadata,
             description=description,
+            report_latency=report_latency,
+            js_config_schema=self.js_config_schemas,
         )
 
     async def check_operation(
@@ -473,11 +536,13 @@ class GenkitParityMixin(_GenkitBase):
     ) -> Operation:
         """Check an operation once (JS ``checkOperation``); returns its new state.
 
-        Accepts an ``Operation`` or its dict. Errors as JS: no ``action`` →
-        ``INVALID_ARGUMENT: Provided operation is missing original request information``;
-        an unknown action → ``INVALID_ARGUMENT: Failed to resolve background action from
-        original request: <action>``; a malformed operation → ``InvalidOperationError``.
-        ``config`` is folded into ``context['config']`` for the check function.
+        Takes an ``Operation``, as genkit does: a dict or a JSON string is ``INVALID_ARGUMENT``
+        (reload a saved one with ``Operation.model_validate(...)``). Errors are genkit's, with
+        its ``reason``: no ``action`` → ``INVALID_ARGUMENT: Provided operation is missing
+        original request information`` (``INVALID_INPUT``); an unknown action →
+        ``INVALID_ARGUMENT: Failed to resolve background action from original request:
+        <action>`` (``ACTION_NOT_FOUND``). ``config`` is folded into ``context['config']``
+        for the check function.
         """
         return await background.check_operation(self.registry, operation, context=context, config=config)
 
@@ -488,7 +553,10 @@ class GenkitParityMixin(_GenkitBase):
         context: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> Operation:
-        """Cancel an operation (JS ``cancelOperation``); ``UNIMPLEMENTED`` if it has no cancel."""
+        """Cancel an operation (JS ``cancelOperation``); ``UNIMPLEMENTED`` if it has no cancel.
+
+        Takes an ``Operation`` and raises as :meth:`check_operation` does.
+        """
         return await background.cancel_operation(self.registry, operation, context=context, config=config)
 
     async def wait_for_operation(
@@ -539,6 +607,9 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
         *args: genkit's ``Genkit`` arguments (``plugins``, ``model``, ...).
         fast_formats: use the Rust incremental parser for the ``json``, ``array`` and
             ``jsonl`` output formats (see :mod:`genkit_parity.formats`); False keeps genkit's.
+        js_config_schemas: list model config schemas (``metadata.model.customOptions``) in
+            JS's draft-07 shape, and give background models Genkit's common config schema by
+            default, as JS does (default: genkit's own shape).
         strict_output: make ``generate()`` raise ``GenkitError`` ``INVALID_ARGUMENT`` when
             the output does not match the schema, as JS does (default: genkit's behaviour,
             ``output`` None and ``response.error`` set). A per-call ``strict_output=``
@@ -564,11 +635,16 @@ class Genkit(GenkitParityMixin, genkit.Genkit):
         fast_formats: bool = True,
         strict_output: bool = False,
         operation_store: background.OperationStore | None = None,
+        js_config_schemas: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         _configure(
-            self, fast_formats=fast_formats, strict_output=strict_output, operation_store=operation_store
+            self,
+            fast_formats=fast_formats,
+            strict_output=strict_output,
+            js_config_schemas=js_config_schemas,
+            operation_store=operation_store,
         )
 
 
@@ -577,19 +653,21 @@ def _configure(
     *,
     fast_formats: bool | None,
     strict_output: bool | None,
+    js_config_schemas: bool | None = None,
     operation_store: background.OperationStore | None = None,
 ) -> None:
-    if operation_store is not None:
-        background.set_operation_store(ai.registry, operation_store)
     """Apply the options that were given (None leaves a setting as it is)."""
-    if fast_formats is not None and not isinstance(fast_formats, bool):
-        raise TypeError('fast_formats and strict_output must be bools')
-    if strict_output is not None and not isinstance(strict_output, bool):
-        raise TypeError('fast_formats and strict_output must be bools')
+    for option in (fast_formats, strict_output, js_config_schemas):
+        if option is not None and not isinstance(option, bool):
+            raise TypeError('fast_formats, strict_output and js_config_schemas must be bools')
+    if js_config_schemas is not None:
+        ai.js_config_schemas = js_config_schemas
     if fast_formats is not None:
         formats.use_fast_formats(ai, fast_formats)
     if strict_output is not None:
         ai.strict_output = strict_output
+    if operation_store is not None:
+        background.set_operation_store(ai.registry, operation_store)
     tracing.install_default()
 
 
@@ -602,24 +680,30 @@ def extend(
     fast_formats: bool | None = None,
     strict_output: bool | None = None,
     operation_store: background.OperationStore | None = None,
+    js_config_schemas: bool | None = None,
 ) -> G:
     """Add genkit-parity's methods to an existing ``Genkit`` (or ``genkit.exp.Genkit``).
 
     The instance's class is swapped for a subclass that also has the mixin, so
-    ``isinstance`` checks keep working. Returns the same instance. ``operation_store``,
-    ``fast_formats`` and
-    ``strict_output`` are as for :class:`Genkit` (defaults: True and False). On an instance
+    ``isinstance`` checks keep working. Returns the same instance. ``fast_formats``,
+    ``strict_output``, ``js_config_schemas`` and ``operation_store`` are as for
+    :class:`Genkit` (defaults: True, False, False and none). On an instance
     already extended, only the options passed change; the others stay as they are.
     """
     if not isinstance(ai, _GENKIT_CLASS):
         raise TypeError(f'ai must be a genkit.Genkit instance, not {type(ai).__name__}')
     if isinstance(ai, GenkitParityMixin):
         _configure(
-            ai, fast_formats=fast_formats, strict_output=strict_output, operation_store=operation_store
+            ai,
+            fast_formats=fast_formats,
+            strict_output=strict_output,
+            js_config_schemas=js_config_schemas,
+            operation_store=operation_store,
         )
         return ai
     fast_formats = True if fast_formats is None else fast_formats
     strict_output = False if strict_output is None else strict_output
+    js_config_schemas = False if js_config_schemas is None else js_config_schemas
     base = type(ai)
     extended = _extended_classes.get(base)
     if extended is None:
@@ -633,5 +717,6 @@ def extend(
         fast_formats=fast_formats,
         strict_output=strict_output,
         operation_store=operation_store,
+        js_config_schemas=js_config_schemas,
     )
     return ai

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from genkit import ActionRunContext, GenkitError, Metadata
+from genkit import ActionRunContext, GenkitError, Metadata, RuntimeErrorReason
 from genkit.model import BackgroundAction, ModelInfo, ModelRequest, ModelResponse
 from genkit.model import Error as GenkitErrorData
 from genkit.model import Operation as GenkitOperation
@@ -188,6 +188,7 @@ def _define(
     description: str | None,
     metadata: Mapping[str, Any] | None,
     wrap_start: Callable[[StartFn], Any] | None,
+    config_schema: type | dict[str, Any] | None = None,
 ) -> BackgroundAction[Any]:
     """Build and register the start/check/cancel actions; ``wrap_start`` decorates the start."""
     if not isinstance(name, str) or not name:
@@ -211,8 +212,15 @@ def _define(
         return _stamped(await run_check(to_operation(operation), ctx), key, f'{name} check')
 
     start_impl = wrap_start(start_fn) if wrap_start is not None else start_fn
+    # genkit checks a config instance against the start action's config class (as its own
+    # background models do): a config of another class is INVALID_ARGUMENT before start().
     start_action = _compat.Action(
-        kind=kind, name=name, fn=start_impl, description=description, metadata=dict(shared_metadata)
+        kind=kind,
+        name=name,
+        fn=start_impl,
+        description=description,
+        metadata=dict(shared_metadata),
+        config_schema=config_schema,
     )
     if input_schema is not None:
         _compat.override_input_schema(start_action, input_schema)
@@ -268,6 +276,8 @@ def define_background_model(
     config_schema: type | dict[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
     description: str | None = None,
+    report_latency: bool = False,
+    js_config_schema: bool = False,
 ) -> BackgroundAction[Any]:
     """Register a background model (JS ``defineBackgroundModel``); see ``Genkit.define_background_model``."""
     info_data: dict[str, Any] = {}
@@ -280,18 +290,22 @@ def define_background_model(
     model_label = label or info_data.get('label') or name
     model_supports = {**(info_data.get('supports') or {}), **(supports or {}), 'longRunning': True}
     model: dict[str, Any] = {'label': model_label, 'supports': model_supports}
-    # The Dev UI's config form (JS's draft-07 shape); the common config when none is given.
-    if config_schema is None:
-        model['customOptions'] = generation_common_config_schema()
-    elif isinstance(config_schema, type) and issubclass(config_schema, BaseModel):
-        model['customOptions'] = dev_ui_schema(config_schema)
-    else:  # a JSON Schema is listed as given (JS)
+    if js_config_schema:  # the Dev UI's config form in JS's draft-07 shape, common config by default
+        if config_schema is None:
+            model['customOptions'] = generation_common_config_schema()
+        elif isinstance(config_schema, type) and issubclass(config_schema, BaseModel):
+            model['customOptions'] = dev_ui_schema(config_schema)
+        else:  # a JSON Schema is listed as given (JS)
+            model['customOptions'] = _compat.to_json_schema(config_schema)
+    elif config_schema:  # genkit's: the schema as genkit converts it, none without one
         model['customOptions'] = _compat.to_json_schema(config_schema)
     if versions or info_data.get('versions'):
         model['versions'] = list(versions or info_data['versions'])
 
     def timed(start_fn: StartFn) -> Any:
-        # As JS: the start of a background model reports its latency on the operation.
+        # As JS (opt-in): the start of a background model reports its latency on the operation.
+        # Off by default: genkit's Operation has no such field, and its save/reload path
+        # (Operation.model_validate(op.model_dump(by_alias=True))) rejects extra fields.
         async def start_model(request: ModelRequest[Any], ctx: ActionRunContext) -> Operation:
             began = time.perf_counter()
             operation = await start_fn(request, ctx)
@@ -311,7 +325,8 @@ def define_background_model(
         output_schema=ModelResponse,
         description=description or model_label,
         metadata={**(metadata or {}), 'model': model},
-        wrap_start=timed,
+        wrap_start=timed if report_latency else None,
+        config_schema=config_schema,
     )
 
 
@@ -442,7 +457,9 @@ async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]
     key = operation.action
     if not key:
         raise GenkitError(
-            status='INVALID_ARGUMENT', message='Provided operation is missing original request information'
+            status='INVALID_ARGUMENT',
+            message='Provided operation is missing original request information',
+            reason=RuntimeErrorReason('INVALID_INPUT'),
         )
     cache = _resolved.setdefault(registry, {})
     cached = cache.get(key)
@@ -450,7 +467,7 @@ async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]
         address, action = cached
         if address is not None and _compat.registered_action(registry, address) is action.start_action:
             return action
-    resolved = None
+    resolved: BackgroundAction[Any] | None = None
     try:
         resolved = await _compat.lookup_background_action(registry, key)
     except ValueError:
@@ -459,6 +476,7 @@ async def _resolve(registry: Any, operation: Operation) -> BackgroundAction[Any]
         raise GenkitError(
             status='INVALID_ARGUMENT',
             message=f'Failed to resolve background action from original request: {key}',
+            reason=RuntimeErrorReason('ACTION_NOT_FOUND'),
         )
     cache[key] = (_compat.action_address(key), resolved)
     return resolved
@@ -472,11 +490,15 @@ async def _run_operation(
     *,
     cancel: bool,
 ) -> Operation:
-    op = to_operation(operation)
+    # genkit's rule: the poll handle is an Operation; a dump, a JSON string or a
+    # ModelResponse is INVALID_ARGUMENT (with genkit's message and reason).
+    op = to_operation(_compat.require_operation(operation))
     action = await _resolve(registry, op)
     if cancel and not action.supports_cancel:
         raise GenkitError(
-            status='UNIMPLEMENTED', message=f'Background action {op.action} does not support cancellation.'
+            status='UNIMPLEMENTED',
+            message=f'Background action {op.action} does not support cancellation.',
+            reason=RuntimeErrorReason('UNSUPPORTED_BY_MODEL'),
         )
     run = action.cancel if cancel else action.check
     return to_operation(await run(op, context=_operation_context(context, config)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import difflib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any
 
@@ -101,10 +102,38 @@ def tag_as_preamble(messages: Sequence[Message]) -> list[Message]:
     return [m.model_copy(update={'metadata': {**(m.metadata or {}), 'preamble': True}}) for m in messages]
 
 
+# Generation settings a user may pass as options; they belong in ``config=``.
+_CONFIG_KEYS = frozenset(
+    {
+        'temperature',
+        'max_output_tokens',
+        'maxOutputTokens',
+        'top_k',
+        'topK',
+        'top_p',
+        'topP',
+        'stop_sequences',
+        'stopSequences',
+        'version',
+        'api_key',
+        'apiKey',
+    }
+)
+
+
 def _check_option_names(options: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
     for name in options:
         if name not in allowed:
-            raise TypeError(f'{where} got an unexpected option {name!r}')
+            if name in _CONFIG_KEYS and 'config' in allowed:
+                hint = f"; {name} is a model setting: pass config={{'{name}': ...}}"
+            else:
+                close = difflib.get_close_matches(name, sorted(allowed | _CONFIG_KEYS), n=1)
+                hint = ''
+                if close:
+                    hint = f'; did you mean {close[0]!r}?'
+                    if close[0] in _CONFIG_KEYS:
+                        hint = f"; did you mean config={{'{close[0]}': ...}}?"
+            raise TypeError(f'{where} got an unexpected option {name!r}{hint}')
 
 
 def rendered_to_options(rendered: GenerateActionOptions) -> dict[str, Any]:

@@ -27,15 +27,20 @@ __all__ = ['DynamicActionProvider', 'ProviderFn', 'define_dynamic_action_provide
 ProviderFn = Callable[[], Awaitable[Mapping[str, Sequence[Any]]] | Mapping[str, Sequence[Any]]]
 
 
-class DynamicActionProvider:
-    """A registered dynamic action provider; get it from ``ai.define_dynamic_action_provider``."""
+class DynamicActionProvider(_compat.GenkitDynamicActionProvider):
+    """A registered dynamic action provider; get it from ``ai.define_dynamic_action_provider``.
+
+    A subclass of genkit's own provider class (``isinstance`` checks and genkit's registry
+    treat it as one) with every public method backed by the Rust cache instead of genkit's.
+    """
 
     def __init__(self, action: Any, fn: ProviderFn, cache_ttl_millis: int | None) -> None:
         """Use ``ai.define_dynamic_action_provider`` instead."""
+        super().__init__(action, _never_called, cache_ttl_millis)  # genkit's cache stays unused
         self.action = action
         self.name: str = action.name
         self._fn = fn
-        self._cache = _native.DapCache(cache_ttl_millis)
+        self._rust_cache = _native.DapCache(cache_ttl_millis)
         self._keyed: tuple[int, dict[str, Any]] | None = None
         self._pending: dict[asyncio.AbstractEventLoop, asyncio.Task[_native.DapSnapshot]] = {}
         self._pending_lock = threading.Lock()
@@ -44,27 +49,29 @@ class DynamicActionProvider:
 
     def get_action_nowait(self, action_type: str, name: str) -> Any | None:
         """The provided action from a warm cache, synchronously; ``LookupError`` if cold."""
-        fresh, action = self._cache.get_warm(action_type, name)
+        fresh, action = self._rust_cache.get_warm(action_type, name)
         if not fresh:
             raise LookupError(f'dynamic action provider {self.name!r}: cache is cold; await get_action()')
         return action
 
-    async def get_action(self, action_type: str, name: str) -> Any | None:
-        """The provided action of ``action_type`` named ``name``, or None (O(1) when warm)."""
-        fresh, action = self._cache.get_warm(action_type, name)
+    async def get_action(self, action_type: str, action_name: str) -> Any | None:
+        """The provided action of ``action_type`` named ``action_name``, or None (O(1) when warm)."""
+        fresh, action = self._rust_cache.get_warm(action_type, action_name)
         if fresh:
             return action
-        return (await self._snapshot()).get(action_type, name)
+        return (await self._snapshot()).get(action_type, action_name)
 
-    async def list_action_metadata(self, action_type: str, pattern: str) -> list[dict[str, Any]]:
-        """Metadata of provided actions matching ``pattern``: ``*``, ``prefix*`` or an exact name.
+    async def list_action_metadata(  # type: ignore[override]
+        self, action_type: str, action_name: str
+    ) -> list[dict[str, Any]]:
+        """Metadata of provided actions matching ``action_name``: ``*``, ``prefix*`` or an exact name.
 
         Each entry has ``name``, ``key`` and, when set, ``description``, ``inputSchema``,
         ``outputSchema`` and ``metadata``; in provider order. Treat entries as read-only.
         """
-        return (await self._snapshot()).list_metadata(action_type, pattern)
+        return (await self._snapshot()).list_metadata(action_type, action_name)
 
-    async def list_action_metadata_by_key(self, prefix: str | None = None) -> dict[str, Any]:
+    async def list_action_metadata_by_key(self, dap_prefix: str | None = None) -> dict[str, Any]:
         """Reflection rows of every provided action, keyed by its full DAP key (no trace)."""
         snapshot = await self._snapshot(skip_trace=True)
         keyed = self._keyed
@@ -78,12 +85,12 @@ class DynamicActionProvider:
 
     def invalidate_cache(self) -> None:
         """Drop the cached actions; the next access fetches them again."""
-        self._cache.invalidate()
+        self._rust_cache.invalidate()
 
     # -- fetching -----------------------------------------------------------------------
 
     async def _snapshot(self, *, skip_trace: bool = False) -> _native.DapSnapshot:
-        fresh = self._cache.fresh()
+        fresh = self._rust_cache.fresh()
         if fresh is not None:
             return fresh
         # Callers on one event loop share one acquisition (a task, so that cancelling any
@@ -105,7 +112,7 @@ class DynamicActionProvider:
 
     async def _acquire(self, skip_trace: bool) -> _native.DapSnapshot:
         bridge = _runtime.current_bridge()
-        role = self._cache.access(bridge.queue)
+        role = self._rust_cache.access(bridge.queue)
         if isinstance(role, _native.DapSnapshot):
             return role
         if isinstance(role, int):
@@ -120,9 +127,9 @@ class DynamicActionProvider:
                 value = await value
             groups = self._index(value)
         except BaseException as error:
-            self._cache.fail(lease, error)
+            self._rust_cache.fail(lease, error)
             raise
-        snapshot = self._cache.finish(lease, groups)
+        snapshot = self._rust_cache.finish(lease, groups)
         if not skip_trace:
             # As JS: a fetch for a lookup is traced as a run of the provider's action. The
             # trace names what was provided; the schemas are in the reflection listing (with
@@ -173,6 +180,10 @@ class DynamicActionProvider:
             if value is not None:
                 entry[field] = value
         return entry
+
+
+async def _never_called() -> dict[str, list[Any]]:
+    raise AssertionError("genkit's own DAP fetch is replaced by DynamicActionProvider._snapshot")
 
 
 def define_dynamic_action_provider(
