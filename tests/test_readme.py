@@ -23,5 +23,6 @@ def test_readme_examples_run(tmp_path):
     assert result.returncode == 0, result.stderr
     assert 'Echo: system: Be brief.,hi; config: {}' in result.stdout
     assert '- [dish-1]: banana split' in result.stdout
+    assert '- [0]: Genkit flows are traced.' in result.stdout
     assert "{'user': 'Ada', 'plan': 'pro'}" in result.stdout
     assert (tmp_path / '.genkit-parity' / 'readme.sqlite').exists()
