@@ -338,6 +338,23 @@ def test_approximate_recall_on_low_rank_data(tmp_path: Path) -> None:
     assert found / (10 * len(queries)) >= 0.95
 
 
+def test_approximate_search_sees_rows_added_after_its_codes_were_built(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    dims = 32
+    core = LocalVectorIndex(tmp_path, 'grow')
+    core.add(
+        [json.dumps({'content': [{'text': f'old {i}'}]}) for i in range(3000)],
+        [[rng.gauss(0, 1) for _ in range(dims)] for _ in range(3000)],
+    )
+    probe = [rng.gauss(0, 1) for _ in range(dims)]
+    assert core.search(probe, 3, approximate=True)  # builds the codes over 3,000 rows
+    target = [rng.gauss(0, 1) for _ in range(dims)]
+    core.add([json.dumps({'content': [{'text': 'new'}]})], [target])
+    [(doc, score)] = core.search(target, 1, approximate=True)
+    assert json.loads(doc) == {'content': [{'text': 'new'}]}
+    assert score == pytest.approx(1.0, abs=1e-6)
+
+
 REFLECTION_APP = """
 from genkit_parity import Genkit
 from genkit_parity.testing import define_toy_embedder

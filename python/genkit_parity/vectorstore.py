@@ -18,7 +18,8 @@ What differs from JS, on purpose:
   back to JS's one call per document, so every embedding still becomes a row.
 - Retriever options: ``k`` (also 0.5.1's ``limit``), ``include_score`` (each document gets
   ``metadata.score``, its cosine), ``where`` (metadata equality: every key must match) and
-  ``approximate`` (an in-memory HNSW graph for large stores; exact scores of the rows found).
+  ``approximate`` (for large stores: one-bit codes of the rows are scanned and the nearest
+  candidates scored exactly; the scores returned are exact cosines).
 - A zero, NaN or mismatched-dimension embedding or query raises ``InvalidVectorError``
   (JS returns NaN scores or throws a bare error); a damaged file raises
   ``CorruptVectorStoreError`` naming the file, never silently rebuilt.
@@ -146,21 +147,24 @@ class DevLocalVectorStore:
         self.directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
         self.core = LocalVectorIndex(self.directory, name)
 
-    async def _embed_documents(self, documents: list[Document]) -> list[tuple[Document, Any]]:
-        """Every (document, embedding) pair: one batch call, or JS's per-document calls."""
+    async def _embed_documents(self, documents: list[Document]) -> list[tuple[dict[str, Any], Any]]:
+        """Every (document JSON, embedding) pair: one batch call, or JS's per-document calls."""
+        data = [document_json(document) for document in documents]
+        # genkit validates DocumentData dicts as they are; Document objects it would deep-copy.
+        content: Any = data
         embeddings = await self.ai.embed_many(
-            embedder=self.embedder, content=documents, options=self.embedder_options
+            embedder=self.embedder, content=content, options=self.embedder_options
         )
         if len(embeddings) == len(documents):
-            return list(zip(documents, embeddings, strict=True))
+            return list(zip(data, embeddings, strict=True))
         # An embedder that returns several embeddings per document: ask per document, so
         # each embedding is attributed to its own document (as JS does).
-        pairs: list[tuple[Document, Any]] = []
-        for document in documents:
+        pairs: list[tuple[dict[str, Any], Any]] = []
+        for document, dumped in zip(documents, data, strict=True):
             for embedding in await self.ai.embed(
                 embedder=self.embedder, content=document, options=self.embedder_options
             ):
-                pairs.append((document, embedding))
+                pairs.append((dumped, embedding))
         return pairs
 
     async def index(self, documents: Sequence[Document]) -> int:
@@ -172,14 +176,13 @@ class DevLocalVectorStore:
         docs: list[str] = []
         vectors: list[list[float]] = []
         metas: list[str | None] = []
-        for document, embedding in pairs:
-            data = document_json(document)
+        for data, embedding in pairs:
             meta = getattr(embedding, 'metadata', None)
             if meta is not None:
                 # JS getEmbeddingDocuments: the row's copy carries metadata.embedMetadata.
                 data = {**data, 'metadata': {**(data.get('metadata') or {}), 'embedMetadata': meta}}
             docs.append(json.dumps(data, ensure_ascii=False, separators=(',', ':')))
-            vectors.append(list(embedding.embedding))
+            vectors.append(embedding.embedding)
             metas.append(json.dumps(meta, ensure_ascii=False) if meta is not None else None)
         added: int = await _runtime.call(lambda ticket: self.core.start_add(ticket, docs, vectors, metas))
         return added

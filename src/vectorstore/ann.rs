@@ -1,356 +1,213 @@
-//! The approximate index: a hierarchical navigable small-world graph (HNSW, Malkov and
-//! Yashunin 2016) over unit-length copies of the rows.
+//! The approximate index: one-bit codes of the centred unit rows, scanned by Hamming
+//! distance, with the best candidates re-ranked exactly.
 //!
-//! Each row is a node on layer 0 and, with geometrically falling probability, on higher
-//! layers; a search descends greedily from the top layer and runs a best-first search of
-//! width `ef` on layer 0. Neighbours are chosen with the paper's heuristic (a candidate is
-//! kept only if it is closer to the new node than to any neighbour already kept), which
-//! keeps the graph navigable on clustered and low-rank data. Kept in memory, built on the
-//! first approximate search (neighbour searches in parallel batches) and extended as rows
-//! arrive; the returned scores are the exact cosines of the returned rows, ranked as the
-//! exact search ranks them.
+//! Each row's code is the sign of every component of its unit vector minus the mean unit
+//! vector (centring matters: embeddings share a large common direction, which would set
+//! most bits alike). For unit vectors, the Hamming distance between such codes estimates the
+//! angle between the centred rows, so the rows nearest the query by cosine are among the
+//! nearest by Hamming. A search reads `dims / 8` bytes per row instead of `4 · dims` (a 32×
+//! smaller pass than the exact scan), keeps the `rerank_depth` rows of smallest distance and
+//! scores those exactly; the returned scores are the exact cosines, ranked as the exact
+//! search ranks them.
+//!
+//! Compared with a graph index (HNSW), the codes are built in one pass over the rows (tens
+//! of milliseconds for 100k rows, not a minute), extended row by row at no cost, need no
+//! persistence (they are rebuilt from the vectors when first used), and the recall depends
+//! only on the re-ranking depth, not on the graph's luck.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
-use std::sync::{Mutex, PoisonError};
+use pulp::{Arch, Simd, WithSimd};
 
-use pulp::Arch;
-
-use super::topk::{self, Matrix, Scored, TopK};
+use super::topk::{self, Matrix, Scored};
 
 /// Below this many rows an approximate search is simply exact.
 pub const MIN_ROWS: usize = 2048;
-/// Links per node on the upper layers (layer 0 keeps twice as many).
-const M: usize = 16;
-const EF_CONSTRUCTION: usize = 100;
-/// Search width; raised to `k` when more are asked for.
-const EF_SEARCH: usize = 96;
-/// Rows inserted one at a time before batches start (a small graph changes a lot per row).
-const SEQUENTIAL_NODES: usize = 1024;
-/// Rows whose neighbour searches run in parallel against the same graph.
-const BATCH: usize = 64;
+/// Candidates re-ranked exactly per result asked for...
+const RERANK_PER_RESULT: usize = 40;
+/// ...and at least this share of the rows (1/256), so recall holds as the store grows.
+const RERANK_SHARE_SHIFT: u32 = 8;
+/// The codes' centre is recomputed once the store has grown this many times past the rows
+/// it was computed on (the mean of embeddings settles quickly; this bounds the drift).
+const RETRAIN_GROWTH: usize = 2;
+/// Below this many rows a Hamming scan runs on the calling thread alone.
+const PARALLEL_MIN_ROWS: usize = 65_536;
 
-/// A node's planned neighbours: `(layer, neighbours)`, top layer first.
-type Plan = Vec<(usize, Vec<u32>)>;
-
-/// A similarity with a total order (higher is closer).
-#[derive(Clone, Copy, PartialEq)]
-struct Near(f32, u32);
-
-impl Eq for Near {}
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Near {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
-}
-
-pub struct Hnsw {
+pub struct BinaryCodes {
     arch: Arch,
     dims: usize,
-    /// Unit-length rows, back to back.
-    unit: Vec<f32>,
-    /// `links[node][layer]`: neighbour ids.
-    links: Vec<Vec<Vec<u32>>>,
-    entry: Option<u32>,
-    top_layer: usize,
-    /// Visit marks reused by searches (a busy one makes a search allocate its own).
-    spare: Mutex<Visited>,
-    rng: u64,
+    /// u64 words per code.
+    words: usize,
+    /// Mean unit row when the codes were (re)built.
+    centre: Vec<f32>,
+    /// Rows the centre was computed on.
+    trained_rows: usize,
+    /// Codes of rows `0..rows`, `words` words each.
+    codes: Vec<u64>,
+    rows: usize,
 }
 
-/// Visit marks: `marks[node] == epoch` means seen in the current search.
-#[derive(Default)]
-struct Visited {
-    marks: Vec<u32>,
-    epoch: u32,
+/// Rows re-ranked exactly for a top-`k` search over `rows` rows.
+pub fn rerank_depth(k: usize, rows: usize) -> usize {
+    (k.saturating_mul(RERANK_PER_RESULT))
+        .max(rows >> RERANK_SHARE_SHIFT)
+        .min(rows)
 }
 
-impl Visited {
-    /// Starts a search over `nodes` nodes: nothing seen.
-    fn reset(&mut self, nodes: usize) {
-        self.marks.resize(nodes, 0);
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.marks.iter_mut().for_each(|v| *v = 0);
-            self.epoch = 1;
+impl BinaryCodes {
+    /// Codes for every row of `m`, centred on their mean.
+    pub fn build(m: Matrix<'_>) -> BinaryCodes {
+        let d = m.dims;
+        let mut sum = vec![0f64; d];
+        for (row, inv) in m.data.chunks_exact(d).zip(m.inv_norms) {
+            for (s, x) in sum.iter_mut().zip(row) {
+                *s += f64::from(x * inv);
+            }
         }
-    }
-
-    /// Marks `node`; whether it was new.
-    fn first_visit(&mut self, node: u32) -> bool {
-        let mark = &mut self.marks[node as usize];
-        let new = *mark != self.epoch;
-        *mark = self.epoch;
-        new
-    }
-}
-
-impl Hnsw {
-    pub fn build(m: Matrix<'_>) -> Hnsw {
-        let mut graph = Hnsw {
+        let rows = m.rows().max(1) as f64;
+        let centre = sum.iter().map(|s| (s / rows) as f32).collect();
+        let mut codes = BinaryCodes {
             arch: Arch::new(),
-            dims: m.dims,
-            unit: Vec::with_capacity(m.data.len()),
-            links: Vec::with_capacity(m.rows()),
-            entry: None,
-            top_layer: 0,
-            spare: Mutex::new(Visited::default()),
-            rng: 0x9E37_79B9_7F4A_7C15,
+            dims: d,
+            words: d.div_ceil(64),
+            centre,
+            trained_rows: m.rows(),
+            codes: Vec::with_capacity(m.rows() * d.div_ceil(64)),
+            rows: 0,
         };
-        graph.extend(m);
-        graph
+        codes.extend(m);
+        codes
     }
 
-    /// Whether every stored row is in the graph.
+    /// Whether the codes cover exactly `rows` rows.
     pub fn is_current(&self, rows: usize) -> bool {
-        self.links.len() == rows
+        self.rows == rows
     }
 
-    /// A graph grows by insertion; it never needs rebuilding.
-    pub fn needs_retraining(&self, _rows: usize) -> bool {
-        false
+    /// Whether the store grew enough since the centre was computed to rebuild from scratch.
+    pub fn needs_retraining(&self, rows: usize) -> bool {
+        rows > self.trained_rows.saturating_mul(RETRAIN_GROWTH)
     }
 
-    /// Inserts the rows stored since the last call.
-    /// Inserts the rows stored since the last call. Past the first [`SEQUENTIAL_NODES`],
-    /// rows go in batches: each batch's neighbour searches run in parallel on the graph as
-    /// it was before the batch (read-only), then its links are applied in row order.
+    /// Adds the codes of the rows of `m` past those already coded.
     pub fn extend(&mut self, m: Matrix<'_>) {
         let d = self.dims;
-        let start = self.links.len();
-        for row in start..m.rows() {
-            let inv = m.inv_norms[row];
-            self.unit
-                .extend(m.data[row * d..(row + 1) * d].iter().map(|x| x * inv));
+        for r in self.rows..m.rows() {
+            let unit_scale = m.inv_norms[r];
+            let row = &m.data[r * d..(r + 1) * d];
+            self.codes.extend(encode(row, unit_scale, &self.centre));
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(16));
-        let mut next = start;
-        while next < m.rows() {
-            let batch = if self.links.len() < SEQUENTIAL_NODES || threads == 1 {
-                1
-            } else {
-                BATCH.min(m.rows() - next)
-            };
-            let levels: Vec<usize> = (0..batch).map(|_| self.random_level()).collect();
-            let plans: Vec<Plan> = if batch == 1 {
-                let mut visited =
-                    std::mem::take(self.spare.get_mut().unwrap_or_else(PoisonError::into_inner));
-                let plan = self.plan(&mut visited, next as u32, levels[0]);
-                *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = visited;
-                vec![plan]
-            } else {
-                let graph = &*self;
-                let per = batch.div_ceil(threads);
-                std::thread::scope(|scope| {
-                    let workers: Vec<_> = (0..batch)
-                        .step_by(per)
-                        .map(|from| {
-                            let levels = &levels;
-                            scope.spawn(move || {
-                                let mut visited = Visited::default();
-                                (from..(from + per).min(batch))
-                                    .map(|i| graph.plan(&mut visited, (next + i) as u32, levels[i]))
-                                    .collect::<Vec<Plan>>()
-                            })
-                        })
-                        .collect();
-                    workers
-                        .into_iter()
-                        .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect()
-                })
-            };
-            for (i, plan) in plans.into_iter().enumerate() {
-                self.apply((next + i) as u32, levels[i], plan);
+        self.rows = m.rows();
+    }
+
+    /// Approximate top-k of a normalised query: the `rerank_depth` rows nearest by Hamming
+    /// distance, scored exactly.
+    pub fn search(&self, m: Matrix<'_>, query: &[f32], k: usize) -> Vec<Scored> {
+        let depth = rerank_depth(k, self.rows);
+        if depth >= self.rows {
+            return topk::search(m, query, k, None);
+        }
+        let code: Vec<u64> = encode(query, 1.0, &self.centre).collect();
+        let distances = self.distances(&code);
+        let candidates = nearest_rows(&distances, depth, self.words * 64);
+        topk::search(m, query, k, Some(&candidates))
+    }
+
+    /// The Hamming distance from `code` to every row, split across cores for large stores.
+    fn distances(&self, code: &[u64]) -> Vec<u16> {
+        let mut out = vec![0u16; self.rows];
+        let threads = if self.rows < PARALLEL_MIN_ROWS {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        };
+        let per = self.rows.div_ceil(threads);
+        let w = self.words;
+        if threads == 1 {
+            self.arch.dispatch(Hamming {
+                code,
+                codes: &self.codes,
+                out: &mut out,
+            });
+            return out;
+        }
+        std::thread::scope(|scope| {
+            for (i, out) in out.chunks_mut(per).enumerate() {
+                let codes = &self.codes[i * per * w..(i * per + out.len()) * w];
+                let arch = self.arch;
+                scope.spawn(move || arch.dispatch(Hamming { code, codes, out }));
             }
-            next += batch;
-        }
-    }
-
-    fn vector(&self, node: u32) -> &[f32] {
-        let d = self.dims;
-        &self.unit[node as usize * d..(node as usize + 1) * d]
-    }
-
-    fn sim(&self, q: &[f32], node: u32) -> f32 {
-        topk::dot(self.arch, q, self.vector(node))
-    }
-
-    fn random_level(&mut self) -> usize {
-        // xorshift64*: deterministic, so a build is reproducible.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let bits = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let uniform = ((bits >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        let level = (-uniform.ln() / (M as f64).ln()).floor();
-        (level as usize).min(16)
-    }
-
-    /// Best-first search of width `ef` on `layer` from `entries`; the closest first.
-    fn search_layer(
-        &self,
-        visited: &mut Visited,
-        q: &[f32],
-        entries: &[Near],
-        ef: usize,
-        layer: usize,
-    ) -> Vec<Near> {
-        visited.reset(self.links.len());
-        let mut candidates: BinaryHeap<Near> = BinaryHeap::new();
-        let mut found: BinaryHeap<Reverse<Near>> = BinaryHeap::new();
-        for &e in entries {
-            visited.first_visit(e.1);
-            candidates.push(e);
-            found.push(Reverse(e));
-        }
-        while found.len() > ef {
-            found.pop();
-        }
-        while let Some(current) = candidates.pop() {
-            let worst = found.peek().map_or(f32::NEG_INFINITY, |r| r.0.0);
-            if current.0 < worst && found.len() >= ef {
-                break;
-            }
-            let Some(neighbours) = self.links[current.1 as usize].get(layer) else {
-                continue;
-            };
-            for &n in neighbours {
-                if !visited.first_visit(n) {
-                    continue;
-                }
-                let s = self.sim(q, n);
-                let worst = found.peek().map_or(f32::NEG_INFINITY, |r| r.0.0);
-                if found.len() < ef || s > worst {
-                    candidates.push(Near(s, n));
-                    found.push(Reverse(Near(s, n)));
-                    if found.len() > ef {
-                        found.pop();
-                    }
-                }
-            }
-        }
-        let mut out: Vec<Near> = found.into_iter().map(|r| r.0).collect();
-        out.sort_by(|a, b| b.cmp(a));
+        });
         out
     }
+}
 
-    /// The paper's neighbour heuristic over `candidates` (closest first).
-    fn select(&self, candidates: &[Near], max: usize) -> Vec<u32> {
-        let mut kept: Vec<u32> = Vec::with_capacity(max);
-        for c in candidates {
-            if kept.len() >= max {
-                break;
-            }
-            let v = self.vector(c.1);
-            if kept
+/// The code of `row · scale` centred on `centre`: bit `j` is set when component `j` lies
+/// above the centre's.
+fn encode<'a>(row: &'a [f32], scale: f32, centre: &'a [f32]) -> impl Iterator<Item = u64> + 'a {
+    row.chunks(64)
+        .zip(centre.chunks(64))
+        .map(move |(part, mid)| {
+            part.iter()
+                .zip(mid)
+                .enumerate()
+                .fold(0u64, |word, (bit, (x, c))| {
+                    word | (u64::from(x * scale > *c) << bit)
+                })
+        })
+}
+
+/// The `depth` rows of smallest distance (ties broken by row order), in ascending row order:
+/// a histogram finds the distance cut-off in one pass, a second pass collects the rows.
+fn nearest_rows(distances: &[u16], depth: usize, max_distance: usize) -> Vec<u32> {
+    let mut histogram = vec![0usize; max_distance + 1];
+    for &d in distances {
+        histogram[usize::from(d)] += 1;
+    }
+    let mut below = 0;
+    let mut cutoff = 0;
+    for (distance, &count) in histogram.iter().enumerate() {
+        if below + count >= depth {
+            cutoff = distance;
+            break;
+        }
+        below += count;
+    }
+    // Every row closer than the cut-off, and the first rows at it up to `depth`.
+    let mut at_cutoff = depth - below;
+    let mut rows = Vec::with_capacity(depth);
+    for (row, &d) in distances.iter().enumerate() {
+        let d = usize::from(d);
+        if d < cutoff {
+            rows.push(row as u32);
+        } else if d == cutoff && at_cutoff > 0 {
+            at_cutoff -= 1;
+            rows.push(row as u32);
+        }
+    }
+    rows
+}
+
+/// `out[i] = popcount(code XOR codes[i])`, under the CPU's best instruction set (the
+/// dispatch enables `popcnt` where the CPU has it).
+struct Hamming<'a> {
+    code: &'a [u64],
+    codes: &'a [u64],
+    out: &'a mut [u16],
+}
+
+impl WithSimd for Hamming<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _simd: S) {
+        let w = self.code.len();
+        for (row, out) in self.codes.chunks_exact(w).zip(self.out.iter_mut()) {
+            let bits: u32 = row
                 .iter()
-                .all(|&k| topk::dot(self.arch, v, self.vector(k)) < c.0)
-            {
-                kept.push(c.1);
-            }
+                .zip(self.code)
+                .map(|(a, b)| (a ^ b).count_ones())
+                .sum();
+            *out = bits as u16;
         }
-        // Fill up with the closest skipped ones: a node should not end up nearly isolated.
-        for c in candidates {
-            if kept.len() >= max {
-                break;
-            }
-            if !kept.contains(&c.1) {
-                kept.push(c.1);
-            }
-        }
-        kept
-    }
-
-    /// The neighbours `node` gets on each of its layers (read-only on the graph).
-    fn plan(&self, visited: &mut Visited, node: u32, level: usize) -> Plan {
-        let Some(entry) = self.entry else {
-            return Vec::new();
-        };
-        let q = self.vector(node);
-        let mut nearest = vec![Near(self.sim(q, entry), entry)];
-        for layer in (level + 1..=self.top_layer).rev() {
-            nearest = self.search_layer(visited, q, &nearest, 1, layer);
-        }
-        let mut plan = Vec::new();
-        for layer in (0..=level.min(self.top_layer)).rev() {
-            let candidates = self.search_layer(visited, q, &nearest, EF_CONSTRUCTION, layer);
-            plan.push((layer, self.select(&candidates, M)));
-            nearest = candidates;
-        }
-        plan
-    }
-
-    /// Adds `node` (the next row) with its planned links, and links back to it.
-    fn apply(&mut self, node: u32, level: usize, plan: Plan) {
-        debug_assert_eq!(node as usize, self.links.len());
-        self.links.push(vec![Vec::new(); level + 1]);
-        if self.entry.is_none() {
-            self.entry = Some(node);
-            self.top_layer = level;
-            return;
-        }
-        for (layer, chosen) in plan {
-            let max = if layer == 0 { 2 * M } else { M };
-            for &n in &chosen {
-                self.link_back(n, node, layer, max);
-            }
-            self.links[node as usize][layer] = chosen;
-        }
-        if level > self.top_layer {
-            self.top_layer = level;
-            self.entry = Some(node);
-        }
-    }
-
-    /// Adds `node` to `n`'s links on `layer`; past `max`, keeps the `max` closest (the
-    /// heuristic here would cost ~max² dot products per insert and link, for little recall).
-    fn link_back(&mut self, n: u32, node: u32, layer: usize, max: usize) {
-        let links = &mut self.links[n as usize][layer];
-        links.push(node);
-        if links.len() <= max {
-            return;
-        }
-        let own = self.vector(n).to_vec();
-        let mut scored: Vec<Near> = self.links[n as usize][layer]
-            .iter()
-            .map(|&l| Near(topk::dot(self.arch, &own, self.vector(l)), l))
-            .collect();
-        scored.sort_by(|a, b| b.cmp(a));
-        scored.truncate(max);
-        self.links[n as usize][layer] = scored.into_iter().map(|s| s.1).collect();
-    }
-
-    /// Approximate top-k of a normalised query; scores are the exact search's cosines.
-    pub fn search(&self, m: Matrix<'_>, query: &[f32], k: usize) -> Vec<Scored> {
-        let Some(entry) = self.entry else {
-            return Vec::new();
-        };
-        // Concurrent searches: one reuses the spare marks, the others allocate theirs.
-        let mut guard = self.spare.try_lock().ok();
-        let mut own = Visited::default();
-        let visited = guard.as_deref_mut().unwrap_or(&mut own);
-        let mut nearest = vec![Near(self.sim(query, entry), entry)];
-        for layer in (1..=self.top_layer).rev() {
-            nearest = self.search_layer(visited, query, &nearest, 1, layer);
-        }
-        let found = self.search_layer(visited, query, &nearest, EF_SEARCH.max(k), 0);
-        // Re-score on the stored rows, so ranks and ties match the exact search.
-        let mut top = TopK::new(k);
-        let d = m.dims;
-        for n in found {
-            let r = n.1 as usize;
-            top.push(
-                n.1,
-                topk::dot(self.arch, query, &m.data[r * d..(r + 1) * d]) * m.inv_norms[r],
-            );
-        }
-        top.into_sorted()
     }
 }
 
@@ -375,37 +232,100 @@ mod tests {
             let mix: Vec<f32> = (0..rank).map(|_| next()).collect();
             for j in 0..dims {
                 let signal: f32 = (0..rank).map(|r| mix[r] * basis[r * dims + j]).sum();
-                out.push(signal + 0.05 * next());
+                // A shared offset, as real embeddings have: centring must remove it.
+                out.push(signal + 0.05 * next() + 0.3);
             }
         }
         out
     }
 
+    fn inverse_norms(data: &[f32], dims: usize) -> Vec<f32> {
+        data.chunks_exact(dims)
+            .map(|r| topk::inverse_norm(r).expect("nonzero"))
+            .collect()
+    }
+
     #[test]
     fn recall_at_10_on_low_rank_data() {
-        let (n, dims) = (4_000, 48);
+        let (n, dims) = (20_000, 128);
         // The queries come from the same distribution (the last 50 rows generated).
-        let all = embedding_like(n + 50, dims, 16, 7);
+        let all = embedding_like(n + 50, dims, 24, 7);
         let (data, queries) = all.split_at(n * dims);
-        let inv: Vec<f32> = data
-            .chunks_exact(dims)
-            .map(|r| topk::inverse_norm(r).expect("nonzero"))
-            .collect();
+        let inv = inverse_norms(data, dims);
         let m = Matrix {
             data,
             inv_norms: &inv,
             dims,
         };
-        let graph = Hnsw::build(m);
-        assert!(graph.is_current(n));
+        let codes = BinaryCodes::build(m);
+        assert!(codes.is_current(n));
         let mut found = 0;
         for q in queries.chunks_exact(dims) {
             let q = topk::normalized(q).expect("q");
             let exact = topk::search(m, &q, 10, None);
-            let approx = graph.search(m, &q, 10);
+            let approx = codes.search(m, &q, 10);
+            // Exact scores for the rows found.
+            for hit in &approx {
+                assert!(
+                    exact
+                        .iter()
+                        .all(|e| e.row != hit.row || e.score == hit.score)
+                );
+            }
             found += approx.iter().filter(|r| exact.contains(r)).count();
         }
         let recall = found as f64 / 500.0;
         assert!(recall >= 0.95, "recall {recall}");
+    }
+
+    #[test]
+    fn extending_codes_matches_coding_each_row() {
+        let dims = 70; // not a multiple of 64: the last word is partial
+        let data = embedding_like(3_000, dims, 8, 3);
+        let inv = inverse_norms(&data, dims);
+        let whole = Matrix {
+            data: &data,
+            inv_norms: &inv,
+            dims,
+        };
+        let first = Matrix {
+            data: &data[..1_000 * dims],
+            inv_norms: &inv[..1_000],
+            dims,
+        };
+        let mut grown = BinaryCodes::build(first);
+        assert!(!grown.is_current(3_000));
+        assert!(grown.needs_retraining(3_000));
+        assert!(!grown.needs_retraining(2_000));
+        grown.extend(whole);
+        assert!(grown.is_current(3_000));
+        assert_eq!(grown.codes.len(), 3_000 * 2);
+        for (r, row) in data.chunks_exact(dims).enumerate() {
+            let code: Vec<u64> = encode(row, inv[r], &grown.centre).collect();
+            assert_eq!(code, grown.codes[r * 2..(r + 1) * 2], "row {r}");
+        }
+        // The bits past `dims` in the last word stay clear.
+        assert!(
+            grown
+                .codes
+                .chunks_exact(2)
+                .all(|c| c[1] >> (dims - 64) == 0)
+        );
+    }
+
+    #[test]
+    fn the_cut_off_keeps_exactly_depth_rows_in_row_order() {
+        let distances = [5u16, 1, 3, 3, 0, 3, 9, 3];
+        assert_eq!(nearest_rows(&distances, 1, 9), vec![4]);
+        assert_eq!(nearest_rows(&distances, 3, 9), vec![1, 2, 4]);
+        assert_eq!(nearest_rows(&distances, 5, 9), vec![1, 2, 3, 4, 5]);
+        assert_eq!(nearest_rows(&distances, 8, 9), (0..8).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn rerank_depth_grows_with_k_and_with_the_store() {
+        assert_eq!(rerank_depth(10, 100_000), 400);
+        assert_eq!(rerank_depth(10, 1_000_000), 3_906);
+        assert_eq!(rerank_depth(3, 50), 50);
     }
 }

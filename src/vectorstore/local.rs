@@ -20,7 +20,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Map, Value};
 
-use super::ann::Hnsw;
+use super::ann::BinaryCodes;
 use super::docid::{self, DocId};
 use super::jsjson;
 use super::log::{self, RowOut, RowView};
@@ -230,7 +230,7 @@ fn doc_metadata(doc_json: &str) -> std::result::Result<Option<Map<String, Value>
 struct State {
     rows: Rows,
     mark: Option<FileMark>,
-    ann: Option<Hnsw>,
+    ann: Option<BinaryCodes>,
 }
 
 /// A row ready to store: id computed, document canonical, vector checked.
@@ -616,8 +616,9 @@ impl LocalIndex {
     }
 
     /// The `k` documents most similar to `query` (cosine), best first; ties keep indexing
-    /// order. `approximate` uses the HNSW graph (built on first use, exact re-scoring of the
-    /// probed rows); with a filter the search is exact over the matching rows.
+    /// order. `approximate` scans one-bit codes of the rows (built on first use, extended as
+    /// rows arrive) and scores the nearest candidates exactly; with a filter the search is
+    /// exact over the matching rows.
     pub fn search(
         &self,
         query: &[f32],
@@ -715,7 +716,7 @@ impl LocalIndex {
         let m = state.rows.matrix();
         match state.ann.as_mut() {
             Some(ann) if !ann.needs_retraining(m.rows()) => ann.extend(m),
-            _ => state.ann = Some(Hnsw::build(m)),
+            _ => state.ann = Some(BinaryCodes::build(m)),
         }
         Ok(())
     }

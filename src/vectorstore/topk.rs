@@ -287,19 +287,6 @@ fn scan_many(m: Matrix<'_>, queries: &[f32], k: usize, range: std::ops::Range<us
     tops
 }
 
-/// `dot(a, b)` with the instruction set `arch` selected (for graph searches, which score
-/// one row at a time).
-pub fn dot(arch: Arch, a: &[f32], b: &[f32]) -> f32 {
-    let mut out = [0f32; 1];
-    arch.dispatch(DotRows {
-        query: a,
-        rows: b,
-        dims: b.len(),
-        out: &mut out,
-    });
-    out[0]
-}
-
 /// `out[i] = dot(query, row i)`.
 struct DotRows<'a> {
     query: &'a [f32],
