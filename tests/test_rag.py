@@ -248,12 +248,13 @@ async def test_indexer_receives_documents_and_returns_nothing(ai):
     ai.define_indexer(
         'test/idx', store, config_schema=Namespace, embedder_info={'label': 'Test Emb', 'dimensions': 3}
     )
-    result = await ai.index(
-        indexer=indexer_ref('test/idx'), documents=['a', Document.from_text('b', {'m': 1})]
-    )
+    b = Document.from_text('b', {'m': 1})
+    result = await ai.index(indexer=indexer_ref('test/idx'), documents=['a', b])
     assert result is None
     docs, options = stored[-1]
     assert as_json(docs) == [{'content': [{'text': 'a'}]}, {'content': [{'text': 'b'}], 'metadata': {'m': 1}}]
+    # The caller's Document reaches the indexer as it is (as in JS), not as a copy.
+    assert docs[1] is b
     assert options is None
     await ai.index(indexer='test/idx', documents=[], options={'ns': 'n1'})
     assert stored[-1][1] == Namespace(ns='n1')

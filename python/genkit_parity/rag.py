@@ -154,7 +154,10 @@ def to_document(value: object, what: str) -> Document:
     """A genkit ``Document`` from a Document, DocumentData, dict or (for queries) a str."""
     if isinstance(value, str):
         return Document.from_text(value)
-    if isinstance(value, (Document, BaseModel, Mapping)):
+    if isinstance(value, Document):
+        # Passed on as it is (as JS does): a fresh copy would deep-copy every part.
+        return value
+    if isinstance(value, (BaseModel, Mapping)):
         try:
             return as_document(value)
         except (ValueError, TypeError) as error:
@@ -181,6 +184,22 @@ def document_json(document: Document) -> dict[str, Any]:
     return dumped
 
 
+def documents_json(value: object, error: Callable[[str], Exception]) -> list[dict[str, Any]]:
+    """``value`` (a list of documents, dicts or strs) as ``DocumentData`` JSON dicts.
+
+    A ``Document`` is dumped as it is: converting it to a fresh ``Document`` first (as
+    :func:`document_list` does) would deep-copy every part for nothing.
+    """
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+        raise error(f'documents must be a list of documents, not {type(value).__name__}')
+    return [
+        document_json(item)
+        if isinstance(item, Document)
+        else document_json(to_document(item, f'documents[{i}]'))
+        for i, item in enumerate(value)
+    ]
+
+
 def _documents(result: object, what: str) -> list[Document]:
     """The documents a retriever/reranker returned: a list, or ``{'documents': [...]}``."""
     if isinstance(result, Mapping) and 'documents' in result:
@@ -200,7 +219,20 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
+class _IndexRequest(BaseModel):
+    """What ``index()`` hands the indexer action: the caller's documents as they are.
+
+    Traces record it as the JSON ``{"documents": [...], "options": ...}`` (the shape a
+    dict request has); the action receives the same ``Document`` objects, not copies.
+    """
+
+    documents: list[Document]
+    options: Any = None
+
+
 def _request(request: object) -> Mapping[str, Any]:
+    if isinstance(request, _IndexRequest):
+        return {'documents': request.documents, 'options': request.options}
     if isinstance(request, BaseModel):
         request = request.model_dump(by_alias=True, exclude_none=True)
     if not isinstance(request, Mapping):
@@ -511,8 +543,11 @@ async def retrieve(registry: Any, *, retriever: object, query: object, options: 
 async def index(registry: Any, *, indexer: object, documents: Sequence[object], options: Any = None) -> None:
     """Run an indexer on ``documents`` (JS ``ai.index``)."""
     action = await _resolve(registry, 'indexer', indexer)
-    docs = [document_json(doc) for doc in document_list(documents, TypeError)]
-    await action.run(_with_options({'documents': docs}, options))
+    docs = document_list(documents, TypeError)
+    request = _IndexRequest.model_construct(
+        documents=docs, options=options_json(options) if options is not None else None
+    )
+    await action.run(request)
 
 
 async def rerank(
@@ -520,7 +555,7 @@ async def rerank(
 ) -> list[RankedDocument]:
     """Run a reranker (JS ``ai.rerank``); documents come back in the reranker's order."""
     action = await _resolve(registry, 'reranker', reranker)
-    docs = [document_json(doc) for doc in document_list(documents, TypeError)]
+    docs = documents_json(documents, TypeError)
     request = _with_options({'query': document_json(to_document(query, 'query')), 'documents': docs}, options)
     response = (await action.run(request)).response
     return [RankedDocument.model_validate(doc) for doc in _documents_json(response)]
