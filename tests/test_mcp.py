@@ -75,8 +75,8 @@ async def test_generate_calls_server_tools(ai, programmable_model, server_target
         last = request.messages[-1]
         if last.role == 'tool':
             return 'sum is ' + str(last.content[0].tool_response.output)
-        assert 't/add' in {tool.name for tool in request.tools}
-        return {'tool_requests': [{'name': 't/add', 'input': {'a': 20, 'b': 22}, 'ref': 'r'}]}
+        assert 'add' in {tool.name for tool in request.tools}  # as JS: the name after the last '/'
+        return {'tool_requests': [{'name': 'add', 'input': {'a': 20, 'b': 22}, 'ref': 'r'}]}
 
     programmable_model.respond_with(respond)
     async with define_mcp_host(ai, 'mcp', {'t': server_target}):

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -255,32 +252,3 @@ async def test_listing_trace_carries_names_only(ai, spans):
         assert len(fetch.attributes['genkit:input']) + len(fetch.attributes['genkit:output']) < 400
     finally:
         await host.close()
-
-
-def test_readme_mcp_examples_run_as_pasted(tmp_path):
-    # tests/test_readme.py skips the blocks that need an MCP server; they run here, from the checkout.
-    root = Path(__file__).resolve().parent.parent
-    blocks = re.findall(
-        r'```python\n(# needs an MCP server.*?)```', (root / 'README.md').read_text(), flags=re.S
-    )
-    assert len(blocks) == 2
-    outputs = []
-    for index, block in enumerate(blocks):
-        script = tmp_path / f'mcp_example_{index}.py'
-        script.write_text(block)
-        result = subprocess.run(
-            [sys.executable, str(script)],
-            cwd=root,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        outputs.append(result.stdout)
-    assert outputs[0].splitlines() == [
-        'sum: 5',
-        "{'local': 'connected', 'remote': 'disabled'}",
-        "['local/add', 'local/pixel']",
-    ]

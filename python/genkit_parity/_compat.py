@@ -21,8 +21,15 @@ from genkit._ai._formats._json import JsonFormat
 from genkit._ai._formats._jsonl import JsonlFormat
 from genkit._ai._formats._types import FormatDef, Formatter
 from genkit._core import _background
-from genkit._core._action import GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR, Action, ActionKind, get_current_context
+from genkit._core._action import (
+    GENKIT_DYNAMIC_ACTION_PROVIDER_ATTR,
+    Action,
+    ActionKind,
+    get_current_context,
+    parse_dap_qualified_name,
+)
 from genkit._core._dap import DynamicActionProvider as GenkitDynamicActionProvider
+from genkit._core._error import GenkitError, RuntimeErrorReason
 from genkit._core._extract_json import extract_json as genkit_extract_json
 from genkit._core._schema import to_json_schema
 from genkit._core._trace import _log_exporter
@@ -52,7 +59,7 @@ __all__ = [
     'tracer_provider',
     'genkit_extract_json',
     'json5_loads',
-    'js_docs_rule',
+    'js_generate_rules',
     'registered_format',
     'replace_format',
     'CANCEL_OPERATION',
@@ -338,10 +345,114 @@ def stop_reflection_server(ai: Any, timeout: float) -> bool:
     return False
 
 
-# -- generate(docs=...): JS skips context injection for models that take docs themselves ------
+# -- generate(): the rules genkit-parity's Genkit applies on top of genkit's ----------------
+#
+# 1. docs=: JS skips context injection for models that take docs themselves.
+# 2. Tools resolved through a dynamic action provider reach the model as JS names them (its
+#    ``toToolDefinition``): named by the part after the last '/', ``metadata.originalName``
+#    holding the tool's own name when that shortened it, ``key`` its provider key. Two such
+#    tools the model would see under one name are an INVALID_ARGUMENT naming both.
+#    Tools that are not from a provider keep genkit 0.12's naming.
 
 _js_docs_rule: contextvars.ContextVar[bool] = contextvars.ContextVar('genkit_parity_docs', default=False)
 _genkit_turn_request = _generate_module.turn_request
+_genkit_expand_wildcard_tools = _generate_module.expand_wildcard_tools
+_genkit_assert_valid_tool_names = _generate_module.assert_valid_tool_names
+_TOOL_KEY_PREFIX = f'/{ActionKind.TOOL}/'
+
+
+class _ProvidedTools:
+    """The tools of one ``generate`` call that came through a dynamic action provider."""
+
+    def __init__(self) -> None:
+        # id(action) -> (action, '<provider>:tool/<name>', '/dynamic-action-provider/<...>')
+        self.by_action: dict[int, tuple[Any, str, str]] = {}
+        self.by_name: dict[str, int] = {}  # the action's registered name -> id(action)
+
+    def add(self, action: Any, provider: str) -> bool:
+        """Record ``action`` as provided by ``provider``; False if it already was."""
+        if id(action) in self.by_action:  # listed twice (or by two providers): sent once
+            return False
+        full = f'{provider}:tool/{action.name}'
+        earlier = self.by_name.get(action.name)
+        if earlier is not None and earlier != id(action):
+            # Both would be registered under one name for this call: never pick one silently.
+            raise _same_name_error(self.by_action[earlier][1], full, _short_tool_name(action.name))
+        self.by_action[id(action)] = (action, full, f'/dynamic-action-provider/{full}')
+        self.by_name[action.name] = id(action)
+        return True
+
+    def full_name(self, action: Any) -> str:
+        known = self.by_action.get(id(action))
+        return known[1] if known is not None else str(action.name)
+
+
+_provided_tools: contextvars.ContextVar[_ProvidedTools | None] = contextvars.ContextVar(
+    'genkit_parity_provided_tools', default=None
+)
+
+
+def _short_tool_name(name: str) -> str:
+    return name.rsplit('/', 1)[-1]
+
+
+def _same_name_error(first: str, second: str, short: str) -> Exception:
+    return GenkitError(
+        status='INVALID_ARGUMENT',
+        message=(
+            f"Cannot provide two tools with the same name: '{first}' and '{second}' "
+            f"(the model would see both as '{short}')"
+        ),
+        reason=RuntimeErrorReason('INVALID_INPUT'),  # genkit's own reason for this error
+    )
+
+
+def _registered_tool_name(given: str) -> str:
+    # The name genkit's resolve_tool looks a tool string up by.
+    return given[len(_TOOL_KEY_PREFIX) :] if given.startswith(_TOOL_KEY_PREFIX) else given
+
+
+async def _expand_wildcard_tools(registry: Any, tool_names: list[str]) -> list[str]:
+    record = _provided_tools.get()
+    if record is None:
+        return await _genkit_expand_wildcard_tools(registry, tool_names)
+    expanded: list[str] = []
+    others: list[str] = []
+    for given in tool_names:
+        # genkit binds each selector to /tool.v2/<name> keys, registering what the provider
+        # gave on this call's registry; one selector at a time tells which tools it gave.
+        keys = await _genkit_expand_wildcard_tools(registry, [given])
+        selector = parse_dap_qualified_name(given)
+        if selector is None or keys == [given]:
+            expanded.extend(keys)
+            others.append(given)
+            continue
+        for key in keys:
+            action = registry.registered_action(ActionKind.TOOL, _registered_tool_name(key))
+            if action is None or record.add(action, selector.provider):
+                expanded.append(key)
+    # A tool named by itself that a provider of this call also gave (the provided one would
+    # shadow it on this call's registry). The provided keys come back on genkit's second
+    # pass (resolving the expanded names); they are not a second tool.
+    provided_keys = {f'{_TOOL_KEY_PREFIX}{name}' for name in record.by_name}
+    for given in others:
+        name = _registered_tool_name(given)
+        provided = record.by_name.get(name)
+        if provided is not None and given not in provided_keys:
+            raise _same_name_error(given, record.by_action[provided][1], _short_tool_name(name))
+    return expanded
+
+
+def _assert_valid_tool_names(tools: list[Any]) -> None:
+    record = _provided_tools.get()
+    if record is not None and record.by_action and tools:
+        seen: dict[str, Any] = {}
+        for tool in tools:
+            short = _short_tool_name(tool.name)
+            other = seen.setdefault(short, tool)
+            if other is not tool and (id(tool) in record.by_action or id(other) in record.by_action):
+                raise _same_name_error(record.full_name(other), record.full_name(tool), short)
+    _genkit_assert_valid_tool_names(tools)
 
 
 def _model_supports_context(model: Any) -> bool:
@@ -355,21 +466,47 @@ async def _turn_request(*, options: Any, resolved: Any) -> Any:
     # Genkit) leaves them to a model that declares supports.context.
     if _js_docs_rule.get() and _model_supports_context(resolved.model):
         model, tools = resolved.model, resolved.tools
-        return await _generate_module.to_model_request(options=options, tools=tools, model=model)
-    return await _genkit_turn_request(options=options, resolved=resolved)
+        request = await _generate_module.to_model_request(options=options, tools=tools, model=model)
+    else:
+        request = await _genkit_turn_request(options=options, resolved=resolved)
+    record = _provided_tools.get()
+    if record is not None and record.by_action and request.tools:
+        request.tools = [
+            _provided_tool_definition(definition, record.by_action.get(id(tool)))
+            for definition, tool in zip(request.tools, resolved.tools, strict=True)
+        ]
+    return request
+
+
+def _provided_tool_definition(definition: Any, provided: tuple[Any, str, str] | None) -> Any:
+    if provided is None:
+        return definition
+    action, _full, key = provided
+    update: dict[str, Any] = {'name': _short_tool_name(action.name), 'key': key}
+    if update['name'] != action.name:
+        update['metadata'] = {**(definition.metadata or {}), 'originalName': action.name}
+    return definition.model_copy(update=update)
 
 
 _generate_module.turn_request = _turn_request
+_generate_module.expand_wildcard_tools = _expand_wildcard_tools
+_generate_module.assert_valid_tool_names = _assert_valid_tool_names
 
 
 @contextlib.contextmanager
-def js_docs_rule() -> Iterator[None]:
-    """Within this block, ``generate(docs=...)`` follows JS: no injection for context-aware models."""
-    token = _js_docs_rule.set(True)
+def js_generate_rules() -> Iterator[None]:
+    """Within this block, ``generate`` follows JS for docs and for provider tools' names.
+
+    Docs are not injected for context-aware models; tools resolved through a dynamic action
+    provider are sent to the model under the name after the last ``/``.
+    """
+    docs_token = _js_docs_rule.set(True)
+    tools_token = _provided_tools.set(_ProvidedTools())
     try:
         yield
     finally:
-        _js_docs_rule.reset(token)
+        _provided_tools.reset(tools_token)
+        _js_docs_rule.reset(docs_token)
 
 
 async def registered_tools_and_prompts(registry: Any) -> tuple[dict[str, Any], dict[str, Any]]:

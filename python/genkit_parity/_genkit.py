@@ -54,7 +54,7 @@ class GenkitParityMixin(_GenkitBase):
             ``docs=`` are injected into the prompt as genkit does, except for a model that
             declares ``supports.context`` (it gets them in ``request.docs`` only), as in JS.
             """
-            with _compat.js_docs_rule():
+            with _compat.js_generate_rules():
                 response = await super().generate(*args, **kwargs)
             if self.strict_output if strict_output is None else strict_output:
                 formats.raise_for_invalid_output(response)
@@ -62,7 +62,7 @@ class GenkitParityMixin(_GenkitBase):
 
         def generate_stream(self, *args: Any, strict_output: bool | None = None, **kwargs: Any) -> Any:
             """Genkit's ``generate_stream``; with ``strict_output`` its ``response`` raises on a mismatch."""
-            with _compat.js_docs_rule():
+            with _compat.js_generate_rules():
                 stream_response = super().generate_stream(*args, **kwargs)
             if self.strict_output if strict_output is None else strict_output:
                 _compat.check_stream_response(stream_response, formats.raise_for_invalid_output)
