@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use super::ann::BinaryCodes;
 use super::docid::{self, DocId};
+use super::floats::Floats;
 use super::jsjson;
 use super::log::{self, RowOut, RowView};
 use super::topk::{self, Matrix, Scored};
@@ -133,7 +134,7 @@ struct Rows {
     embed_meta: Vec<Option<Box<str>>>,
     /// Each document's `metadata`, parsed once, for `where` filters.
     metadata: Vec<Option<Map<String, Value>>>,
-    vectors: Vec<f32>,
+    vectors: Floats,
     inv_norms: Vec<f32>,
     by_id: HashMap<DocId, u32>,
 }
@@ -145,7 +146,7 @@ impl Rows {
 
     fn matrix(&self) -> Matrix<'_> {
         Matrix {
-            data: &self.vectors,
+            data: self.vectors.as_slice(),
             inv_norms: &self.inv_norms,
             dims: self.dims,
         }
@@ -158,7 +159,7 @@ impl Rows {
         doc: Box<str>,
         metadata: Option<Map<String, Value>>,
         embed_meta: Option<Box<str>>,
-        vector: impl Iterator<Item = f32>,
+        vector: &[f32],
         inv_norm: f32,
     ) {
         if self.by_id.contains_key(&id) {
@@ -169,7 +170,7 @@ impl Rows {
         self.docs.push(doc);
         self.metadata.push(metadata);
         self.embed_meta.push(embed_meta);
-        self.vectors.extend(vector);
+        self.vectors.extend_from_slice(vector);
         self.inv_norms.push(inv_norm);
     }
 
@@ -208,7 +209,7 @@ impl Rows {
             row.doc.into(),
             metadata,
             row.embed_meta.map(Into::into),
-            floats.into_iter(),
+            &floats,
             inv_norm,
         );
         Ok(())
@@ -428,7 +429,7 @@ impl LocalIndex {
                 row.doc.as_str().into(),
                 row.metadata.clone(),
                 row.embed_meta.as_deref().map(Into::into),
-                row.vector.iter().copied(),
+                &row.vector,
                 row.inv_norm,
             );
         }
@@ -734,7 +735,7 @@ impl LocalIndex {
                 &st.rows.ids[i],
                 &st.rows.docs[i],
                 st.rows.embed_meta[i].as_deref(),
-                &st.rows.vectors[i * d..(i + 1) * d],
+                &st.rows.vectors.as_slice()[i * d..(i + 1) * d],
             )?;
         }
         Ok(())

@@ -6,6 +6,7 @@
 
 pub mod ann;
 pub mod docid;
+pub mod floats;
 pub mod jsfile;
 pub mod jsjson;
 pub mod local;
