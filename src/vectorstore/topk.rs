@@ -56,6 +56,9 @@ impl Ord for Kept {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Kept>,
+    /// The worst kept score once `k` are kept (`-inf` before): anything strictly below it
+    /// is rejected with one comparison, which is what almost every row of a scan gets.
+    floor: f32,
 }
 
 impl TopK {
@@ -63,12 +66,13 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k.min(4096) + 1),
+            floor: f32::NEG_INFINITY,
         }
     }
 
     #[inline]
     pub fn push(&mut self, row: u32, score: f32) {
-        if self.k == 0 {
+        if score < self.floor || self.k == 0 {
             return;
         }
         // A NaN score (an overflowing dot product) ranks last.
@@ -84,6 +88,11 @@ impl TopK {
             && entry.worse_cmp(&worst) == Ordering::Less
         {
             *worst = entry;
+        }
+        if self.heap.len() == self.k
+            && let Some(worst) = self.heap.peek()
+        {
+            self.floor = worst.0.score;
         }
     }
 
