@@ -84,13 +84,16 @@ pub struct OperationStoreCore {
 }
 
 fn lease_seconds(lease: Option<f64>) -> PyResult<Option<std::time::Duration>> {
-    lease.map(|seconds| ttl_seconds(seconds).map_err(|_| {
-        crate::errors::Error::InvalidArgument {
-            detail: format!("lease must be a positive number of seconds, got {seconds}"),
-        }
-        .into()
-    }))
-    .transpose()
+    lease
+        .map(|seconds| {
+            ttl_seconds(seconds).map_err(|_| {
+                crate::errors::Error::InvalidArgument {
+                    detail: format!("lease must be a positive number of seconds, got {seconds}"),
+                }
+                .into()
+            })
+        })
+        .transpose()
 }
 
 fn ttl_seconds(ttl: f64) -> PyResult<std::time::Duration> {

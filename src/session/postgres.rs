@@ -339,7 +339,9 @@ impl PostgresStore {
             let (low, high): (Option<i32>, Option<i32>) = (row.get(4), row.get(5));
             let contiguous = match (low, high) {
                 (None, None) => list.is_empty(),
-                (Some(low), Some(high)) => low == 0 && usize::try_from(high).ok() == list.len().checked_sub(1),
+                (Some(low), Some(high)) => {
+                    low == 0 && usize::try_from(high).ok() == list.len().checked_sub(1)
+                }
                 _ => false,
             };
             if !contiguous {
@@ -456,7 +458,9 @@ impl PostgresStore {
                         .by_ref()
                         .take(count as usize)
                         .enumerate()
-                        .map(|(i, text)| stored_message(session_id, &thread, delta.loaded_len + i, text))
+                        .map(|(i, text)| {
+                            stored_message(session_id, &thread, delta.loaded_len + i, text)
+                        })
                         .collect::<Result<Vec<_>>>()?;
                     outcome.threads.push((thread, tail));
                 }

@@ -352,7 +352,10 @@ impl<'py> IntoPyObject<'py> for ParsedSession {
         match &self.state {
             None => {}
             Some(ParsedState::Tree(value)) => {
-                data.set_item(intern!(py, "state"), value_to_py(py, value, Surrogates::Paired)?)?;
+                data.set_item(
+                    intern!(py, "state"),
+                    value_to_py(py, value, Surrogates::Paired)?,
+                )?;
             }
             Some(ParsedState::Scalar(text)) => {
                 let loads = py.import("json")?.getattr("loads")?;
@@ -387,7 +390,6 @@ pub struct SharedStoreCore {
     kind: &'static str,
     target: String,
 }
-
 
 /// One thread's part of a commit as Python passes it: (thread, loaded_len, replace, messages).
 type PyThreadDelta = (String, usize, bool, Vec<String>);

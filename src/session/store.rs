@@ -29,7 +29,11 @@ pub trait SessionStore: Send + Sync + 'static {
         self.force(
             session_id,
             &Commit::forced(
-                vec![ThreadDelta::whole(thread, ThreadWriteKind::Append, messages)],
+                vec![ThreadDelta::whole(
+                    thread,
+                    ThreadWriteKind::Append,
+                    messages,
+                )],
                 StateWrite::Keep,
             ),
         )
@@ -45,7 +49,11 @@ pub trait SessionStore: Send + Sync + 'static {
         self.force(
             session_id,
             &Commit::forced(
-                vec![ThreadDelta::whole(thread, ThreadWriteKind::Replace, messages)],
+                vec![ThreadDelta::whole(
+                    thread,
+                    ThreadWriteKind::Replace,
+                    messages,
+                )],
                 StateWrite::Keep,
             ),
         )
@@ -93,7 +101,9 @@ pub trait SessionStore: Send + Sync + 'static {
                 threads: data
                     .threads
                     .into_iter()
-                    .map(|(name, list)| (name, list.into_iter().map(|m| m.get().to_owned()).collect()))
+                    .map(|(name, list)| {
+                        (name, list.into_iter().map(|m| m.get().to_owned()).collect())
+                    })
                     .collect(),
             }))
     }
