@@ -9,6 +9,10 @@ Baselines:
   session row ``FOR UPDATE``, ``max(seq)``, ``executemany`` INSERT, ``UPDATE``; cold load
   ``SELECT ... ORDER BY seq`` of ``jsonb`` rows (psycopg decodes them).
 
+Both sides do the same work: a turn's save starts from the same genkit ``Message``
+objects and serialises them (``model_dump_json``, as our session does), and a cold load
+returns the messages as plain dicts (``json.loads`` there, the core's parser here).
+
 Measured: one turn's save (2 new messages) and a cold load of the whole session, at
 10, 1k and 10k stored messages; and 4 writer processes x 50 turns on one session (turns/s,
 lost messages counted). Needs the machine's Redis and PostgreSQL (``make services``).
@@ -41,6 +45,12 @@ def message(i: int) -> dict[str, Any]:
     return {'role': role, 'content': [{'text': f'message {i}: ' + 'lorem ipsum dolor sit amet ' * 4}]}
 
 
+def to_json(message: Any) -> str:
+    """A genkit Message as the JSON text a store keeps (what both sides write)."""
+    text: str = message.model_dump_json(by_alias=True, exclude_none=True)
+    return text
+
+
 # -- baselines -------------------------------------------------------------------------
 
 
@@ -50,7 +60,7 @@ class RedisPyStore:
     def __init__(self, client: Any, prefix: str) -> None:
         self.client, self.prefix = client, prefix
 
-    async def append(self, sid: str, messages: list[dict[str, Any]]) -> None:
+    async def append(self, sid: str, messages: list[Any]) -> None:
         import redis.asyncio as aioredis
 
         base = f'{self.prefix}:session:{sid}'
@@ -59,7 +69,7 @@ class RedisPyStore:
                 try:
                     await pipe.watch(f'{base}:counter')
                     pipe.multi()
-                    pipe.rpush(f'{base}:messages', *[json.dumps(m) for m in messages])
+                    pipe.rpush(f'{base}:messages', *[to_json(m) for m in messages])
                     pipe.hset(base, mapping={'updated_at': str(time.time())})
                     pipe.incr(f'{base}:counter')
                     await pipe.execute()
@@ -92,9 +102,7 @@ class PsycopgStore:
         )
         return PsycopgStore(conn)
 
-    async def append(self, sid: str, messages: list[dict[str, Any]]) -> None:
-        from psycopg.types.json import Jsonb
-
+    async def append(self, sid: str, messages: list[Any]) -> None:
         async with self.conn.transaction():
             await self.conn.execute(
                 'INSERT INTO bench_sessions (id) VALUES (%s) ON CONFLICT DO NOTHING', (sid,)
@@ -107,8 +115,8 @@ class PsycopgStore:
             start = row[0] if row else 0
             async with self.conn.cursor() as cursor:
                 await cursor.executemany(
-                    'INSERT INTO bench_messages (session_id, seq, message) VALUES (%s, %s, %s)',
-                    [(sid, start + i, Jsonb(m)) for i, m in enumerate(messages)],
+                    'INSERT INTO bench_messages (session_id, seq, message) VALUES (%s, %s, %s::jsonb)',
+                    [(sid, start + i, to_json(m)) for i, m in enumerate(messages)],
                 )
             await self.conn.execute('UPDATE bench_sessions SET version = version + 1 WHERE id = %s', (sid,))
 
@@ -148,10 +156,12 @@ async def ours_turns(store: Any, sid: str, size: int, turns: int) -> tuple[float
 
 
 async def baseline_turns(store: Any, sid: str, size: int, turns: int) -> tuple[float, float]:
-    await store.append(sid, [message(i) for i in range(size)])
+    from genkit import Message
+
+    await store.append(sid, [Message.model_validate(message(i)) for i in range(size)])
     elapsed = 0.0
     for t in range(turns):
-        new = [message(size + 2 * t + k) for k in range(2)]
+        new = [Message.model_validate(message(size + 2 * t + k)) for k in range(2)]
         began = time.perf_counter()
         await store.append(sid, new)
         elapsed += time.perf_counter() - began
@@ -236,9 +246,11 @@ async def baseline():
         store = RedisPyStore(aioredis.from_url('redis://127.0.0.1:6379/0'), location)
     else:
         store = await PsycopgStore.create(location)
+    from genkit import Message
     ready()
     for i in range(turns):
-        await store.append(sid, [msg(f'{name}-{i}', 'user'), msg(f're {name}-{i}', 'model')])
+        new = [msg(f'{name}-{i}', 'user'), msg(f're {name}-{i}', 'model')]
+        await store.append(sid, [Message.model_validate(m) for m in new])
 
 asyncio.run(ours() if engine.startswith('ours') else baseline())
 print('done', flush=True)

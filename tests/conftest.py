@@ -3,11 +3,14 @@ own pytest plugin (``genkit_parity.testing.pytest_plugin``), as a user would get
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from genkit_parity import InMemorySessionStore
+
+from ._engines import pg_database, redis_prefix
 
 
 class CapturingStore:
@@ -33,6 +36,23 @@ def capturing_store() -> CapturingStore:
 @pytest.fixture
 def memory_store() -> InMemorySessionStore:
     return InMemorySessionStore()
+
+
+@pytest.fixture(scope='module')
+def database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the shared server for the module (dropped afterwards)."""
+    with pg_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=['redis', 'postgres'])
+def engine(request: pytest.FixtureRequest, database: str) -> Iterator[tuple[str, str]]:
+    """(engine, location): a fresh Redis key prefix, or the module's PostgreSQL database."""
+    if request.param == 'redis':
+        with redis_prefix() as prefix:
+            yield 'redis', prefix
+    else:
+        yield 'postgres', database
 
 
 @pytest.fixture

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,31 +13,16 @@ import pytest
 from genkit_parity import Genkit, NotFoundError, PostgresOperationStore, RedisOperationStore, extend
 from genkit_parity.background import OperationStore
 
-from ._engines import REDIS_URL, finish, pg_database, redis_prefix, spawn
+from ._engines import REDIS_URL, WORKER_PRELUDE, finish, spawn
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope='module')
-def database() -> Iterator[str]:
-    with pg_database() as dsn:
-        yield dsn
-
-
-@pytest.fixture(params=['redis', 'postgres'])
-def engine(request: pytest.FixtureRequest, database: str) -> Iterator[tuple[str, str]]:
-    if request.param == 'redis':
-        with redis_prefix() as prefix:
-            yield 'redis', prefix
-    else:
-        yield 'postgres', database
-
-
-def make_store(engine: tuple[str, str], ttl: float = 86400) -> OperationStore:
+def make_store(engine: tuple[str, str], ttl: float = 86400, lease: float | None = None) -> OperationStore:
     kind, location = engine
     if kind == 'redis':
-        return RedisOperationStore(REDIS_URL, prefix=location, ttl=ttl)
-    return PostgresOperationStore(location, ttl=ttl)
+        return RedisOperationStore(REDIS_URL, prefix=location, ttl=ttl, lease=lease)
+    return PostgresOperationStore(location, ttl=ttl, lease=lease)
 
 
 # A job whose provider state is a file: "done" once the file says so; every provider
@@ -134,3 +121,90 @@ def test_bad_operation_store_options():
         RedisOperationStore(REDIS_URL, ttl=0)
     with pytest.raises(ValueError, match='table_prefix'):
         PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', table_prefix='Bad-Name')
+    with pytest.raises(ValueError, match='lease'):
+        RedisOperationStore(REDIS_URL, lease=0)
+    with pytest.raises(TypeError, match='lease'):
+        PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', lease='5')  # type: ignore[arg-type]
+
+
+# Checks one operation when told to (all workers at once), with a poll lease.
+LEASE_WORKER = """
+from pathlib import Path
+from genkit_parity import Genkit, PostgresOperationStore, RedisOperationStore
+engine, location, workdir, lease = sys.argv[1:5]
+work = Path(workdir)
+
+async def main():
+    if engine == 'redis':
+        store = RedisOperationStore('redis://127.0.0.1:6379/0', prefix=location, lease=float(lease))
+    else:
+        store = PostgresOperationStore(location, lease=float(lease))
+    ai = Genkit(operation_store=store)
+    def check(op):
+        with open(work / 'checks', 'a') as log:
+            log.write('check\\n')
+        return {'id': op.id, 'done': False, 'metadata': {'progress': 1}}
+    ai.define_background_action('render', start=lambda _: {'id': 'leased', 'done': False}, check=check)
+    await store.get('leased')  # connected (and schema made) before the common start
+    print('ready', flush=True)
+    sys.stdin.readline()
+    op = await ai.check_operation('leased')
+    print(json.dumps({'done': op.done}))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_lease_lets_one_of_many_workers_poll_the_provider(engine, tmp_path):
+    kind, location = engine
+    ai = Genkit(operation_store=make_store(engine))
+    job = ai.define_background_action(
+        'render', start=lambda _: {'id': 'leased', 'done': False}, check=lambda op: op
+    )
+    await job.start('x')
+    code = WORKER_PRELUDE + textwrap.dedent(LEASE_WORKER)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, '-u', '-c', code, kind, location, str(tmp_path), '60'],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None and worker.stdout.readline() == 'ready\n'
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write('go\n')
+        worker.stdin.flush()
+    results = finish(workers)
+    # Four concurrent checks, one lease period: the provider was asked once; the other
+    # workers answered with the stored (not done) state.
+    assert checks(tmp_path) == 1
+    assert results == [{'done': False}] * 4
+
+
+async def test_a_lease_allows_one_provider_call_per_period(engine):
+    store = make_store(engine, lease=0.5)
+    assert store.lease == 0.5
+    ai = Genkit(operation_store=store)
+    calls = []
+
+    def check(op):
+        calls.append(op.id)
+        return {'id': op.id, 'done': False}
+
+    job = ai.define_background_action('poll', start=lambda _: {'id': 'periodic', 'done': False}, check=check)
+    await job.start('x')
+    await asyncio.gather(*[ai.check_operation('periodic') for _ in range(5)])
+    assert len(calls) == 1
+    await asyncio.sleep(0.7)  # the lease lapsed: the next check polls again
+    await asyncio.gather(*[ai.check_operation('periodic') for _ in range(5)])
+    assert len(calls) == 2
+    # Without a lease every check polls.
+    free = Genkit(operation_store=make_store(engine))
+    free.define_background_action('poll', start=lambda _: {'id': 'periodic', 'done': False}, check=check)
+    await asyncio.gather(*[free.check_operation('periodic') for _ in range(3)])
+    assert len(calls) == 5

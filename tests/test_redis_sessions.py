@@ -6,8 +6,10 @@ session lose nothing, keep every turn whole and in each worker's order, and coun
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,28 +27,18 @@ from genkit_parity import (
 from genkit_parity.stores import SharedSessionStore
 from genkit_parity.testing import define_programmable_model
 
-from ._engines import REDIS_URL, finish, pg_database, redis_prefix, spawn
+from ._engines import REDIS_URL, finish, psql, redis_prefix, spawn
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope='module')
-def database() -> Iterator[str]:
-    with pg_database() as dsn:
-        yield dsn
-
-
-@pytest.fixture(params=['redis', 'postgres'])
-def engine(request: pytest.FixtureRequest, database: str) -> Iterator[tuple[str, str]]:
-    """(engine, location): a fresh Redis key prefix, or a fresh table prefix in this module's database."""
-    if request.param == 'redis':
-        with redis_prefix() as prefix:
-            yield 'redis', prefix
-    else:
-        yield 'postgres', database
-
-
 _counter = iter(range(10**6))
+
+
+@pytest.fixture
+def redis_location() -> Iterator[str]:
+    with redis_prefix() as prefix:
+        yield prefix
 
 
 def make_store(engine: tuple[str, str], **options: Any) -> SharedSessionStore:
@@ -389,3 +381,52 @@ def test_bad_options_are_rejected_by_name():
         RedisSessionStore(REDIS_URL, ttl=-1)
     with pytest.raises(ValueError, match='invalid PostgreSQL DSN'):
         PostgresSessionStore('postgresql://u:hunter2@h:notaport/db')
+
+
+async def test_expired_postgres_sessions_are_swept(database):
+    prefix = table_prefix()
+    store = make_store(('postgres', database), table_prefix=prefix, ttl=0.5)
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    for sid in ('old-1', 'old-2', 'old-3'):
+        await store._commit(sid, turn_id=sid, expected_version=0, threads=[('main', 0, False, [message])])
+    name = database.rsplit('/', 1)[1]
+
+    def rows(table: str) -> int:
+        return int(psql(f'SELECT count(*) FROM {prefix}{table}', dbname=name).strip())
+
+    assert (rows('sessions'), rows('session_messages')) == (3, 3)
+    await asyncio.sleep(1.2)
+    assert await store.get('old-1') is None  # hidden at once...
+    # ... and deleted by the next write once a sweep is due (at most every max(ttl, 1 s)).
+    await store._commit('new', turn_id='n', expected_version=0, threads=[('main', 0, False, [message])])
+    assert (rows('sessions'), rows('session_messages'), rows('session_turns')) == (1, 1, 1)
+    # Or on demand.
+    await asyncio.sleep(0.7)
+    assert await store.sweep_expired() == 1
+    assert rows('sessions') == 0
+
+
+async def test_redis_keeps_a_bounded_window_of_turn_ids(redis_location):
+    store = make_store(('redis', redis_location), table_prefix='window')
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    version = 0
+    for i in range(1005):
+        done = await store._commit(
+            'w', turn_id=f't{i}', expected_version=version, threads=[('main', i, False, [message])]
+        )
+        version = done.version
+    turns = f'{redis_location}:window:s:{{w}}:turns'
+    count = subprocess.run(
+        ['redis-cli', '-h', '127.0.0.1', 'HLEN', turns], check=True, capture_output=True, text=True
+    ).stdout
+    assert int(count) == 1000
+    # The latest turns are still deduplicated...
+    again = await store._commit(
+        'w', turn_id='t1004', expected_version=version, threads=[('main', 1005, False, [message])]
+    )
+    assert again.duplicate and again.version == version
+    # ... the oldest ones have left the window (a retry comes seconds after its turn, not 1000 turns later).
+    old = await store._commit(
+        'w', turn_id='t0', expected_version=version, threads=[('main', 1005, False, [message])]
+    )
+    assert not old.duplicate and old.version == version + 1

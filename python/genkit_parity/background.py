@@ -376,11 +376,25 @@ class OperationStore:
         stored: str | None = await _runtime.call(lambda ticket: self._core.get(ticket, operation_id))
         return None if stored is None else Operation.model_validate_json(stored)
 
+    @property
+    def lease(self) -> float | None:
+        """Seconds one worker's check holds the provider for an operation (None: no lease)."""
+        return self._core.lease
+
+    async def _try_lease(self, operation_id: str) -> bool:
+        """Whether this worker may poll the provider for the operation now."""
+        taken: bool = await _runtime.call(lambda ticket: self._core.try_lease(ticket, operation_id))
+        return taken
+
 
 def _seconds(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f'{name} must be a number of seconds, not {type(value).__name__}')
     return float(value)
+
+
+def _lease(value: object) -> float | None:
+    return None if value is None else _seconds(value, 'lease')
 
 
 class RedisOperationStore(OperationStore):
@@ -391,12 +405,29 @@ class RedisOperationStore(OperationStore):
 
     """
 
-    def __init__(self, url: str, *, prefix: str = 'genkit', ttl: float = 86400, timeout: float = 5.0) -> None:
-        """Connect lazily to ``url``; failures are retried for ``timeout`` seconds, then UNAVAILABLE."""
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = 'genkit',
+        ttl: float = 86400,
+        timeout: float = 5.0,
+        lease: float | None = None,
+    ) -> None:
+        """Connect lazily to ``url``; failures are retried for ``timeout`` seconds, then UNAVAILABLE.
+
+        With ``lease`` (seconds), one worker at a time polls the provider per operation:
+        concurrent ``check_operation`` calls make one provider call per lease period, the
+        others answer with the latest stored state.
+        """
         if not isinstance(url, str) or not isinstance(prefix, str):
             raise TypeError('url and prefix must be str')
         self._core = _native.OperationStoreCore.redis(
-            url, prefix=prefix, ttl=_seconds(ttl, 'ttl'), timeout=_seconds(timeout, 'timeout')
+            url,
+            prefix=prefix,
+            ttl=_seconds(ttl, 'ttl'),
+            timeout=_seconds(timeout, 'timeout'),
+            lease=_lease(lease),
         )
 
 
@@ -409,13 +440,26 @@ class PostgresOperationStore(OperationStore):
     """
 
     def __init__(
-        self, dsn: str, *, table_prefix: str = 'genkit_', ttl: float = 86400, timeout: float = 5.0
+        self,
+        dsn: str,
+        *,
+        table_prefix: str = 'genkit_',
+        ttl: float = 86400,
+        timeout: float = 5.0,
+        lease: float | None = None,
     ) -> None:
-        """Connect lazily to ``dsn``; failures are retried for ``timeout`` seconds, then UNAVAILABLE."""
+        """Connect lazily to ``dsn``; failures are retried for ``timeout`` seconds, then UNAVAILABLE.
+
+        ``lease`` as for :class:`RedisOperationStore` (leases in ``<table_prefix>operation_leases``).
+        """
         if not isinstance(dsn, str) or not isinstance(table_prefix, str):
             raise TypeError('dsn and table_prefix must be str')
         self._core = _native.OperationStoreCore.postgres(
-            dsn, table_prefix=table_prefix, ttl=_seconds(ttl, 'ttl'), timeout=_seconds(timeout, 'timeout')
+            dsn,
+            table_prefix=table_prefix,
+            ttl=_seconds(ttl, 'ttl'),
+            timeout=_seconds(timeout, 'timeout'),
+            lease=_lease(lease),
         )
 
 
@@ -521,6 +565,9 @@ async def check_operation(
     stored = await store.get(op.id)
     if stored is not None and stored.done:
         return stored  # finished (seen by another worker): the provider is not asked again
+    if store.lease is not None and not await store._try_lease(op.id):
+        # Another worker polls the provider for it this lease period: its latest state.
+        return stored if stored is not None else op
     return await store.put(await _run_operation(registry, op, context, config, cancel=False))
 
 

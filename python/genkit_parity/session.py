@@ -331,7 +331,9 @@ class Session:
             threads=[(thread, len(held), not append, [message_to_json(m) for m in messages[start:]])],
         )
         unseen = [message_from_data(json.loads(text)) for text in done.unseen.get(thread, [])]
-        if not append:
+        if not append or (not unseen and not done.duplicate):
+            # Nothing landed meanwhile (the usual case): the list is the thread as stored,
+            # kept without copying, so a turn costs the same at any history length.
             self._threads[thread] = messages
         elif done.duplicate:
             self._threads[thread] = messages[:start] + unseen
@@ -436,5 +438,5 @@ async def read_session(store: SessionStore, session_id: str) -> tuple[dict[str, 
         loaded = await store._load_versioned(session_id)
         if loaded is None:
             return None, 0
-        return dict(json.loads(loaded[0])), loaded[1]
+        return loaded
     return await store.get(session_id), 0

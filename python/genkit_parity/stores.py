@@ -284,12 +284,27 @@ class SharedSessionStore(NativeSessionStore):
         deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
         return deleted
 
-    async def _load(self, session_id: str) -> str | None:
-        text: str | None = await _runtime.call(lambda ticket: self._core.load(ticket, session_id))
-        return text
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        """Return the stored session as plain JSON data, or None for an unknown id.
 
-    async def _load_versioned(self, session_id: str) -> tuple[str, int] | None:
-        loaded: tuple[str, int] | None = await _runtime.call(
+        One round trip; the messages are parsed in the core, off the GIL.
+        """
+        loaded = await self._load_versioned(_check_id(session_id))
+        return None if loaded is None else loaded[0]
+
+    async def sweep_expired(self) -> int:
+        """Delete the sessions whose ``ttl`` has passed; return how many were deleted.
+
+        Expired sessions read as unknown at once either way; this reclaims their storage.
+        A PostgreSQL store with a ``ttl`` also sweeps by itself as it writes (one batch at
+        most every ``ttl`` seconds, clamped to 1-60 s); Redis expires keys by itself, so
+        this returns 0 there.
+        """
+        deleted: int = await _runtime.call(self._core.sweep_expired)
+        return deleted
+
+    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
+        loaded: tuple[dict[str, Any], int] | None = await _runtime.call(
             lambda ticket: self._core.load_versioned(ticket, session_id)
         )
         return loaded

@@ -79,6 +79,21 @@ impl OperationPoller {
 #[pyclass(frozen, module = "genkit_parity._native")]
 pub struct OperationStoreCore {
     store: std::sync::Arc<dyn OperationStore>,
+    /// How long a check's lease on the provider lasts (`None`: no leases).
+    lease: Option<std::time::Duration>,
+}
+
+fn lease_seconds(lease: Option<f64>) -> PyResult<Option<std::time::Duration>> {
+    lease
+        .map(|seconds| {
+            ttl_seconds(seconds).map_err(|_| {
+                crate::errors::Error::InvalidArgument {
+                    detail: format!("lease must be a positive number of seconds, got {seconds}"),
+                }
+                .into()
+            })
+        })
+        .transpose()
 }
 
 fn ttl_seconds(ttl: f64) -> PyResult<std::time::Duration> {
@@ -108,8 +123,14 @@ fn retry(timeout: f64) -> PyResult<RetryPolicy> {
 #[pymethods]
 impl OperationStoreCore {
     #[staticmethod]
-    #[pyo3(signature = (url, /, *, prefix, ttl, timeout))]
-    fn redis(url: &str, prefix: &str, ttl: f64, timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (url, /, *, prefix, ttl, timeout, lease = None))]
+    fn redis(
+        url: &str,
+        prefix: &str,
+        ttl: f64,
+        timeout: f64,
+        lease: Option<f64>,
+    ) -> PyResult<Self> {
         let options = RedisOptions {
             retry: retry(timeout)?,
             ..RedisOptions::default()
@@ -117,12 +138,19 @@ impl OperationStoreCore {
         let store = RedisOperationStore::open(url, prefix, ttl_seconds(ttl)?, options)?;
         Ok(OperationStoreCore {
             store: std::sync::Arc::new(store),
+            lease: lease_seconds(lease)?,
         })
     }
 
     #[staticmethod]
-    #[pyo3(signature = (dsn, /, *, table_prefix, ttl, timeout))]
-    fn postgres(dsn: &str, table_prefix: &str, ttl: f64, timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (dsn, /, *, table_prefix, ttl, timeout, lease = None))]
+    fn postgres(
+        dsn: &str,
+        table_prefix: &str,
+        ttl: f64,
+        timeout: f64,
+        lease: Option<f64>,
+    ) -> PyResult<Self> {
         let options = PgOptions {
             retry: retry(timeout)?,
             ..PgOptions::default()
@@ -130,6 +158,7 @@ impl OperationStoreCore {
         let store = PostgresOperationStore::open(dsn, table_prefix, ttl_seconds(ttl)?, options)?;
         Ok(OperationStoreCore {
             store: std::sync::Arc::new(store),
+            lease: lease_seconds(lease)?,
         })
     }
 
@@ -143,5 +172,22 @@ impl OperationStoreCore {
     fn get(&self, ticket: &Ticket, id: String) -> PyResult<()> {
         let store = std::sync::Arc::clone(&self.store);
         ticket.run_blocking(move || store.get(&id))
+    }
+
+    /// The lease period in seconds, or `None` when checks take no lease.
+    #[getter]
+    fn lease(&self) -> Option<f64> {
+        self.lease.map(|d| d.as_secs_f64())
+    }
+
+    /// Resolves to whether this caller may poll the provider for `id` now: always `True`
+    /// without leases; with them, `True` for one caller per lease period.
+    fn try_lease(&self, ticket: &Ticket, id: String) -> PyResult<()> {
+        let store = std::sync::Arc::clone(&self.store);
+        let lease = self.lease;
+        ticket.run_blocking(move || match lease {
+            None => Ok(true),
+            Some(lease) => store.try_lease(&id, lease),
+        })
     }
 }

@@ -7,6 +7,10 @@
 //!
 //! Redis: `<prefix>:op:{<id>}` STRING, written by one Lua script (`PEXPIRE`d). PostgreSQL:
 //! `<table_prefix>operations`, `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE NOT done`.
+//!
+//! Optional poll leases (one worker asks the provider per operation per lease period):
+//! Redis `<prefix>:op:{<id>}:lease` set `NX PX`; PostgreSQL `<table_prefix>operation_leases`
+//! (`id`, `until`), taken by an upsert that succeeds only once `until` has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +30,11 @@ pub trait OperationStore: Send + Sync + 'static {
 
     /// The stored operation JSON, or `None` for an unknown or expired id.
     fn get(&self, id: &str) -> Result<Option<String>>;
+
+    /// Takes the lease to poll the provider for `id` for `lease`: `true` for the one caller
+    /// that gets it until it lapses (it is never released early, so the provider sees at
+    /// most one check per lease period), `false` for everyone else meanwhile.
+    fn try_lease(&self, id: &str, lease: Duration) -> Result<bool>;
 }
 
 fn check_id(id: &str) -> Result<&str> {
@@ -123,6 +132,25 @@ impl OperationStore for RedisOperationStore {
             redis::cmd("GET").arg(&key).query_async(conn).await
         }))
     }
+
+    fn try_lease(&self, id: &str, lease: Duration) -> Result<bool> {
+        // Same hash tag as the operation, so both live in one cluster slot.
+        let key = format!("{}:lease", self.key(check_id(id)?));
+        let ms = lease.as_millis().max(1) as u64;
+        // Not retried: a lost reply may hide a lease we took; the caller then just skips
+        // this poll, which the lease allows.
+        let taken: Option<String> = block_on(self.redis.run(Retry::Never, async |conn| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(std::process::id())
+                .arg("NX")
+                .arg("PX")
+                .arg(ms)
+                .query_async(conn)
+                .await
+        }))?;
+        Ok(taken.is_some())
+    }
 }
 
 /// Spells "gkop".
@@ -131,6 +159,7 @@ const SCHEMA_LOCK: i64 = 0x676b_6f70;
 pub struct PostgresOperationStore {
     pg: Postgres,
     table: String,
+    leases: String,
     ttl: Duration,
     schema: Arc<OnceCell<()>>,
 }
@@ -153,6 +182,7 @@ impl PostgresOperationStore {
         Ok(PostgresOperationStore {
             pg: Postgres::open(dsn, options)?,
             table: format!("{table_prefix}operations"),
+            leases: format!("{table_prefix}operation_leases"),
             ttl: check_ttl(ttl)?,
             schema: Arc::new(OnceCell::new()),
         })
@@ -164,8 +194,10 @@ impl PostgresOperationStore {
                 id text PRIMARY KEY, action text, done boolean NOT NULL DEFAULT false,
                 operation json NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(),
                 expires_at timestamptz);
-             CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at);",
-            t = self.table
+             CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires_at);
+             CREATE TABLE IF NOT EXISTS {l} (id text PRIMARY KEY, until timestamptz NOT NULL);",
+            t = self.table,
+            l = self.leases
         );
         self.schema
             .get_or_try_init(|| async { self.pg.ensure_schema(SCHEMA_LOCK, &ddl).await })
@@ -232,6 +264,28 @@ impl OperationStore for PostgresOperationStore {
                 .await
         })
     }
+
+    fn try_lease(&self, id: &str, lease: Duration) -> Result<bool> {
+        let id = check_id(id)?;
+        let take = format!(
+            "INSERT INTO {l} AS l (id, until) VALUES ($1, now() + make_interval(secs => $2::float8))
+             ON CONFLICT (id) DO UPDATE SET until = EXCLUDED.until WHERE l.until <= now()
+             RETURNING 1",
+            l = self.leases
+        );
+        let seconds = lease.as_secs_f64();
+        block_on(async {
+            self.ready().await?;
+            self.pg
+                .run(async |client| {
+                    Ok(client
+                        .query_opt(&client.prepare_cached(&take).await?, &[&id, &seconds])
+                        .await?
+                        .is_some())
+                })
+                .await
+        })
+    }
 }
 
 #[cfg(test)]
@@ -294,7 +348,9 @@ mod tests {
         )
         .unwrap();
         block_on(pg.run(async |c| {
-            c.batch_execute(&format!("DROP TABLE IF EXISTS gp_op_test_{tag}_operations"))
+            c.batch_execute(&format!(
+                "DROP TABLE IF EXISTS gp_op_test_{tag}_operations, gp_op_test_{tag}_operation_leases"
+            ))
                 .await?;
             Ok(())
         }))

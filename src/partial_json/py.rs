@@ -243,7 +243,7 @@ fn number_to_py<'py>(py: Python<'py>, number: &Number) -> PyResult<Bound<'py, Py
     })
 }
 
-fn value_to_py<'py>(
+pub(crate) fn value_to_py<'py>(
     py: Python<'py>,
     value: &JsonValue,
     surrogates: Surrogates,

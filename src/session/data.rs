@@ -77,6 +77,58 @@ fn parse_message(session_id: &str, index: usize, text: String) -> Result<RawMess
     Ok(raw)
 }
 
+/// A session as a store holds it, messages and state still JSON text (not yet validated):
+/// what a shared store reads in one round trip, for a caller that parses it anyway.
+#[derive(Debug, Default)]
+pub struct StoredSession {
+    pub version: u64,
+    pub state: Option<String>,
+    /// Thread name and its messages, threads in creation order.
+    pub threads: Vec<(String, Vec<String>)>,
+}
+
+impl StoredSession {
+    /// Validates every message and the state: a stored value that is not what we write is
+    /// `Corrupt`, naming where it is.
+    pub fn into_data(self, session_id: &str) -> Result<(SessionData, u64)> {
+        let mut data = SessionData::empty(session_id);
+        data.state = self
+            .state
+            .map(|text| {
+                RawValue::from_string(text).map_err(|e| Error::corrupt(session_id, "state", e))
+            })
+            .transpose()?;
+        for (thread, texts) in self.threads {
+            let messages = texts
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| stored_message(session_id, &thread, i, text))
+                .collect::<Result<Vec<_>>>()?;
+            data.threads.insert(thread, messages);
+        }
+        Ok((data, self.version))
+    }
+}
+
+/// Checks one message read back from a store (`index` is its place in the thread).
+pub fn stored_message(
+    session_id: &str,
+    thread: &str,
+    index: usize,
+    text: String,
+) -> Result<RawMessage> {
+    let location = || format!("thread {thread:?}, message {index}");
+    let raw = RawValue::from_string(text).map_err(|e| Error::corrupt(session_id, location(), e))?;
+    if !raw.get().starts_with('{') {
+        return Err(Error::corrupt(
+            session_id,
+            location(),
+            "a message must be a JSON object",
+        ));
+    }
+    Ok(raw)
+}
+
 /// Validates caller-supplied state JSON (any JSON value).
 pub fn parse_state(session_id: &str, state: Option<String>) -> Result<Option<Box<RawValue>>> {
     state

@@ -11,25 +11,171 @@
 //! Messages and state are `json` columns: stored and returned byte for byte (a `jsonb`
 //! column would reorder keys), still validated as JSON by the server.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
-use tokio_postgres::IsolationLevel;
 
-use super::data::{RawMessage, SessionData};
-use super::store::{
-    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind,
-    merge_state,
-};
+use super::data::{SessionData, StoredSession, stored_message};
+use super::store::{Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind};
 use crate::engines::block_on;
-use crate::engines::postgres::{PgOptions, Postgres, Transaction, TxError};
+use crate::engines::postgres::{PgOptions, Postgres};
 use crate::errors::{Error, Result};
 
 /// Serialises concurrent first starts' `CREATE ... IF NOT EXISTS` (any constant will do;
 /// this one spells "gkps").
 const SCHEMA_LOCK: i64 = 0x676b_7073;
+
+/// The commit, as a server-side function: one statement per save, so one round trip in one
+/// implicit transaction whose lock on the session row is held for the function's run only.
+/// Placeholders in braces are the store's table names.
+///
+/// Arguments: session id, turn id (or NULL), expected version, mode (`a`ppend / `e`rror on
+/// conflict, `f`orce, `w`hole save), ttl seconds (or NULL), state mode (`k`eep, `m`erge,
+/// `r`eplace) and state JSON, then per thread: name, loaded length, kind (`a`/`r`) and
+/// message count, and every thread's messages concatenated. It checks everything before it
+/// writes anything, so a refused commit leaves no trace. Replies `ok`/`dup` with the
+/// version, the state and, per thread, the messages after the writer's prefix it had not
+/// seen; or `lost`, `conflict` (with the stored version), `short` (thread, its length).
+const COMMIT_FN: &str = r#"
+CREATE OR REPLACE FUNCTION {commit}(
+    p_sid text, p_turn text, p_expected bigint, p_mode text, p_ttl float8,
+    p_smode text, p_state text,
+    p_threads text[], p_loaded integer[], p_kinds text[], p_counts integer[], p_messages text[],
+    OUT o_status text, OUT o_version bigint, OUT o_state text,
+    OUT o_threads text[], OUT o_counts integer[], OUT o_messages text[], OUT o_detail text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_force boolean := p_mode IN ('f', 'w');
+    v_expired boolean;
+    v_lengths integer[] := '{}';
+    v_len integer;
+    v_off integer := 1;
+    v_tail text[];
+    v_n integer := coalesce(array_length(p_threads, 1), 0);
+BEGIN
+    o_threads := '{}'; o_counts := '{}'; o_messages := '{}';
+    SELECT s.version, s.state::text, s.expires_at IS NOT NULL AND s.expires_at <= now()
+        INTO o_version, o_state, v_expired
+        FROM {sessions} s WHERE s.session_id = p_sid FOR UPDATE;
+    IF v_expired THEN
+        DELETE FROM {sessions} WHERE session_id = p_sid;
+        o_version := NULL; o_state := NULL;
+    END IF;
+    IF o_version IS NULL THEN
+        IF p_expected > 0 AND NOT v_force THEN
+            o_status := 'lost';
+            RETURN;
+        END IF;
+        INSERT INTO {sessions} (session_id) VALUES (p_sid) ON CONFLICT DO NOTHING;
+        SELECT s.version, s.state::text INTO o_version, o_state
+            FROM {sessions} s WHERE s.session_id = p_sid FOR UPDATE;
+    END IF;
+
+    IF p_turn IS NOT NULL THEN
+        PERFORM 1 FROM {turns} t WHERE t.session_id = p_sid AND t.turn_id = p_turn;
+        IF FOUND THEN
+            o_status := 'dup';
+            FOR i IN 1 .. v_n LOOP
+                v_tail := ARRAY(SELECT m.message::text FROM {messages} m
+                    WHERE m.session_id = p_sid AND m.thread = p_threads[i] AND m.seq >= p_loaded[i]
+                    ORDER BY m.seq);
+                o_threads := o_threads || p_threads[i];
+                o_counts := o_counts || coalesce(array_length(v_tail, 1), 0);
+                o_messages := o_messages || v_tail;
+            END LOOP;
+            RETURN;
+        END IF;
+    END IF;
+
+    IF NOT v_force AND o_version <> p_expected
+        AND (p_mode = 'e' OR p_smode = 'r' OR 'r' = ANY (p_kinds)) THEN
+        o_status := 'conflict';
+        RETURN;
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        v_len := 0;
+        IF p_kinds[i] = 'a' AND p_mode <> 'w' THEN
+            SELECT coalesce(max(m.seq) + 1, 0) INTO v_len FROM {messages} m
+                WHERE m.session_id = p_sid AND m.thread = p_threads[i];
+            IF NOT v_force AND v_len < p_loaded[i] THEN
+                o_status := 'short'; o_detail := p_threads[i]; o_counts := ARRAY[v_len];
+                RETURN;
+            END IF;
+        END IF;
+        v_lengths := v_lengths || v_len;
+    END LOOP;
+
+    IF p_mode = 'w' THEN
+        DELETE FROM {threads} WHERE session_id = p_sid;
+    END IF;
+    FOR i IN 1 .. v_n LOOP
+        PERFORM 1 FROM {threads} t WHERE t.session_id = p_sid AND t.thread = p_threads[i];
+        IF NOT FOUND THEN
+            INSERT INTO {threads} (session_id, thread, position)
+                SELECT p_sid, p_threads[i], coalesce(max(t.position) + 1, 0)
+                FROM {threads} t WHERE t.session_id = p_sid;
+        END IF;
+        v_tail := '{}';
+        IF p_kinds[i] = 'r' THEN
+            DELETE FROM {messages} WHERE session_id = p_sid AND thread = p_threads[i];
+        ELSIF NOT v_force AND v_lengths[i] > p_loaded[i] THEN
+            v_tail := ARRAY(SELECT m.message::text FROM {messages} m
+                WHERE m.session_id = p_sid AND m.thread = p_threads[i] AND m.seq >= p_loaded[i]
+                ORDER BY m.seq);
+        END IF;
+        IF p_counts[i] > 0 THEN
+            INSERT INTO {messages} (session_id, thread, seq, version, message)
+                SELECT p_sid, p_threads[i], v_lengths[i] + (x.k - 1)::integer, o_version + 1, x.m::json
+                FROM unnest(p_messages[v_off : v_off + p_counts[i] - 1]) WITH ORDINALITY AS x(m, k);
+        END IF;
+        v_off := v_off + p_counts[i];
+        o_threads := o_threads || p_threads[i];
+        o_counts := o_counts || coalesce(array_length(v_tail, 1), 0);
+        o_messages := o_messages || v_tail;
+    END LOOP;
+
+    IF p_smode = 'r' THEN
+        o_state := p_state;
+    ELSIF p_smode = 'm' THEN
+        IF o_state IS NOT NULL AND json_typeof(o_state::json) = 'object' THEN
+            -- JS updateState: stored keys keep their place (patched values replace theirs),
+            -- new keys follow in patch order; every value keeps its bytes.
+            SELECT '{' || coalesce(string_agg(to_json(merged.k)::text || ':' || merged.v, ','
+                    ORDER BY merged.o), '') || '}'
+                INTO o_state
+                FROM (
+                    SELECT e.key AS k, coalesce(p.value::text, e.value::text) AS v, e.ord AS o
+                    FROM json_each(o_state::json) WITH ORDINALITY AS e(key, value, ord)
+                    LEFT JOIN json_each(p_state::json) AS p ON p.key = e.key
+                    UNION ALL
+                    SELECT p.key, p.value::text, 4294967296 + p.ord
+                    FROM json_each(p_state::json) WITH ORDINALITY AS p(key, value, ord)
+                    WHERE NOT EXISTS (SELECT 1 FROM json_each(o_state::json) AS e WHERE e.key = p.key)
+                ) AS merged;
+        ELSE
+            o_state := p_state;
+        END IF;
+    END IF;
+    o_version := o_version + 1;
+    UPDATE {sessions} SET version = o_version, state = o_state::json, updated_at = now(),
+        expires_at = now() + make_interval(secs => p_ttl)
+        WHERE session_id = p_sid;
+    IF p_turn IS NOT NULL THEN
+        INSERT INTO {turns} (session_id, turn_id, version) VALUES (p_sid, p_turn, o_version);
+        -- Keep about the last 1000 turn ids (a retry comes seconds after its turn).
+        IF o_version % 1000 = 0 THEN
+            DELETE FROM {turns} WHERE session_id = p_sid AND version <= o_version - 1000;
+        END IF;
+    END IF;
+    o_status := 'ok';
+END
+$fn$;
+"#;
+
+/// How many expired sessions one sweep statement deletes.
+const SWEEP_BATCH: i64 = 1000;
 
 pub struct PostgresStore {
     pg: Postgres,
@@ -37,6 +183,8 @@ pub struct PostgresStore {
     ttl: Option<Duration>,
     on_conflict: OnConflict,
     schema: Arc<OnceCell<()>>,
+    /// When this process last swept expired sessions (stores with a TTL sweep as they write).
+    last_sweep: Mutex<Option<Instant>>,
 }
 
 /// The store's table names, from its prefix.
@@ -45,6 +193,8 @@ struct Tables {
     threads: String,
     messages: String,
     turns: String,
+    /// The commit function (see [`COMMIT_FN`]).
+    commit: String,
 }
 
 impl Tables {
@@ -67,6 +217,7 @@ impl Tables {
             threads: format!("{prefix}session_threads"),
             messages: format!("{prefix}session_messages"),
             turns: format!("{prefix}session_turns"),
+            commit: format!("{prefix}session_commit"),
         })
     }
 
@@ -76,7 +227,14 @@ impl Tables {
             threads,
             messages,
             turns,
+            commit,
         } = self;
+        let function = COMMIT_FN
+            .replace("{sessions}", sessions)
+            .replace("{threads}", threads)
+            .replace("{messages}", messages)
+            .replace("{turns}", turns)
+            .replace("{commit}", commit);
         format!(
             "CREATE TABLE IF NOT EXISTS {sessions} (
                 session_id text PRIMARY KEY, state json, version bigint NOT NULL DEFAULT 0,
@@ -97,15 +255,10 @@ impl Tables {
              CREATE TABLE IF NOT EXISTS {turns} (
                 session_id text NOT NULL REFERENCES {sessions} ON DELETE CASCADE,
                 turn_id text NOT NULL, version bigint NOT NULL,
-                PRIMARY KEY (session_id, turn_id));"
+                PRIMARY KEY (session_id, turn_id));
+             {function}"
         )
     }
-}
-
-/// The locked session row.
-struct Row {
-    version: u64,
-    state: Option<String>,
 }
 
 impl PostgresStore {
@@ -123,6 +276,7 @@ impl PostgresStore {
             ttl,
             on_conflict,
             schema: Arc::new(OnceCell::new()),
+            last_sweep: Mutex::new(None),
         })
     }
 
@@ -139,379 +293,224 @@ impl PostgresStore {
             .map(|_| ())
     }
 
-    fn ttl_seconds(&self) -> Option<f64> {
-        self.ttl.map(|d| d.as_secs_f64())
-    }
-
-    async fn load_async(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
+    /// The whole session in one statement (one snapshot, one round trip), still as text.
+    pub async fn load_texts_async(&self, session_id: &str) -> Result<Option<StoredSession>> {
         self.ready().await?;
-        let t = &self.tables;
-        let (sessions, threads, messages) = (&t.sessions, &t.threads, &t.messages);
-        let head = format!(
-            "SELECT version, state::text FROM {sessions}
-             WHERE session_id = $1 AND (expires_at IS NULL OR expires_at > now())"
+        let Tables {
+            sessions,
+            threads,
+            messages,
+            ..
+        } = &self.tables;
+        // `min`/`max` are index probes; with the primary key they prove the seqs are 0..n-1.
+        let select = format!(
+            "SELECT s.version, s.state::text, t.thread,
+                ARRAY(SELECT m.message::text FROM {messages} m
+                      WHERE m.session_id = s.session_id AND m.thread = t.thread ORDER BY m.seq),
+                (SELECT min(m.seq) FROM {messages} m
+                 WHERE m.session_id = s.session_id AND m.thread = t.thread),
+                (SELECT max(m.seq) FROM {messages} m
+                 WHERE m.session_id = s.session_id AND m.thread = t.thread)
+             FROM {sessions} s LEFT JOIN {threads} t ON t.session_id = s.session_id
+             WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())
+             ORDER BY t.position"
         );
-        let body = format!(
-            "SELECT t.thread, m.seq, m.message::text FROM {threads} t
-             LEFT JOIN {messages} m ON m.session_id = t.session_id AND m.thread = t.thread
-             WHERE t.session_id = $1 ORDER BY t.position, m.seq"
-        );
-        self.pg
-            .transaction_with(IsolationLevel::RepeatableRead, true, async |tx| {
-                let Some(row) = tx
-                    .query_opt(&tx.prepare_cached(&head).await?, &[&session_id])
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let version: i64 = row.get(0);
-                let mut data = SessionData::empty(session_id);
-                data.state = parse_state(session_id, row.get(1))?;
-                for row in tx
-                    .query(&tx.prepare_cached(&body).await?, &[&session_id])
-                    .await?
-                {
-                    let thread: String = row.get(0);
-                    let list = data.threads.entry(thread.clone()).or_default();
-                    if let Some(seq) = row.get::<_, Option<i32>>(1) {
-                        if usize::try_from(seq).ok() != Some(list.len()) {
-                            return Err(Error::corrupt(
-                                session_id,
-                                format!("thread {thread:?}"),
-                                format!("message seq {seq} where {} was expected", list.len()),
-                            )
-                            .into());
-                        }
-                        let text: String = row.get(2);
-                        list.push(parse_message(session_id, &thread, seq, text)?);
-                    }
-                }
-                Ok(Some((data, version as u64)))
+        let rows = self
+            .pg
+            .run(async |client| {
+                Ok(client
+                    .query(&client.prepare_cached(&select).await?, &[&session_id])
+                    .await?)
             })
-            .await
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut stored = StoredSession {
+            version: first.get::<_, i64>(0) as u64,
+            state: first.get(1),
+            threads: Vec::new(),
+        };
+        for row in &rows {
+            let Some(thread) = row.get::<_, Option<String>>(2) else {
+                continue; // a session without threads
+            };
+            let list: Vec<String> = row.get::<_, Option<Vec<String>>>(3).unwrap_or_default();
+            let (low, high): (Option<i32>, Option<i32>) = (row.get(4), row.get(5));
+            let contiguous = match (low, high) {
+                (None, None) => list.is_empty(),
+                (Some(low), Some(high)) => {
+                    low == 0 && usize::try_from(high).ok() == list.len().checked_sub(1)
+                }
+                _ => false,
+            };
+            if !contiguous {
+                return Err(Error::corrupt(
+                    session_id,
+                    format!("thread {thread:?}"),
+                    format!(
+                        "{} messages with seq {low:?}..={high:?} (expected 0..{})",
+                        list.len(),
+                        list.len()
+                    ),
+                ));
+            }
+            stored.threads.push((thread, list));
+        }
+        Ok(Some(stored))
     }
 
+    /// One commit: a single call of the store's commit function (one statement, so one
+    /// round trip and one implicit transaction; see [`COMMIT_FN`]). `mode` is the
+    /// function's: `a`ppend or `e`rror on conflict, `f`orce (no version check), `w`hole
+    /// save (threads replaced).
     async fn commit_async(
         &self,
         session_id: &str,
         commit: &Commit,
-        force: bool,
+        mode: &'static str,
     ) -> Result<Committed> {
         self.ready().await?;
-        self.pg
-            .transaction(async |tx| self.commit_in(tx, session_id, commit, force).await)
-            .await
-    }
-
-    /// The body of a commit, inside its transaction (the engine may run it again).
-    async fn commit_in(
-        &self,
-        tx: &Transaction<'_>,
-        session_id: &str,
-        commit: &Commit,
-        force: bool,
-    ) -> std::result::Result<Committed, TxError> {
-        let t = &self.tables;
-        let row = match self.lock_row(tx, session_id).await? {
-            Some(row) => row,
-            None if commit.expected_version > 0 && !force => {
-                return Err(Error::SessionLost {
-                    session_id: session_id.to_owned(),
-                    detail: format!(
-                        "this worker holds version {} but the store has no such session \
-                         (deleted or expired); load it again to start over",
-                        commit.expected_version
-                    ),
-                }
-                .into());
-            }
-            None => {
-                let create = format!(
-                    "INSERT INTO {} (session_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    t.sessions
-                );
-                tx.execute(&tx.prepare_cached(&create).await?, &[&session_id])
-                    .await?;
-                self.lock_row(tx, session_id)
-                    .await?
-                    .ok_or_else(|| Error::Internal("session row vanished".into()))?
+        let (smode, state) = match &commit.state {
+            StateWrite::Keep => ("k", None),
+            StateWrite::Replace(state) => ("r", state.as_deref().map(RawValue::get)),
+            StateWrite::Merge(patch) => {
+                check_patch(session_id, patch)?;
+                ("m", Some(patch.get()))
             }
         };
-        if let Some(turn_id) = &commit.turn_id {
-            let seen = format!(
-                "SELECT version FROM {} WHERE session_id = $1 AND turn_id = $2",
-                t.turns
-            );
-            if tx
-                .query_opt(&tx.prepare_cached(&seen).await?, &[&session_id, turn_id])
-                .await?
-                .is_some()
-            {
-                // Applied already (a retry after a lost reply): report where the store is now.
+        let names: Vec<&str> = commit.threads.iter().map(|d| d.thread.as_str()).collect();
+        let loaded: Vec<i32> = commit
+            .threads
+            .iter()
+            .map(|d| i32::try_from(d.loaded_len).unwrap_or(i32::MAX))
+            .collect();
+        let kinds: Vec<&str> = commit
+            .threads
+            .iter()
+            .map(|d| match d.kind {
+                ThreadWriteKind::Append => "a",
+                ThreadWriteKind::Replace => "r",
+            })
+            .collect();
+        let counts: Vec<i32> = commit
+            .threads
+            .iter()
+            .map(|d| d.messages.len() as i32)
+            .collect();
+        let texts: Vec<&str> = commit
+            .threads
+            .iter()
+            .flat_map(|d| d.messages.iter().map(|m| m.get()))
+            .collect();
+        let call = format!(
+            "SELECT o_status, o_version, o_state, o_threads, o_counts, o_messages, o_detail
+             FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            self.tables.commit
+        );
+        let expected = commit.expected_version as i64;
+        let ttl = self.ttl.map(|d| d.as_secs_f64());
+        // Retried after a lost connection: a commit with a turn id is deduplicated by it.
+        let row = self
+            .pg
+            .run(async |client| {
+                Ok(client
+                    .query_one(
+                        &client.prepare_cached(&call).await?,
+                        &[
+                            &session_id,
+                            &commit.turn_id,
+                            &expected,
+                            &mode,
+                            &ttl,
+                            &smode,
+                            &state,
+                            &names,
+                            &loaded,
+                            &kinds,
+                            &counts,
+                            &texts,
+                        ],
+                    )
+                    .await?)
+            })
+            .await?;
+        let status: String = row.get(0);
+        let version: Option<i64> = row.get(1);
+        let version = version.unwrap_or(0) as u64;
+        match status.as_str() {
+            "ok" | "dup" => {
+                let duplicate = status == "dup";
                 let mut outcome = Committed {
-                    version: row.version,
-                    duplicate: true,
+                    version,
+                    duplicate,
                     ..Committed::default()
                 };
-                for delta in &commit.threads {
-                    let tail = self
-                        .messages_from(tx, session_id, &delta.thread, delta.loaded_len)
-                        .await?;
-                    outcome.threads.push((delta.thread.clone(), tail));
+                if duplicate || !matches!(commit.state, StateWrite::Keep) {
+                    outcome.state = parse_state(session_id, row.get(2))?;
                 }
-                outcome.state = parse_state(session_id, row.state)?;
-                return Ok(outcome);
-            }
-        }
-        let conflict = !force && row.version != commit.expected_version;
-        let replaces = matches!(commit.state, StateWrite::Replace(_))
-            || commit
-                .threads
-                .iter()
-                .any(|d| d.kind == ThreadWriteKind::Replace);
-        if conflict && (self.on_conflict == OnConflict::Error || replaces) {
-            return Err(conflict_error(session_id, commit.expected_version, row.version).into());
-        }
-        let new_version = row.version + 1;
-        let mut outcome = Committed {
-            version: new_version,
-            ..Committed::default()
-        };
-        for delta in &commit.threads {
-            let gap = self
-                .write_thread(
-                    tx,
-                    session_id,
-                    delta,
-                    new_version,
-                    force,
-                    commit.expected_version,
-                    row.version,
-                )
-                .await?;
-            outcome.threads.push((delta.thread.clone(), gap));
-        }
-        let state = match &commit.state {
-            StateWrite::Keep => row.state.clone(),
-            StateWrite::Replace(state) => state.as_ref().map(|s| s.get().to_owned()),
-            StateWrite::Merge(patch) => {
-                let current = parse_state(session_id, row.state.clone())?;
-                Some(
-                    merge_state(session_id, current.as_deref(), patch)?
-                        .get()
-                        .to_owned(),
-                )
-            }
-        };
-        if !matches!(commit.state, StateWrite::Keep) {
-            outcome.state = parse_state(session_id, state.clone())?;
-        }
-        let update = format!(
-            "UPDATE {} SET version = $2, state = $3::text::json, updated_at = now(),
-                expires_at = now() + make_interval(secs => $4::float8)
-             WHERE session_id = $1",
-            t.sessions
-        );
-        tx.execute(
-            &tx.prepare_cached(&update).await?,
-            &[
-                &session_id,
-                &(new_version as i64),
-                &state,
-                &self.ttl_seconds(),
-            ],
-        )
-        .await?;
-        if let Some(turn_id) = &commit.turn_id {
-            let record = format!(
-                "INSERT INTO {} (session_id, turn_id, version) VALUES ($1, $2, $3)",
-                t.turns
-            );
-            tx.execute(
-                &tx.prepare_cached(&record).await?,
-                &[&session_id, turn_id, &(new_version as i64)],
-            )
-            .await?;
-        }
-        Ok(outcome)
-    }
-
-    /// Locks and reads the session row; an expired row is deleted and reads as missing.
-    async fn lock_row(
-        &self,
-        tx: &Transaction<'_>,
-        session_id: &str,
-    ) -> std::result::Result<Option<Row>, TxError> {
-        let t = &self.tables;
-        let select = format!(
-            "SELECT version, state::text, expires_at IS NOT NULL AND expires_at <= now()
-             FROM {} WHERE session_id = $1 FOR UPDATE",
-            t.sessions
-        );
-        let Some(row) = tx
-            .query_opt(&tx.prepare_cached(&select).await?, &[&session_id])
-            .await?
-        else {
-            return Ok(None);
-        };
-        if row.get::<_, bool>(2) {
-            let delete = format!("DELETE FROM {} WHERE session_id = $1", t.sessions);
-            tx.execute(&tx.prepare_cached(&delete).await?, &[&session_id])
-                .await?;
-            return Ok(None);
-        }
-        Ok(Some(Row {
-            version: row.get::<_, i64>(0) as u64,
-            state: row.get(1),
-        }))
-    }
-
-    /// Writes one thread's delta; returns the messages that landed after the writer's prefix.
-    #[allow(clippy::too_many_arguments)]
-    async fn write_thread(
-        &self,
-        tx: &Transaction<'_>,
-        session_id: &str,
-        delta: &ThreadDelta,
-        version: u64,
-        force: bool,
-        expected: u64,
-        current: u64,
-    ) -> std::result::Result<Vec<RawMessage>, TxError> {
-        let t = &self.tables;
-        let add_thread = format!(
-            "INSERT INTO {threads} (session_id, thread, position)
-             SELECT $1, $2, coalesce(max(position) + 1, 0) FROM {threads} WHERE session_id = $1
-             ON CONFLICT DO NOTHING",
-            threads = t.threads
-        );
-        tx.execute(
-            &tx.prepare_cached(&add_thread).await?,
-            &[&session_id, &delta.thread],
-        )
-        .await?;
-        let start = match delta.kind {
-            ThreadWriteKind::Replace => {
-                let clear = format!(
-                    "DELETE FROM {} WHERE session_id = $1 AND thread = $2",
-                    t.messages
-                );
-                tx.execute(
-                    &tx.prepare_cached(&clear).await?,
-                    &[&session_id, &delta.thread],
-                )
-                .await?;
-                0
-            }
-            ThreadWriteKind::Append => {
-                let length = format!(
-                    "SELECT coalesce(max(seq) + 1, 0) FROM {} WHERE session_id = $1 AND thread = $2",
-                    t.messages
-                );
-                let row = tx
-                    .query_one(
-                        &tx.prepare_cached(&length).await?,
-                        &[&session_id, &delta.thread],
-                    )
-                    .await?;
-                let length = row.get::<_, i32>(0) as usize;
-                if force {
-                    length
-                } else if length < delta.loaded_len {
-                    return Err(Error::Conflict {
-                        session_id: session_id.to_owned(),
-                        detail: format!(
-                            "thread {:?} holds {length} messages, fewer than the {} this worker \
-                             loaded (it was replaced meanwhile; version {expected} loaded, {current} stored): \
-                             load the session again",
-                            delta.thread, delta.loaded_len
-                        ),
-                    }
-                    .into());
-                } else {
-                    length
-                }
-            }
-        };
-        let gap = if delta.kind == ThreadWriteKind::Append && !force && start > delta.loaded_len {
-            self.messages_from(tx, session_id, &delta.thread, delta.loaded_len)
-                .await?
-        } else {
-            Vec::new()
-        };
-        if !delta.messages.is_empty() {
-            let insert = format!(
-                "INSERT INTO {} (session_id, thread, seq, version, message)
-                 SELECT $1, $2, $3 + (n - 1)::integer, $4, m::json
-                 FROM unnest($5::text[]) WITH ORDINALITY AS x(m, n)",
-                t.messages
-            );
-            let texts: Vec<&str> = delta.messages.iter().map(|m| m.get()).collect();
-            tx.execute(
-                &tx.prepare_cached(&insert).await?,
-                &[
-                    &session_id,
-                    &delta.thread,
-                    &(start as i32),
-                    &(version as i64),
-                    &texts,
-                ],
-            )
-            .await?;
-        }
-        Ok(gap)
-    }
-
-    async fn messages_from(
-        &self,
-        tx: &Transaction<'_>,
-        session_id: &str,
-        thread: &str,
-        from: usize,
-    ) -> std::result::Result<Vec<RawMessage>, TxError> {
-        let select = format!(
-            "SELECT seq, message::text FROM {} WHERE session_id = $1 AND thread = $2 AND seq >= $3
-             ORDER BY seq",
-            self.tables.messages
-        );
-        let rows = tx
-            .query(
-                &tx.prepare_cached(&select).await?,
-                &[&session_id, &thread, &(from as i32)],
-            )
-            .await?;
-        rows.into_iter()
-            .map(|row| Ok(parse_message(session_id, thread, row.get(0), row.get(1))?))
-            .collect()
-    }
-
-    async fn save_async(&self, data: &SessionData) -> Result<()> {
-        self.ready().await?;
-        let t = &self.tables;
-        self.pg
-            .transaction(async |tx| {
-                let clear = format!("DELETE FROM {} WHERE session_id = $1", t.threads);
-                tx.execute(&tx.prepare_cached(&clear).await?, &[&data.id])
-                    .await?;
-                let commit = Commit {
-                    turn_id: None,
-                    expected_version: 0,
-                    threads: data
-                        .threads
-                        .iter()
-                        .map(|(thread, messages)| ThreadDelta {
-                            thread: thread.clone(),
-                            loaded_len: 0,
-                            kind: ThreadWriteKind::Replace,
-                            messages: messages.clone(),
+                let threads: Vec<String> = row.get(3);
+                let counts: Vec<i32> = row.get(4);
+                let mut messages = row.get::<_, Vec<String>>(5).into_iter();
+                for ((thread, count), delta) in threads.into_iter().zip(counts).zip(&commit.threads)
+                {
+                    let tail = messages
+                        .by_ref()
+                        .take(count as usize)
+                        .enumerate()
+                        .map(|(i, text)| {
+                            stored_message(session_id, &thread, delta.loaded_len + i, text)
                         })
-                        .collect(),
-                    state: StateWrite::Replace(data.state.clone()),
-                };
-                self.commit_in(tx, &data.id, &commit, true).await?;
-                Ok(())
-            })
-            .await
+                        .collect::<Result<Vec<_>>>()?;
+                    outcome.threads.push((thread, tail));
+                }
+                Ok(outcome)
+            }
+            "lost" => Err(Error::SessionLost {
+                session_id: session_id.to_owned(),
+                detail: format!(
+                    "this worker holds version {} but the store has no such session \
+                     (deleted or expired); load it again to start over",
+                    commit.expected_version
+                ),
+            }),
+            "conflict" => Err(conflict_error(session_id, commit.expected_version, version)),
+            "short" => {
+                let thread: Option<String> = row.get(6);
+                let length = row.get::<_, Vec<i32>>(4).first().copied().unwrap_or(-1);
+                let loaded = commit
+                    .threads
+                    .iter()
+                    .find(|d| Some(&d.thread) == thread.as_ref())
+                    .map_or(0, |d| d.loaded_len);
+                Err(Error::Conflict {
+                    session_id: session_id.to_owned(),
+                    detail: format!(
+                        "thread {:?} holds {length} messages, fewer than the {loaded} this worker \
+                         loaded (it was replaced meanwhile; version {} loaded, {version} stored): \
+                         load the session again",
+                        thread.unwrap_or_default(),
+                        commit.expected_version,
+                    ),
+                })
+            }
+            other => Err(Error::corrupt(
+                session_id,
+                "commit function reply",
+                format!("unknown status {other:?}"),
+            )),
+        }
+    }
+
+    /// One turn's commit; with a TTL, a sweep of expired sessions follows when one is due.
+    async fn commit_versioned(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        let mode = match self.on_conflict {
+            OnConflict::Append => "a",
+            OnConflict::Error => "e",
+        };
+        let done = self.commit_async(session_id, commit, mode).await?;
+        self.sweep_if_due().await;
+        Ok(done)
     }
 
     async fn delete_async(&self, session_id: &str) -> Result<bool> {
@@ -530,20 +529,65 @@ impl PostgresStore {
             .await
     }
 
-    fn force_commit(
-        &self,
-        session_id: &str,
-        threads: Vec<ThreadDelta>,
-        state: StateWrite,
-    ) -> Result<()> {
-        let commit = Commit {
-            turn_id: None,
-            expected_version: 0,
-            threads,
-            state,
-        };
-        block_on(self.commit_async(session_id, &commit, true)).map(|_| ())
+    /// With a TTL, a sweep at most every `min(ttl, 60 s)` per process, after a commit: one
+    /// bounded batch, best effort (a failed sweep is retried by a later commit).
+    async fn sweep_if_due(&self) {
+        let Some(ttl) = self.ttl else { return };
+        let every = ttl.clamp(Duration::from_secs(1), Duration::from_secs(60));
+        {
+            let mut last = self
+                .last_sweep
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match *last {
+                Some(at) if at.elapsed() < every => return,
+                _ => *last = Some(Instant::now()),
+            }
+        }
+        let _ = self.sweep_batch(SWEEP_BATCH).await;
     }
+
+    /// Deletes up to `batch` expired sessions; returns how many.
+    async fn sweep_batch(&self, batch: i64) -> Result<u64> {
+        let sweep = format!(
+            "DELETE FROM {s} WHERE session_id IN (
+                SELECT session_id FROM {s} WHERE expires_at <= now()
+                ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
+            s = self.tables.sessions
+        );
+        self.pg
+            .run(async |client| {
+                Ok(client
+                    .execute(&client.prepare_cached(&sweep).await?, &[&batch])
+                    .await?)
+            })
+            .await
+    }
+
+    /// Deletes sessions whose TTL has passed (their threads, messages and turn ids go
+    /// with them); returns how many. Expired sessions already read as unknown; this
+    /// reclaims their rows, in batches so no transaction holds many locks.
+    pub async fn sweep_expired_async(&self) -> Result<u64> {
+        self.ready().await?;
+        let mut total = 0;
+        loop {
+            let deleted = self.sweep_batch(SWEEP_BATCH).await?;
+            total += deleted;
+            if deleted < SWEEP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// A merge patch must be a JSON object (its top-level keys are merged).
+fn check_patch(session_id: &str, patch: &RawValue) -> Result<()> {
+    serde_json::from_str::<indexmap::IndexMap<String, &RawValue>>(patch.get())
+        .map(|_| ())
+        .map_err(|e| Error::InvalidJson {
+            what: format!("state patch for session {session_id:?}"),
+            detail: format!("a patch must be a JSON object: {e}"),
+        })
 }
 
 fn conflict_error(session_id: &str, expected: u64, stored: u64) -> Error {
@@ -561,62 +605,17 @@ fn parse_state(session_id: &str, text: Option<String>) -> Result<Option<Box<RawV
         .transpose()
 }
 
-fn parse_message(session_id: &str, thread: &str, seq: i32, text: String) -> Result<RawMessage> {
-    let location = || format!("thread {thread:?}, message {seq}");
-    let raw = RawValue::from_string(text).map_err(|e| Error::corrupt(session_id, location(), e))?;
-    if !raw.get().starts_with('{') {
-        return Err(Error::corrupt(
-            session_id,
-            location(),
-            "a message must be a JSON object",
-        ));
-    }
-    Ok(raw)
-}
-
 impl SessionStore for PostgresStore {
     fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
         Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
-        block_on(self.save_async(data))
+        block_on(self.commit_async(&data.id, &Commit::whole_save(data), "w")).map(|_| ())
     }
 
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let delta = ThreadDelta {
-            thread: thread.to_owned(),
-            loaded_len: 0,
-            kind: ThreadWriteKind::Append,
-            messages: messages.to_vec(),
-        };
-        self.force_commit(session_id, vec![delta], StateWrite::Keep)
-    }
-
-    fn replace_thread(
-        &self,
-        session_id: &str,
-        thread: &str,
-        messages: &[RawMessage],
-    ) -> Result<()> {
-        let delta = ThreadDelta {
-            thread: thread.to_owned(),
-            loaded_len: 0,
-            kind: ThreadWriteKind::Replace,
-            messages: messages.to_vec(),
-        };
-        self.force_commit(session_id, vec![delta], StateWrite::Keep)
-    }
-
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        self.force_commit(
-            session_id,
-            Vec::new(),
-            StateWrite::Replace(state.map(ToOwned::to_owned)),
-        )
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        block_on(self.commit_async(session_id, commit, "f")).map(|_| ())
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -624,10 +623,20 @@ impl SessionStore for PostgresStore {
     }
 
     fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
-        block_on(self.load_async(session_id))
+        self.load_texts(session_id)?
+            .map(|stored| stored.into_data(session_id))
+            .transpose()
+    }
+
+    fn load_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
+        block_on(self.load_texts_async(session_id))
     }
 
     fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        block_on(self.commit_async(session_id, commit, false))
+        block_on(self.commit_versioned(session_id, commit))
+    }
+
+    fn sweep_expired(&self) -> Result<u64> {
+        block_on(self.sweep_expired_async())
     }
 }

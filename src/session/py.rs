@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
-use super::data::{SessionData, parse_messages, parse_state};
+use super::data::{SessionData, StoredSession, parse_messages, parse_state};
 use super::file::FileStore;
 use super::id::{validate_session_id, validate_thread};
 use super::memory::MemoryStore;
@@ -27,6 +29,10 @@ use crate::engines::RetryPolicy;
 use crate::engines::postgres::PgOptions;
 use crate::engines::redis::RedisOptions;
 use crate::errors::{Error, Result};
+use crate::partial_json::parser::PushParser;
+use crate::partial_json::py::value_to_py;
+use crate::partial_json::text::Surrogates;
+use crate::partial_json::value::JsonValue;
 use crate::runtime::Ticket;
 
 /// The operations both classes expose, on owned arguments so they can move to a worker.
@@ -271,6 +277,104 @@ impl DiskStoreCore {
     }
 }
 
+/// A stored session parsed off the GIL (every message checked); becomes
+/// `({'id', 'state'?, 'threads'}, version)` on the event loop, as `json.loads` would build it.
+struct ParsedSession {
+    id: String,
+    version: u64,
+    state: Option<ParsedState>,
+    threads: Vec<(String, Vec<JsonValue>)>,
+}
+
+enum ParsedState {
+    Tree(JsonValue),
+    /// A state that is not an object or array: Python's `json.loads` reads it.
+    Scalar(String),
+}
+
+impl ParsedSession {
+    fn parse(session_id: &str, stored: StoredSession) -> Result<Self> {
+        let state = match stored.state {
+            None => None,
+            Some(text) if text.trim_start().starts_with(['{', '[']) => {
+                Some(ParsedState::Tree(parse_json(&text).ok_or_else(|| {
+                    Error::corrupt(session_id, "state", "not valid JSON")
+                })?))
+            }
+            Some(text) => Some(ParsedState::Scalar(text)),
+        };
+        let threads = stored
+            .threads
+            .into_iter()
+            .map(|(thread, texts)| {
+                let messages = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| match parse_json(text) {
+                        Some(value @ JsonValue::Object(_)) => Ok(value),
+                        _ => Err(Error::corrupt(
+                            session_id,
+                            format!("thread {thread:?}, message {i}"),
+                            "not a JSON object",
+                        )),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((thread, messages))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ParsedSession {
+            id: session_id.to_owned(),
+            version: stored.version,
+            state,
+            threads,
+        })
+    }
+}
+
+/// One complete JSON object or array (nothing but whitespace after it).
+fn parse_json(text: &str) -> Option<JsonValue> {
+    match PushParser::parse_complete(text) {
+        Ok((value, end)) if text[end..].trim_matches([' ', '\t', '\n', '\r']).is_empty() => {
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+impl<'py> IntoPyObject<'py> for ParsedSession {
+    type Target = PyTuple;
+    type Output = Bound<'py, PyTuple>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let data = PyDict::new(py);
+        data.set_item(intern!(py, "id"), &self.id)?;
+        match &self.state {
+            None => {}
+            Some(ParsedState::Tree(value)) => {
+                data.set_item(
+                    intern!(py, "state"),
+                    value_to_py(py, value, Surrogates::Paired)?,
+                )?;
+            }
+            Some(ParsedState::Scalar(text)) => {
+                let loads = py.import("json")?.getattr("loads")?;
+                data.set_item(intern!(py, "state"), loads.call1((text,))?)?;
+            }
+        }
+        let threads = PyDict::new(py);
+        for (name, messages) in &self.threads {
+            let list = messages
+                .iter()
+                .map(|m| value_to_py(py, m, Surrogates::Paired))
+                .collect::<PyResult<Vec<_>>>()?;
+            threads.set_item(name, PyList::new(py, list)?)?;
+        }
+        data.set_item(intern!(py, "threads"), threads)?;
+        (data, self.version).into_pyobject(py)
+    }
+}
+
 /// Validates a session id (see the rules in `id.rs`) and returns it trimmed.
 #[pyfunction]
 #[pyo3(name = "validate_session_id")]
@@ -359,6 +463,9 @@ impl SharedStoreCore {
         let options = PgOptions {
             pool_size,
             retry: retry_from(timeout)?,
+            // One attempt that gets no answer (a partition) gives up within the timeout
+            // too, not after the default 10 s (at least 1 s, for large first saves).
+            attempt_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
             ..PgOptions::default()
         };
         let store = PostgresStore::open(
@@ -387,20 +494,24 @@ impl SharedStoreCore {
         self.target.clone()
     }
 
-    fn load(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
-        let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || ops::load(&*store, &session_id))
-    }
-
-    /// `(SessionData JSON, version)`, or `None` for an unknown id.
+    /// `(SessionData dict, version)`, or `None` for an unknown id: read in one round trip
+    /// and parsed on a worker; the Python objects are built once, on the event loop.
     fn load_versioned(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
         let store = Arc::clone(&self.store);
         ticket.run_blocking(move || {
             let id = validate_session_id(&session_id)?;
-            Ok(store
-                .load_versioned(id)?
-                .map(|(data, version)| (data.to_json(), version)))
+            store
+                .load_texts(id)?
+                .map(|stored| ParsedSession::parse(id, stored))
+                .transpose()
         })
+    }
+
+    /// Deletes expired sessions now (PostgreSQL; Redis expires keys by itself); resolves
+    /// to how many were deleted.
+    fn sweep_expired(&self, ticket: &Ticket) -> PyResult<()> {
+        let store = Arc::clone(&self.store);
+        ticket.run_blocking(move || store.sweep_expired())
     }
 
     fn save(&self, ticket: &Ticket, session_id: String, data_json: String) -> PyResult<()> {
@@ -429,8 +540,10 @@ impl SharedStoreCore {
         state_json: Option<String>,
     ) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || -> Result<PyCommitted> {
-            let id = validate_session_id(&session_id)?;
+        // Validated and parsed here (two messages a turn: cheaper than on the worker).
+        let id = validate_session_id(&session_id)?.to_owned();
+        let commit = (|| -> Result<Commit> {
+            let id = id.as_str();
             let threads = threads
                 .into_iter()
                 .map(|(thread, loaded_len, replace, messages)| {
@@ -456,14 +569,16 @@ impl SharedStoreCore {
                     });
                 }
             };
-            let commit = Commit {
+            Ok(Commit {
                 turn_id,
                 expected_version,
                 threads,
                 state,
-            };
-            let done = store.commit(id, &commit)?;
-            Ok((
+            })
+        })()?;
+        ticket.run_blocking(move || {
+            let done = store.commit(&id, &commit)?;
+            Ok::<PyCommitted, Error>((
                 done.version,
                 done.duplicate,
                 done.threads

@@ -11,6 +11,8 @@
 //! <p>:s:{<sid>}:threads  ZSET  thread name, scored by creation order
 //! <p>:s:{<sid>}:t:<n>    LIST  messages of the thread scored n, RPUSH only (or replaced)
 //! <p>:s:{<sid>}:turns    HASH  turn id -> version it produced (deduplicates retries)
+//! <p>:s:{<sid>}:turnlog  LIST  those turn ids, oldest first: the hash keeps the last
+//!                              [`TURN_WINDOW`] only
 //! ```
 //! A commit carrying `expected_version > 0` for a session whose meta key is gone (Redis
 //! restarted without persistence, flushed, expired) fails with `SessionLost`: the store
@@ -22,16 +24,14 @@ use std::time::Duration;
 use redis::{Script, Value};
 use serde_json::value::RawValue;
 
-use super::data::{RawMessage, SessionData};
-use super::store::{
-    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind,
-};
+use super::data::{RawMessage, SessionData, StoredSession, stored_message};
+use super::store::{Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind};
 use crate::engines::block_on;
 use crate::engines::redis::{Redis, RedisOptions, Retry};
 use crate::errors::{Error, Result};
 
 const SAVE: &str = r#"
-local meta, statek, threadsk, turnsk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, statek, threadsk, turnsk, turnlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local expected, turn, ttl, mode = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local smode, skind, svalue, npairs = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local pairs_at = 9
@@ -150,17 +150,26 @@ end
 redis.call('HSET', meta, 'v', version, 'updated_at', now_ms)
 redis.call('HSETNX', meta, 'created_at', now_ms)
 if redis.call('HEXISTS', meta, 'sk') == 0 then redis.call('HSET', meta, 'sk', 'n') end
-if turn ~= '' then redis.call('HSET', turnsk, turn, version) end
+if turn ~= '' then
+  redis.call('HSET', turnsk, turn, version)
+  -- Only the last TURN_WINDOW turn ids are kept (a retry comes seconds after its turn).
+  if redis.call('RPUSH', turnlog, turn) > TURN_WINDOW then
+    redis.call('HDEL', turnsk, redis.call('LPOP', turnlog))
+  end
+end
 if ttl > 0 then
   local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
   for j = 2, #all, 2 do redis.call('PEXPIRE', thread_key(all[j]), ttl) end
-  for _, key in ipairs({meta, statek, threadsk, turnsk}) do redis.call('PEXPIRE', key, ttl) end
+  for _, key in ipairs({meta, statek, threadsk, turnsk, turnlog}) do redis.call('PEXPIRE', key, ttl) end
 end
 
 local reply = {'ok', version, state_reply()}
 for j = 1, #gaps do reply[#reply + 1] = gaps[j] end
 return reply
 "#;
+
+/// How many of a session's latest turn ids are kept to deduplicate retries.
+pub const TURN_WINDOW: usize = 1000;
 
 const LOAD: &str = r#"
 local meta, statek, threadsk = KEYS[1], KEYS[2], KEYS[3]
@@ -180,11 +189,11 @@ return {v, kind, state, threads}
 "#;
 
 const DELETE: &str = r#"
-local meta, statek, threadsk, turnsk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, statek, threadsk, turnsk, turnlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local existed = redis.call('EXISTS', meta)
 local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
 for j = 2, #all, 2 do redis.call('DEL', meta .. ':t:' .. all[j]) end
-redis.call('DEL', meta, statek, threadsk, turnsk)
+redis.call('DEL', meta, statek, threadsk, turnsk, turnlog)
 return existed
 "#;
 
@@ -204,6 +213,7 @@ struct Keys {
     state: String,
     threads: String,
     turns: String,
+    turn_log: String,
 }
 
 impl RedisStore {
@@ -236,7 +246,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             ttl,
             on_conflict,
-            save: Script::new(SAVE),
+            save: Script::new(&SAVE.replace("TURN_WINDOW", &TURN_WINDOW.to_string())),
             load: Script::new(LOAD),
             delete: Script::new(DELETE),
         })
@@ -256,11 +266,29 @@ impl RedisStore {
             state: format!("{meta}:state"),
             threads: format!("{meta}:threads"),
             turns: format!("{meta}:turns"),
+            turn_log: format!("{meta}:turnlog"),
             meta,
         }
     }
 
     fn run_save(&self, session_id: &str, commit: &Commit, mode: &str) -> Result<Committed> {
+        block_on(self.run_save_async(session_id, commit, mode))
+    }
+
+    fn mode(&self) -> &'static str {
+        match self.on_conflict {
+            OnConflict::Append => "a",
+            OnConflict::Error => "e",
+        }
+    }
+
+    /// Runs the save script in `mode` (`a`/`e` versioned, `f`orce, `w`hole save).
+    async fn run_save_async(
+        &self,
+        session_id: &str,
+        commit: &Commit,
+        mode: &str,
+    ) -> Result<Committed> {
         let keys = self.keys(session_id);
         let mut invocation = self.save.prepare_invoke();
         invocation
@@ -268,6 +296,7 @@ impl RedisStore {
             .key(&keys.state)
             .key(&keys.threads)
             .key(&keys.turns)
+            .key(&keys.turn_log)
             .arg(commit.expected_version)
             .arg(commit.turn_id.as_deref().unwrap_or(""))
             .arg(self.ttl.map_or(0, |t| t.as_millis() as u64))
@@ -325,11 +354,11 @@ impl RedisStore {
         } else {
             Retry::Never
         };
-        let reply: Value = block_on(
-            self.redis
-                .run(retry, async |conn| invocation.invoke_async(conn).await),
-        )
-        .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
+        let reply: Value = self
+            .redis
+            .run(retry, async |conn| invocation.invoke_async(conn).await)
+            .await
+            .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
         self.parse_save_reply(session_id, commit, reply)
     }
 
@@ -380,7 +409,12 @@ impl RedisStore {
                 while let Some(name) = items.next() {
                     let name = into_string(name).ok_or_else(|| bad("thread name"))?;
                     let list = items.next().ok_or_else(|| bad("thread messages"))?;
-                    let messages = parse_messages(session_id, &name, list)?;
+                    let loaded = commit
+                        .threads
+                        .iter()
+                        .find(|d| d.thread == name)
+                        .map_or(0, |d| d.loaded_len);
+                    let messages = parse_messages(session_id, &name, loaded, list)?;
                     outcome.threads.push((name, messages));
                 }
                 Ok(outcome)
@@ -424,16 +458,6 @@ impl RedisStore {
             }
             other => Err(bad(&format!("unknown status {other:?}"))),
         }
-    }
-
-    fn force(&self, session_id: &str, threads: Vec<ThreadDelta>, state: StateWrite) -> Result<()> {
-        let commit = Commit {
-            turn_id: None,
-            expected_version: 0,
-            threads,
-            state,
-        };
-        self.run_save(session_id, &commit, "f").map(|_| ())
     }
 }
 
@@ -524,27 +548,36 @@ fn state_from(session_id: &str, kind: &str, payload: Value) -> Result<Option<Box
     }
 }
 
-fn parse_messages(session_id: &str, thread: &str, list: Value) -> Result<Vec<RawMessage>> {
+/// A reply list of message texts (not yet validated).
+fn message_texts(session_id: &str, thread: &str, list: Value) -> Result<Vec<String>> {
     let items = into_array(list)
         .ok_or_else(|| Error::corrupt(session_id, format!("thread {thread:?}"), "not a list"))?;
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
-            let location = || format!("thread {thread:?}, message {i}");
-            let text = into_string(item)
-                .ok_or_else(|| Error::corrupt(session_id, location(), "not text"))?;
-            let raw = RawValue::from_string(text)
-                .map_err(|e| Error::corrupt(session_id, location(), e))?;
-            if !raw.get().starts_with('{') {
-                return Err(Error::corrupt(
+            into_string(item).ok_or_else(|| {
+                Error::corrupt(
                     session_id,
-                    location(),
-                    "a message must be a JSON object",
-                ));
-            }
-            Ok(raw)
+                    format!("thread {thread:?}, message {i}"),
+                    "not text",
+                )
+            })
         })
+        .collect()
+}
+
+/// A reply list of messages, validated (`first` is the index of the first one in the thread).
+fn parse_messages(
+    session_id: &str,
+    thread: &str,
+    first: usize,
+    list: Value,
+) -> Result<Vec<RawMessage>> {
+    message_texts(session_id, thread, list)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| stored_message(session_id, thread, first + i, text))
         .collect()
 }
 
@@ -554,58 +587,12 @@ impl SessionStore for RedisStore {
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
-        let commit = Commit {
-            turn_id: None,
-            expected_version: 0,
-            threads: data
-                .threads
-                .iter()
-                .map(|(thread, messages)| ThreadDelta {
-                    thread: thread.clone(),
-                    loaded_len: 0,
-                    kind: ThreadWriteKind::Replace,
-                    messages: messages.clone(),
-                })
-                .collect(),
-            state: StateWrite::Replace(data.state.clone()),
-        };
-        self.run_save(&data.id, &commit, "w").map(|_| ())
+        self.run_save(&data.id, &Commit::whole_save(data), "w")
+            .map(|_| ())
     }
 
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let delta = ThreadDelta {
-            thread: thread.to_owned(),
-            loaded_len: 0,
-            kind: ThreadWriteKind::Append,
-            messages: messages.to_vec(),
-        };
-        self.force(session_id, vec![delta], StateWrite::Keep)
-    }
-
-    fn replace_thread(
-        &self,
-        session_id: &str,
-        thread: &str,
-        messages: &[RawMessage],
-    ) -> Result<()> {
-        let delta = ThreadDelta {
-            thread: thread.to_owned(),
-            loaded_len: 0,
-            kind: ThreadWriteKind::Replace,
-            messages: messages.to_vec(),
-        };
-        self.force(session_id, vec![delta], StateWrite::Keep)
-    }
-
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        self.force(
-            session_id,
-            Vec::new(),
-            StateWrite::Replace(state.map(ToOwned::to_owned)),
-        )
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        self.run_save(session_id, commit, "f").map(|_| ())
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -615,7 +602,8 @@ impl SessionStore for RedisStore {
             .key(&keys.meta)
             .key(&keys.state)
             .key(&keys.threads)
-            .key(&keys.turns);
+            .key(&keys.turns)
+            .key(&keys.turn_log);
         let existed: i64 = block_on(self.redis.run(Retry::Safe, async |conn| {
             invocation.invoke_async(conn).await
         }))?;
@@ -623,6 +611,12 @@ impl SessionStore for RedisStore {
     }
 
     fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
+        self.load_texts(session_id)?
+            .map(|stored| stored.into_data(session_id))
+            .transpose()
+    }
+
+    fn load_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
         let keys = self.keys(session_id);
         let mut invocation = self.load.prepare_invoke();
         invocation
@@ -654,22 +648,21 @@ impl SessionStore for RedisStore {
             .next()
             .and_then(into_array)
             .ok_or_else(|| bad("no threads"))?;
-        let mut data = SessionData::empty(session_id);
-        data.state = state;
+        let mut stored = StoredSession {
+            version: version as u64,
+            state: state.map(|s| s.get().to_owned()),
+            threads: Vec::new(),
+        };
         let mut threads = threads.into_iter();
         while let (Some(name), Some(list)) = (threads.next(), threads.next()) {
             let name = into_string(name).ok_or_else(|| bad("thread name"))?;
-            let messages = parse_messages(session_id, &name, list)?;
-            data.threads.insert(name, messages);
+            let texts = message_texts(session_id, &name, list)?;
+            stored.threads.push((name, texts));
         }
-        Ok(Some((data, version as u64)))
+        Ok(Some(stored))
     }
 
     fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        let mode = match self.on_conflict {
-            OnConflict::Append => "a",
-            OnConflict::Error => "e",
-        };
-        self.run_save(session_id, commit, mode)
+        self.run_save(session_id, commit, self.mode())
     }
 }

@@ -88,7 +88,8 @@ impl Drop for Pair {
         let p = &self.pg_prefix;
         let _ = block_on(pg.run(async |c| {
             c.batch_execute(&format!(
-                "DROP TABLE IF EXISTS {p}session_messages, {p}session_turns, {p}session_threads, {p}sessions"
+                "DROP TABLE IF EXISTS {p}session_messages, {p}session_turns, {p}session_threads, {p}sessions;
+                 DROP FUNCTION IF EXISTS {p}session_commit"
             ))
             .await?;
             Ok(())

@@ -10,7 +10,7 @@
 
 use serde_json::value::RawValue;
 
-use super::data::{RawMessage, SessionData};
+use super::data::{RawMessage, SessionData, StoredSession};
 use crate::errors::{Error, Result};
 
 pub trait SessionStore: Send + Sync + 'static {
@@ -22,14 +22,64 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Appends `messages` to a thread, creating the session and thread when missing.
     /// Appending no messages does nothing (it creates neither).
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()>;
+    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.force(
+            session_id,
+            &Commit::forced(
+                vec![ThreadDelta::whole(
+                    thread,
+                    ThreadWriteKind::Append,
+                    messages,
+                )],
+                StateWrite::Keep,
+            ),
+        )
+    }
 
     /// Replaces one thread's messages, leaving state and other threads alone.
-    fn replace_thread(&self, session_id: &str, thread: &str, messages: &[RawMessage])
-    -> Result<()>;
+    fn replace_thread(
+        &self,
+        session_id: &str,
+        thread: &str,
+        messages: &[RawMessage],
+    ) -> Result<()> {
+        self.force(
+            session_id,
+            &Commit::forced(
+                vec![ThreadDelta::whole(
+                    thread,
+                    ThreadWriteKind::Replace,
+                    messages,
+                )],
+                StateWrite::Keep,
+            ),
+        )
+    }
 
     /// Replaces the state (`None` = undefined), leaving threads alone.
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()>;
+    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
+        self.force(
+            session_id,
+            &Commit::forced(
+                Vec::new(),
+                StateWrite::Replace(state.map(ToOwned::to_owned)),
+            ),
+        )
+    }
+
+    /// Applies `commit` without checking versions (the unversioned `append`,
+    /// `replace_thread` and `set_state` of stores whose every write is a commit: those
+    /// implement this and inherit the three). Single-process stores implement the three
+    /// directly instead.
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        let _ = (session_id, commit);
+        Err(Error::Internal(
+            "this store implements append/replace_thread/set_state itself".into(),
+        ))
+    }
 
     /// Removes a session. Returns whether it existed.
     fn delete(&self, session_id: &str) -> Result<bool>;
@@ -37,6 +87,31 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session and its version (`0` for stores that keep none).
     fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
         Ok(self.load(session_id)?.map(|data| (data, 0)))
+    }
+
+    /// The session as stored, its messages and state as JSON text, for callers that parse
+    /// them anyway (the Python binding builds Python objects from them). Shared stores read
+    /// it in one round trip without validating; the default goes through `load_versioned`.
+    fn load_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
+        Ok(self
+            .load_versioned(session_id)?
+            .map(|(data, version)| StoredSession {
+                version,
+                state: data.state.map(|s| s.get().to_owned()),
+                threads: data
+                    .threads
+                    .into_iter()
+                    .map(|(name, list)| {
+                        (name, list.into_iter().map(|m| m.get().to_owned()).collect())
+                    })
+                    .collect(),
+            }))
+    }
+
+    /// Deletes expired sessions (stores with a TTL that the engine does not expire by
+    /// itself); returns how many. Expired sessions read as unknown either way.
+    fn sweep_expired(&self) -> Result<u64> {
+        Ok(0)
     }
 
     /// Applies one turn's writes. The default (single-process stores, no versions) applies
@@ -121,6 +196,18 @@ pub enum StateWrite {
     Replace(Option<Box<RawValue>>),
 }
 
+impl ThreadDelta {
+    /// A write of a whole message list (`loaded_len` 0).
+    pub fn whole(thread: &str, kind: ThreadWriteKind, messages: &[RawMessage]) -> Self {
+        ThreadDelta {
+            thread: thread.to_owned(),
+            loaded_len: 0,
+            kind,
+            messages: messages.to_vec(),
+        }
+    }
+}
+
 /// One turn's writes to one session.
 #[derive(Debug)]
 pub struct Commit {
@@ -130,6 +217,31 @@ pub struct Commit {
     pub expected_version: u64,
     pub threads: Vec<ThreadDelta>,
     pub state: StateWrite,
+}
+
+impl Commit {
+    /// Unversioned writes (no turn id, no expected version): what `force` applies.
+    pub fn forced(threads: Vec<ThreadDelta>, state: StateWrite) -> Self {
+        Commit {
+            turn_id: None,
+            expected_version: 0,
+            threads,
+            state,
+        }
+    }
+
+    /// `save` of a whole session: every thread replaced, the state replaced.
+    pub fn whole_save(data: &SessionData) -> Self {
+        Commit::forced(
+            data.threads
+                .iter()
+                .map(|(thread, messages)| {
+                    ThreadDelta::whole(thread, ThreadWriteKind::Replace, messages)
+                })
+                .collect(),
+            StateWrite::Replace(data.state.clone()),
+        )
+    }
 }
 
 /// What a commit did, so the writer's copy can catch up with the store.
