@@ -704,6 +704,7 @@ impl LocalIndex {
     fn ensure_ann(&self) -> Result<()> {
         let fresh = |st: &State| {
             st.rows.len() < super::ann::MIN_ROWS
+                || st.rows.dims > super::ann::MAX_DIMS
                 || st.ann.as_ref().is_some_and(|a| a.is_current(st.rows.len()))
         };
         if fresh(&self.read()) {
