@@ -181,7 +181,7 @@ def document_json(document: Document) -> dict[str, Any]:
     return dumped
 
 
-def _documents(result: object, what: str) -> list[Document]:
+def _documents(result: object, what: str, *, keep_documents: bool = False) -> list[Document]:
     """The documents a retriever/reranker returned: a list, or ``{'documents': [...]}``."""
     if isinstance(result, Mapping) and 'documents' in result:
         result = result['documents']
@@ -190,7 +190,14 @@ def _documents(result: object, what: str) -> list[Document]:
     if not isinstance(result, Sequence) or isinstance(result, (str, bytes)):
         kind = type(result).__name__
         raise invalid(f'{what} must return a list of documents (or {{"documents": [...]}}), not {kind}')
-    return [to_document(item, f'{what} result {position}') for position, item in enumerate(result)]
+    # With keep_documents (an action's own results, only dumped), a Document is taken as it
+    # is: copying it would deep-copy its parts and metadata once more.
+    return [
+        item
+        if keep_documents and isinstance(item, Document)
+        else to_document(item, f'{what} result {position}')
+        for position, item in enumerate(result)
+    ]
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -285,7 +292,7 @@ def define_retriever(
         data = _request(request)
         query = to_document(data.get('query'), 'query')
         options = validate_options(config_schema, data.get('options'))
-        documents = _documents(await _call(fn, query, options), f'retriever {name!r}')
+        documents = _documents(await _call(fn, query, options), f'retriever {name!r}', keep_documents=True)
         return {'documents': [document_json(doc) for doc in documents]}
 
     return _register(
@@ -374,7 +381,9 @@ def define_reranker(
         query = to_document(data.get('query'), 'query')
         documents = document_list(data.get('documents'), invalid)
         options = validate_options(config_schema, data.get('options'))
-        ranked = _documents(await _call(fn, query, documents, options), f'reranker {name!r}')
+        ranked = _documents(
+            await _call(fn, query, documents, options), f'reranker {name!r}', keep_documents=True
+        )
         return {'documents': _ranked(ranked, name)}
 
     return _register(
