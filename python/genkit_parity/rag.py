@@ -172,7 +172,12 @@ def document_list(value: object, error: Callable[[str], Exception]) -> list[Docu
     """
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise error(f'documents must be a list of documents, not {type(value).__name__}')
-    return [to_document(item, f'documents[{i}]') for i, item in enumerate(value)]
+    # A Document is taken as it is: copying would deep-copy its parts and metadata (genkit's
+    # Document() does), once per document of every index and rerank call.
+    return [
+        item if isinstance(item, Document) else to_document(item, f'documents[{i}]')
+        for i, item in enumerate(value)
+    ]
 
 
 def document_json(document: Document) -> dict[str, Any]:
