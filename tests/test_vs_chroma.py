@@ -108,3 +108,24 @@ async def test_an_index_call_larger_than_one_chroma_batch(client):
     docs = [Document.from_text(f'{i} ' + 'a' * (i % 7 + 1)) for i in range(2500)]
     await ai.index(indexer='chroma/big', documents=docs)
     assert client.get_collection('big').count() == 2500
+
+
+async def test_a_collection_deleted_and_created_again_is_found_again(client):
+    # The plugin keeps the collection it looked up; once that one is gone, the next call
+    # looks the name up again (JS looks it up on every call), for queries and writes alike.
+    ai = Genkit()
+    define_toy_embedder(ai, 'toy')
+    define_chroma_vector_store(ai, collection_name='again', embedder='toy', client=client)
+    client.create_collection('again')
+    await ai.index(indexer='chroma/again', documents=[Document.from_text('old')])
+    assert [d.text for d in await ai.retrieve(retriever='chroma/again', query='old')] == ['old']
+    client.delete_collection('again')
+    client.create_collection('again')
+    assert await ai.retrieve(retriever='chroma/again', query='old') == []
+    await ai.index(indexer='chroma/again', documents=[Document.from_text('new')])
+    assert [d.text for d in await ai.retrieve(retriever='chroma/again', query='new')] == ['new']
+    assert client.get_collection('again').count() == 1
+    client.delete_collection('again')
+    client.create_collection('again')
+    await ai.index(indexer='chroma/again', documents=[Document.from_text('newer')])
+    assert client.get_collection('again').get()['documents'] == ['newer']

@@ -264,3 +264,49 @@ async def test_pool_survives_a_restart_of_a_private_server():
             assert sorted(doc.text for doc in found) == sorted(written)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ('table', 'id_column', 'store_metadata'),
+    [('bulk_uuid', 'id', True), ('bulk_text', Column('id', 'TEXT'), True), ('bulk_nojson', 'id', False)],
+)
+async def test_new_rows_and_rows_that_exist_in_one_batch_are_both_written(
+    database, table, id_column, store_metadata
+):
+    # A batch of new rows goes in by binary COPY; a batch that meets an existing id is
+    # written by the upsert statement instead. Either way the table ends up the same.
+    engine = PostgresEngine.from_url(dsn(database))
+    await engine.init_vectorstore_table(table, 3, id_column=id_column, store_metadata=store_metadata)
+    store = define_postgres_vector_store(
+        toy_ai(),
+        table=table,
+        embedder='toy',
+        engine=engine,
+        metadata_json_column='json_metadata' if store_metadata else None,
+    )
+    ids = ['00000000-0000-0000-0000-00000000000a', '00000000-0000-0000-0000-00000000000b']
+    ids.append('00000000-0000-0000-0000-00000000000c')
+    docs = [Document.from_text(f'v1 {i}', {'id': i, 'n': n}) for n, i in enumerate(ids)]
+    await store.upsert_embedded(docs[:2], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    await store.upsert_embedded(
+        [Document.from_text('v2 b', {'id': ids[1], 'n': 10}), docs[2]], [[0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    )
+    for round_trip in range(3):  # the batches after a conflict, and new rows again
+        await store.upsert_embedded(
+            [
+                Document.from_text(
+                    f'r{round_trip}', {'id': f'0000000{round_trip}-0000-0000-0000-000000000000'}
+                )
+            ],
+            [[1.0, 2.0, 3.0]],
+        )
+    assert await store.count() == 6
+    rows = psql(
+        f"SELECT id::text, content FROM {table} WHERE id::text LIKE '%00000000000_' AND content LIKE 'v%' "
+        'ORDER BY id',
+        db=database,
+    ).splitlines()
+    assert rows == [f'{ids[0]}|v1 {ids[0]}', f'{ids[1]}|v2 b', f'{ids[2]}|v1 {ids[2]}']
+    (found,) = await store.search([0.0, 0.0, 1.0], {'k': 1})
+    assert found.text == 'v2 b'
+    assert found.metadata == ({'id': ids[1], 'n': 10} if store_metadata else None)

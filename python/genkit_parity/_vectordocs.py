@@ -42,13 +42,19 @@ def doc_id(document: Document) -> str:
 
     The same Rust code computes the local store's ids, so every store agrees with JS.
     """
-    return js_document_id(json.dumps(document_json(document), ensure_ascii=False))
+    return js_document_id(_json_text(document_json(document)))
+
+
+# One encoder for every id: json.dumps with non-default arguments builds a new one per call.
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def doc_from_data(data: str, data_type: str | None, metadata: dict[str, Any] | None) -> Document:
     """JS ``Document.fromData``: text for ``'text'`` (or no type), else a media part."""
     if not data_type or data_type == 'text':
-        return Document.from_text(data, metadata)
+        # Validated from plain data: Document.from_text would deep-copy the part it builds.
+        made: Document = Document.model_validate({'content': [{'text': data}], 'metadata': metadata})
+        return made
     return Document.from_media(data, data_type, metadata)
 
 

@@ -101,6 +101,24 @@ def _store_error(error: Exception, store: str) -> Exception:
     return VectorStoreError(text, store, 'INTERNAL')
 
 
+def _matrix(embeddings: list[list[float]]) -> Any:
+    """The embeddings as one float32 matrix (chromadb would convert them list by list).
+
+    Ragged ones stay lists, for chromadb to report.
+    """
+    import numpy as np  # a dependency of chromadb
+
+    try:
+        return np.asarray(embeddings, dtype=np.float32)
+    except ValueError:
+        return embeddings
+
+
+def _collection_gone(error: Exception) -> bool:
+    errors = _chromadb().errors
+    return isinstance(error, errors.NotFoundError) or 'does not exist' in str(error)
+
+
 async def _in_thread(store: str, work: Callable[[], T]) -> T:
     try:
         return await asyncio.to_thread(work)
@@ -108,11 +126,15 @@ async def _in_thread(store: str, work: Callable[[], T]) -> T:
         raise _store_error(error, store) from error
 
 
+# One encoder for every document: json.dumps with non-default arguments builds a new one per call.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(',', ':')).encode
+
+
 def _chroma_metadata(document: Document) -> dict[str, Any]:
     metadata = document.metadata or {}
     stored: dict[str, Any] = {'dataType': document.data_type or ''}
     if document.metadata is not None:
-        stored['docMetadata'] = json.dumps(metadata, ensure_ascii=False, separators=(',', ':'))
+        stored['docMetadata'] = _compact_json(metadata)
     for key, value in metadata.items():
         # Scalars only: what Chroma metadata can hold and `where` can filter on.
         if key not in _RESERVED and isinstance(value, (str, int, float, bool)):
@@ -170,7 +192,7 @@ def define_chroma_vector_store(
     name = f'chroma/{collection_name}'
     state: dict[str, Any] = {}
 
-    def collection() -> Any:
+    def fetch_collection() -> Any:
         if 'client' not in state:
             state['client'] = _client(client, client_params)
         chroma = state['client']
@@ -179,6 +201,25 @@ def define_chroma_vector_store(
                 collection_name, metadata=dict(collection_metadata) if collection_metadata else None
             )
         return chroma.get_collection(collection_name)
+
+    def on_collection(work: Callable[[Any], T]) -> T:
+        """Run ``work`` on the collection, looked up once and kept (JS looks it up on every call).
+
+        If the kept collection is gone (deleted, or deleted and created again under the same
+        name), it is looked up again and ``work`` (a query or an upsert) runs once more.
+        """
+        kept = state.get('collection')
+        if kept is None:
+            kept = state['collection'] = fetch_collection()
+            return work(kept)
+        try:
+            return work(kept)
+        except Exception as error:
+            if not _collection_gone(error):
+                raise
+            state.pop('collection', None)
+            fresh = state['collection'] = fetch_collection()
+            return work(fresh)
 
     async def retrieve(query: Document, options: Any) -> list[Document]:
         k = top_k(options, DEFAULT_K, name, maximum=10000)
@@ -190,12 +231,14 @@ def define_chroma_vector_store(
         where_document = option(options, 'where_document') or option(options, 'whereDocument')
 
         def run() -> Any:
-            return collection().query(
-                query_embeddings=[embedding],
-                n_results=k,
-                where=where,
-                where_document=where_document,
-                include=wanted,
+            return on_collection(
+                lambda collection: collection.query(
+                    query_embeddings=[embedding],
+                    n_results=k,
+                    where=where,
+                    where_document=where_document,
+                    include=wanted,
+                )
             )
 
         result = await _in_thread(name, run)
@@ -216,7 +259,7 @@ def define_chroma_vector_store(
         # batch written before it.
         for start in range(0, len(documents), BATCH_SIZE):
             batch = documents[start : start + BATCH_SIZE]
-            embeddings = await embed_documents(ai, embedder, batch, embedder_options, name)
+            embeddings = _matrix(await embed_documents(ai, embedder, batch, embedder_options, name))
             ids = [doc_id(document) for document in batch]
             texts = [document.data for document in batch]
             metadatas = [_chroma_metadata(document) for document in batch]
@@ -225,7 +268,11 @@ def define_chroma_vector_store(
                 ids: Any = ids, embeddings: Any = embeddings, texts: Any = texts, metadatas: Any = metadatas
             ) -> None:
                 # upsert, not add: Chroma silently ignores an `add` of an existing id.
-                collection().upsert(ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas)
+                on_collection(
+                    lambda collection: collection.upsert(
+                        ids=ids, embeddings=embeddings, documents=texts, metadatas=metadatas
+                    )
+                )
 
             await _in_thread(name, run)
 

@@ -19,9 +19,11 @@ applied inside the query's transaction (and ``ivfflat.probes`` is spelled right)
 filter is a parameterised metadata filter — a raw SQL condition only through the explicit
 ``unsafe_sql_filter`` option.
 
-Each indexing batch is one statement (embeddings sent as binary ``vector``s) in one
-transaction; every query runs on the core's worker pool with the GIL released. Connections
-come from the process's shared pool for the DSN, which rides out a server restart.
+Each indexing batch is one transaction: a binary ``COPY`` when every row is new (and the
+layout has no metadata columns and a ``uuid`` or ``text`` id), otherwise one upsert
+statement, embeddings sent as binary ``vector``s either way. Every query runs on the core's
+worker pool with the GIL released. Connections come from the process's shared pool for the
+DSN, which rides out a server restart.
 """
 
 from __future__ import annotations
@@ -252,7 +254,15 @@ def _uuid_of(document: Document) -> str:
 
 def _text(document: Document) -> str:
     # JS joins the text parts with a space.
-    return ' '.join(str(part.text) for part in document.content if getattr(part, 'text', None))
+    parts = document.content
+    if len(parts) == 1:  # the usual case, without the generator
+        text = getattr(parts[0], 'text', None)
+        return str(text) if text else ''
+    return ' '.join(str(part.text) for part in parts if getattr(part, 'text', None))
+
+
+# One encoder for every row: json.dumps with non-default arguments builds a new one per call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
 
 class PostgresVectorStore:
@@ -285,21 +295,13 @@ class PostgresVectorStore:
     def _row(self, document: Document) -> tuple[str, str, str | None, str | None]:
         """(id, content, JSON metadata, metadata columns as a JSON object) of one document."""
         layout = self._layout
-        metadata = dict(document.metadata or {})
+        metadata = document.metadata or {}
         given = metadata.get(layout['id_column'])
         row_id = str(given) if given else _uuid_of(document)
         try:
-            stored = (
-                json.dumps(metadata, ensure_ascii=False, allow_nan=False)
-                if layout['metadata_json_column']
-                else None
-            )
+            stored = _encode_json(metadata) if layout['metadata_json_column'] else None
             columns = layout['metadata_columns']
-            values = (
-                json.dumps({c: metadata.get(c) for c in columns}, ensure_ascii=False, allow_nan=False)
-                if columns
-                else None
-            )
+            values = _encode_json({c: metadata.get(c) for c in columns}) if columns else None
         except (TypeError, ValueError) as error:
             raise GenkitError(
                 status='INVALID_ARGUMENT', message=f'{self.name}: document metadata is not JSON: {error}'
@@ -321,7 +323,7 @@ class PostgresVectorStore:
     ) -> None:
         """Upsert documents whose embeddings are already computed, in one batch."""
         rows = [self._row(document) for document in documents]
-        # Lists pass as they are (the core reads ints and floats); arrays become lists once.
+        # Lists pass as they are (the core reads their floats directly); arrays become lists once.
         vectors = [vector if isinstance(vector, list) else _as_list(vector) for vector in embeddings]
         await _runtime.call(
             lambda ticket: self._table.upsert(

@@ -207,6 +207,56 @@ pub fn upsert(layout: &Layout, id_type: &str) -> Result<String> {
     ))
 }
 
+/// How a batch can be bulk-loaded with binary `COPY` straight into the table: the layout
+/// has no metadata columns, the id column is `uuid` or `text`, and the JSON metadata
+/// column (if any) is `json` or `jsonb`. Other layouts always take the upsert statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// `COPY "schema"."table" ("id", "content", "embedding"[, "json_metadata"]) FROM STDIN (FORMAT binary)`.
+    pub sql: String,
+    pub uuid_ids: bool,
+    /// `None` without a JSON metadata column; `Some(true)` for `jsonb`.
+    pub jsonb: Option<bool>,
+}
+
+/// The binary `COPY` of a batch into the table, if the layout allows one (see [`CopyPlan`]).
+pub fn copy_plan(layout: &Layout, columns: &[CatalogColumn]) -> Result<Option<CopyPlan>> {
+    if !layout.metadata_columns.is_empty() {
+        return Ok(None);
+    }
+    let type_of = |name: &str| {
+        columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.sql_type.as_str())
+    };
+    let uuid_ids = match type_of(&layout.id_column) {
+        Some("uuid") => true,
+        Some("text") => false,
+        _ => return Ok(None),
+    };
+    let jsonb = match layout.metadata_json_column.as_deref().map(type_of) {
+        None => None,
+        Some(Some("json")) => Some(false),
+        Some(Some("jsonb")) => Some(true),
+        Some(_) => return Ok(None),
+    };
+    let quoted: Vec<String> = layout
+        .written_columns()
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Result<_>>()?;
+    Ok(Some(CopyPlan {
+        sql: format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            layout.qualified()?,
+            quoted.join(", ")
+        ),
+        uuid_ids,
+        jsonb,
+    }))
+}
+
 /// A column of the table as the catalog describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CatalogColumn {
@@ -596,6 +646,37 @@ mod tests {
             sql.contains("json_build_object('year', \"year\")::text"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn copy_plan_only_for_layouts_copy_can_write() {
+        let column = |name: &str, sql_type: &str| CatalogColumn {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            dimensions: None,
+        };
+        let plain = Layout {
+            metadata_columns: vec![],
+            ..layout()
+        };
+        let uuid_json = [column("id", "uuid"), column("json_metadata", "json")];
+        let plan = copy_plan(&plain, &uuid_json).unwrap().unwrap();
+        assert_eq!(
+            plan.sql,
+            "COPY \"public\".\"docs\" (\"id\", \"content\", \"embedding\", \"json_metadata\") FROM STDIN (FORMAT binary)"
+        );
+        assert!(plan.uuid_ids);
+        assert_eq!(plan.jsonb, Some(false));
+        let text_jsonb = [column("id", "text"), column("json_metadata", "jsonb")];
+        let plan = copy_plan(&plain, &text_jsonb).unwrap().unwrap();
+        assert!(!plan.uuid_ids);
+        assert_eq!(plan.jsonb, Some(true));
+        // Metadata columns, other id types, other metadata types: the upsert statement.
+        assert_eq!(copy_plan(&layout(), &uuid_json).unwrap(), None);
+        let int_ids = [column("id", "integer"), column("json_metadata", "json")];
+        assert_eq!(copy_plan(&plain, &int_ids).unwrap(), None);
+        let text_meta = [column("id", "uuid"), column("json_metadata", "text")];
+        assert_eq!(copy_plan(&plain, &text_meta).unwrap(), None);
     }
 
     #[test]

@@ -5,19 +5,26 @@
 //! Errors are reported as [`Error::VectorStore`] naming the store (`postgres/<table>`).
 
 use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 use tokio_postgres::IsolationLevel;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::sql::{self, CatalogColumn, Distance, Layout, VectorIndex};
-use super::vector::Vector;
+use super::vector::{JsonText, Uuid, Vector};
 use crate::engines::postgres::Postgres;
 use crate::errors::{Error, Result};
 
 /// Query-time settings pgvector reads (applied with `SET LOCAL` semantics).
 const QUERY_SETTINGS: &[&str] = &["hnsw.ef_search", "ivfflat.probes", "hnsw.iterative_scan"];
+
+/// After a `COPY` of a batch hit an existing id, this many batches go straight to the upsert
+/// statement before `COPY` is tried again.
+const UPSERT_BATCHES_AFTER_CONFLICT: u32 = 8;
 
 /// One row found by a query.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +72,8 @@ pub struct PgVectorStore {
     upsert_sql: Mutex<Option<Arc<String>>>,
     /// The table's columns, read once (and again after the table was reported missing).
     catalog: Mutex<Option<Arc<Vec<CatalogColumn>>>>,
+    /// Batches left to send as upserts without trying `COPY` first (see `copy_fresh_rows`).
+    upserts_only: AtomicU32,
 }
 
 impl PgVectorStore {
@@ -76,6 +85,7 @@ impl PgVectorStore {
             name,
             upsert_sql: Mutex::new(None),
             catalog: Mutex::new(None),
+            upserts_only: AtomicU32::new(0),
         })
     }
 
@@ -289,6 +299,12 @@ impl PgVectorStore {
             .iter()
             .map(|i| Vector(std::mem::take(&mut embeddings[*i])))
             .collect();
+        if let Some(written) = self
+            .copy_fresh_rows(&columns, &ids, &contents, &vectors, &metadata)
+            .await?
+        {
+            return Ok(written);
+        }
         let statement_sql = statement_sql.as_str();
         let result = self
             .pg
@@ -304,6 +320,99 @@ impl PgVectorStore {
             self.forget_catalog_if_missing(err);
         }
         result
+    }
+
+    /// Bulk-loads a batch of rows that are all new with one binary `COPY` (the fastest way
+    /// into PostgreSQL), when the layout allows it ([`sql::copy_plan`]). Returns `None` when
+    /// the batch must take the upsert statement instead: the layout cannot be copied, an id
+    /// is not a canonical uuid, or some id already exists (the `COPY` fails on the primary
+    /// key, its transaction rolls back, and nothing of it is written).
+    async fn copy_fresh_rows(
+        &self,
+        columns: &[CatalogColumn],
+        ids: &[String],
+        contents: &[String],
+        vectors: &[Vector],
+        metadata: &[Option<String>],
+    ) -> Result<Option<u64>> {
+        if self.upserts_only.load(Ordering::Relaxed) > 0 {
+            // A recent batch overlapped existing rows: re-indexing, most likely; skip the
+            // COPY attempt for a while rather than fail it batch after batch.
+            self.upserts_only.fetch_sub(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        let Some(plan) = sql::copy_plan(&self.layout, columns).map_err(|e| self.wrap(e))? else {
+            return Ok(None);
+        };
+        let uuids: Vec<Uuid> = if plan.uuid_ids {
+            match ids
+                .iter()
+                .map(|id| Uuid::parse(id))
+                .collect::<Option<Vec<Uuid>>>()
+            {
+                Some(uuids) => uuids,
+                None => return Ok(None),
+            }
+        } else {
+            Vec::new()
+        };
+        let (plan, uuids) = (&plan, &uuids);
+        let result = self
+            .pg
+            .transaction(async |tx| {
+                let vector_type = tx.prepare_cached("SELECT $1::vector").await?.params()[0].clone();
+                let mut types = vec![
+                    if plan.uuid_ids {
+                        Type::UUID
+                    } else {
+                        Type::TEXT
+                    },
+                    Type::TEXT,
+                    vector_type,
+                ];
+                match plan.jsonb {
+                    Some(true) => types.push(Type::JSONB),
+                    Some(false) => types.push(Type::JSON),
+                    None => {}
+                }
+                let sink = tx.copy_in(plan.sql.as_str()).await?;
+                let writer = BinaryCopyInWriter::new(sink, &types);
+                let mut writer = pin!(writer);
+                for row in 0..ids.len() {
+                    let id: &(dyn ToSql + Sync) = if plan.uuid_ids {
+                        &uuids[row]
+                    } else {
+                        &ids[row]
+                    };
+                    let json = metadata[row].as_deref().map(JsonText);
+                    if plan.jsonb.is_some() {
+                        writer
+                            .as_mut()
+                            .write(&[id, &contents[row], &vectors[row], &json])
+                            .await?;
+                    } else {
+                        writer
+                            .as_mut()
+                            .write(&[id, &contents[row], &vectors[row]])
+                            .await?;
+                    }
+                }
+                Ok(writer.finish().await?)
+            })
+            .await;
+        match result {
+            Ok(written) => Ok(Some(written)),
+            Err(Error::Engine { ref code, .. }) if code == "23505" => {
+                self.upserts_only
+                    .store(UPSERT_BATCHES_AFTER_CONFLICT, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(err) => {
+                let err = self.wrap(err);
+                self.forget_catalog_if_missing(&err);
+                Err(err)
+            }
+        }
     }
 
     /// The `k` nearest rows to `query.embedding`, nearest first.
