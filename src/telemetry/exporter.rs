@@ -7,12 +7,12 @@
 //! start after an end), groups by trace and POSTs one `TraceData` per trace. Batches go out
 //! in order, one at a time, so a start always reaches the server before its end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::record::{SpanRecord, TraceDocument};
 
@@ -72,6 +72,11 @@ struct Shared {
     failed: AtomicU64,
     progress: Mutex<Progress>,
     changed: Condvar,
+    /// Callers waiting in [`Exporter::flush`]: while there are any, the task sends at once
+    /// instead of lingering (a flush must not wait out the linger).
+    flushers: AtomicUsize,
+    /// Cuts a linger in progress short when a flush begins.
+    flush_begun: Notify,
 }
 
 impl Shared {
@@ -128,6 +133,8 @@ impl<R: Send + 'static> Exporter<R> {
             failed: AtomicU64::new(0),
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
+            flushers: AtomicUsize::new(0),
+            flush_begun: Notify::new(),
         });
         runtime.spawn(run(receiver, client, config, Arc::clone(&shared), encode));
         Ok(Exporter {
@@ -160,6 +167,7 @@ impl<R: Send + 'static> Exporter<R> {
     pub fn flush(&self, timeout: Duration) -> bool {
         let target = self.shared.queued.load(Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
+        let _flushing = Flushing::begin(&self.shared);
         let mut progress = self
             .shared
             .progress
@@ -212,6 +220,35 @@ impl<R: Send + 'static> Exporter<R> {
     }
 }
 
+/// Marks a caller as waiting in `flush` for as long as it lives.
+struct Flushing<'a>(&'a Shared);
+
+impl<'a> Flushing<'a> {
+    fn begin(shared: &'a Shared) -> Flushing<'a> {
+        shared.flushers.fetch_add(1, Ordering::SeqCst);
+        shared.flush_begun.notify_waiters();
+        Flushing(shared)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.flushers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits up to `linger` for more records to join the batch, unless a flush is waiting or
+/// begins meanwhile.
+async fn linger(shared: &Shared, linger: Duration) {
+    // Created before the check: `notify_waiters` reaches a `Notified` from its creation on,
+    // so a flush that begins between the check and the wait still ends the wait.
+    let flush_begun = shared.flush_begun.notified();
+    if shared.flushers.load(Ordering::SeqCst) > 0 {
+        return;
+    }
+    let _ = tokio::time::timeout(linger, flush_begun).await;
+}
+
 async fn run<R>(
     mut receiver: mpsc::Receiver<R>,
     client: reqwest::Client,
@@ -223,7 +260,7 @@ async fn run<R>(
     let mut batch = Vec::with_capacity(batch_max);
     while receiver.recv_many(&mut batch, batch_max).await > 0 {
         if !config.linger.is_zero() && batch.len() < batch_max {
-            tokio::time::sleep(config.linger).await;
+            linger(&shared, config.linger).await;
             while batch.len() < batch_max {
                 match receiver.try_recv() {
                     Ok(record) => batch.push(record),
@@ -436,6 +473,42 @@ mod tests {
             exporter.submit(span("t", "late", None, 1.0, None)),
             Submit::Closed
         );
+    }
+
+    #[test]
+    fn a_flush_does_not_wait_out_the_linger() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // A linger far longer than the flush timeouts: only a flush that cuts it short can
+        // see its records handled in time (the POSTs fail fast: nothing listens on port 9).
+        let exporter = Exporter::start(
+            runtime.handle(),
+            ExportConfig {
+                url: "http://127.0.0.1:9/api/traces".into(),
+                queue_capacity: 16,
+                batch_max: 64,
+                request_timeout: Duration::from_secs(2),
+                linger: Duration::from_secs(600),
+            },
+        )
+        .unwrap();
+        // A record that arrives while no flush waits: the task is lingering when flush begins.
+        assert_eq!(
+            exporter.submit(span("t", "a", None, 1.0, None)),
+            Submit::Queued
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(exporter.flush(Duration::from_secs(20)));
+        // A record queued before the flush begins and taken while it waits.
+        assert_eq!(
+            exporter.submit(span("t", "b", None, 1.0, None)),
+            Submit::Queued
+        );
+        assert!(exporter.flush(Duration::from_secs(20)));
+        assert_eq!(exporter.stats().processed, 2);
     }
 
     #[test]
