@@ -127,7 +127,7 @@ impl BinaryCodes {
         let threads = if self.rows < PARALLEL_MIN_ROWS {
             1
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+            topk::cores().min(8)
         };
         let per = self.rows.div_ceil(threads);
         let columns = &self.columns;
@@ -169,31 +169,44 @@ fn encode<'a>(row: &'a [f32], scale: f32, centre: &'a [f32]) -> impl Iterator<It
 /// The `depth` rows of smallest distance (ties broken by row order), in ascending row order:
 /// a histogram finds the distance cut-off in one pass, a second pass collects the rows.
 fn nearest_rows(distances: &[u16], depth: usize, max_distance: usize) -> Vec<u32> {
-    let mut histogram = vec![0usize; max_distance + 1];
-    for &d in distances {
-        histogram[usize::from(d)] += 1;
+    // Four histograms, filled in turn: neighbouring rows often have equal distances, and
+    // one histogram would make each increment wait for the previous one's store.
+    let width = max_distance + 1;
+    let mut histograms = vec![0u32; 4 * width];
+    let mut quads = distances.chunks_exact(4);
+    for quad in &mut quads {
+        for (lane, &d) in quad.iter().enumerate() {
+            histograms[lane * width + usize::from(d)] += 1;
+        }
+    }
+    for &d in quads.remainder() {
+        histograms[usize::from(d)] += 1;
     }
     let mut below = 0;
     let mut cutoff = 0;
-    for (distance, &count) in histogram.iter().enumerate() {
+    for distance in 0..width {
+        let count = (0..4)
+            .map(|lane| histograms[lane * width + distance] as usize)
+            .sum::<usize>();
         if below + count >= depth {
             cutoff = distance;
             break;
         }
         below += count;
     }
-    // Every row closer than the cut-off, and the first rows at it up to `depth`.
+    // Every row closer than the cut-off, and the first rows at it up to `depth`; written
+    // without branches (a row is stored, then kept or overwritten by the next).
     let mut at_cutoff = depth - below;
-    let mut rows = Vec::with_capacity(depth);
+    let mut rows = vec![0u32; depth + 1];
+    let mut kept = 0;
+    let cutoff = cutoff as u16;
     for (row, &d) in distances.iter().enumerate() {
-        let d = usize::from(d);
-        if d < cutoff {
-            rows.push(row as u32);
-        } else if d == cutoff && at_cutoff > 0 {
-            at_cutoff -= 1;
-            rows.push(row as u32);
-        }
+        let tie = d == cutoff && at_cutoff > 0;
+        rows[kept] = row as u32;
+        kept += usize::from(d < cutoff || tie);
+        at_cutoff -= usize::from(tie);
     }
+    rows.truncate(kept);
     rows
 }
 

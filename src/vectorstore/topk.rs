@@ -144,15 +144,24 @@ impl Matrix<'_> {
     }
 }
 
+/// The cores a scan may use, read once: `available_parallelism` reads the cgroup's CPU
+/// quota files on every call, which costs more than a small search.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(16)
+    })
+}
+
 /// Threads a scan over `floats` stored values should use.
 fn threads_for(floats: usize) -> usize {
     if floats < PARALLEL_MIN_FLOATS {
         return 1;
     }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(16)
+    cores()
 }
 
 /// Splits `0..n` into `parts` contiguous ranges.
