@@ -219,6 +219,55 @@ async def test_a_repeated_turn_id_is_stored_once(engine):
     assert data is not None and len(data['threads']['main']) == 1
 
 
+async def test_a_loaded_session_reads_every_message_as_json_loads_does(engine):
+    import json
+
+    store = make_store(engine, table_prefix=table_prefix())
+    texts = [
+        '{"role":"user","content":[{"text":"caf\u00e9 \\ud83d\\ude00 \\ud800 \\"q\\""}]}',
+        '{"role":"model","content":[{"data":{"n":-1.5e3,"big":123456789012345678901234567890,'
+        '"ok":true,"none":null,"list":[[],{}]}}],"metadata":{"dup":1,"dup":2}}',
+        '{ "role" : "user" , "content" : [ ] }',
+    ]
+    await store._commit('rt', turn_id='t-1', expected_version=0, threads=[('main', 0, False, texts)])
+    await store._commit('rt', turn_id='t-2', expected_version=1, threads=[('side', 0, False, texts[:1])])
+    data = await store.get('rt')
+    assert data == {
+        'id': 'rt',
+        'threads': {'main': [json.loads(t) for t in texts], 'side': [json.loads(texts[0])]},
+    }
+
+
+async def test_a_message_written_by_something_else_is_data_loss_naming_the_session(engine):
+    prefix = table_prefix()
+    store = make_store(engine, table_prefix=prefix)
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    await store._commit(
+        'foreign', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message] * 2)]
+    )
+    kind, location = engine
+    if kind == 'redis':
+        keys = subprocess.run(
+            ['redis-cli', '-h', '127.0.0.1', '--scan', '--pattern', f'{location}:{prefix}:s:{{foreign}}:t:*'],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(keys) == 1
+        subprocess.run(
+            ['redis-cli', '-h', '127.0.0.1', 'LSET', keys[0], '1', '[1]'], check=True, capture_output=True
+        )
+    else:
+        psql(
+            f"UPDATE {prefix}session_messages SET message = '[1]' WHERE seq = 1",
+            dbname=location.rsplit('/', 1)[1],
+        )
+    with pytest.raises(GenkitError) as corrupt:
+        await store.get('foreign')
+    assert corrupt.value.status == 'DATA_LOSS'
+    assert 'foreign' in str(corrupt.value) and 'message 1' in str(corrupt.value)
+
+
 async def test_sessions_expire_after_ttl_and_saves_refresh_it(engine):
     import asyncio
 

@@ -97,8 +97,11 @@ BEGIN
     FOR i IN 1 .. v_n LOOP
         v_len := 0;
         IF p_kinds[i] = 'a' AND p_mode <> 'w' THEN
-            SELECT coalesce(max(m.seq) + 1, 0) INTO v_len FROM {messages} m
-                WHERE m.session_id = p_sid AND m.thread = p_threads[i];
+            -- The last seq by a backward index probe: `max(seq)` may be planned as a scan
+            -- of the whole thread when the table's statistics are stale (O(history) a save).
+            v_len := coalesce((SELECT m.seq + 1 FROM {messages} m
+                WHERE m.session_id = p_sid AND m.thread = p_threads[i]
+                ORDER BY m.seq DESC LIMIT 1), 0);
             IF NOT v_force AND v_len < p_loaded[i] THEN
                 o_status := 'short'; o_detail := p_threads[i]; o_counts := ARRAY[v_len];
                 RETURN;
@@ -302,15 +305,18 @@ impl PostgresStore {
             messages,
             ..
         } = &self.tables;
-        // `min`/`max` are index probes; with the primary key they prove the seqs are 0..n-1.
+        // The first and last seq are index probes (`ORDER BY ... LIMIT 1`, which no stale
+        // statistics turn into a scan); with the primary key they prove the seqs are 0..n-1.
         let select = format!(
             "SELECT s.version, s.state::text, t.thread,
                 ARRAY(SELECT m.message::text FROM {messages} m
                       WHERE m.session_id = s.session_id AND m.thread = t.thread ORDER BY m.seq),
-                (SELECT min(m.seq) FROM {messages} m
-                 WHERE m.session_id = s.session_id AND m.thread = t.thread),
-                (SELECT max(m.seq) FROM {messages} m
-                 WHERE m.session_id = s.session_id AND m.thread = t.thread)
+                (SELECT m.seq FROM {messages} m
+                 WHERE m.session_id = s.session_id AND m.thread = t.thread
+                 ORDER BY m.seq LIMIT 1),
+                (SELECT m.seq FROM {messages} m
+                 WHERE m.session_id = s.session_id AND m.thread = t.thread
+                 ORDER BY m.seq DESC LIMIT 1)
              FROM {sessions} s LEFT JOIN {threads} t ON t.session_id = s.session_id
              WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())
              ORDER BY t.position"
