@@ -8,7 +8,13 @@ from typing import Any
 
 from genkit import Message
 
-__all__ = ['dumps_value', 'message_from_data', 'message_to_data', 'message_to_json']
+__all__ = ['compact_json', 'dumps_value', 'message_from_data', 'message_to_data', 'message_to_json']
+
+
+#: Compact JSON text of plain JSON values (``json.dumps(v, ensure_ascii=False,
+#: separators=(',', ':'))``), with one encoder for every call: ``json.dumps`` with
+#: non-default arguments builds a new encoder each time, which shows per document.
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(',', ':')).encode
 
 
 def _default(value: Any) -> Any:

@@ -30,6 +30,7 @@ from genkit import Document, GenkitError
 from pydantic import ConfigDict, Field
 
 from . import rag
+from ._json import compact_json
 from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
@@ -126,15 +127,11 @@ async def _in_thread(store: str, work: Callable[[], T]) -> T:
         raise _store_error(error, store) from error
 
 
-# One encoder for every document: json.dumps with non-default arguments builds a new one per call.
-_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(',', ':')).encode
-
-
 def _chroma_metadata(document: Document) -> dict[str, Any]:
     metadata = document.metadata or {}
     stored: dict[str, Any] = {'dataType': document.data_type or ''}
     if document.metadata is not None:
-        stored['docMetadata'] = _compact_json(metadata)
+        stored['docMetadata'] = compact_json(metadata)
     for key, value in metadata.items():
         # Scalars only: what Chroma metadata can hold and `where` can filter on.
         if key not in _RESERVED and isinstance(value, (str, int, float, bool)):

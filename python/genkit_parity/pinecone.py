@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import rag
 from ._http import request_json
+from ._json import compact_json
 from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
@@ -184,9 +185,7 @@ def define_pinecone_vector_store(
         for document, values in zip(documents, embeddings, strict=True):
             metadata: dict[str, Any] = {}
             if document.metadata is not None:
-                metadata['docMetadata'] = json.dumps(
-                    document.metadata, ensure_ascii=False, separators=(',', ':')
-                )
+                metadata['docMetadata'] = compact_json(document.metadata)
             metadata[content_key] = document.data
             metadata['_contentType'] = document.data_type or ''
             for key, value in (document.metadata or {}).items():

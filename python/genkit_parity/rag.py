@@ -184,22 +184,6 @@ def document_json(document: Document) -> dict[str, Any]:
     return dumped
 
 
-def documents_json(value: object, error: Callable[[str], Exception]) -> list[dict[str, Any]]:
-    """``value`` (a list of documents, dicts or strs) as ``DocumentData`` JSON dicts.
-
-    A ``Document`` is dumped as it is: converting it to a fresh ``Document`` first (as
-    :func:`document_list` does) would deep-copy every part for nothing.
-    """
-    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-        raise error(f'documents must be a list of documents, not {type(value).__name__}')
-    return [
-        document_json(item)
-        if isinstance(item, Document)
-        else document_json(to_document(item, f'documents[{i}]'))
-        for i, item in enumerate(value)
-    ]
-
-
 def _documents(result: object, what: str) -> list[Document]:
     """The documents a retriever/reranker returned: a list, or ``{'documents': [...]}``."""
     if isinstance(result, Mapping) and 'documents' in result:
@@ -555,7 +539,7 @@ async def rerank(
 ) -> list[RankedDocument]:
     """Run a reranker (JS ``ai.rerank``); documents come back in the reranker's order."""
     action = await _resolve(registry, 'reranker', reranker)
-    docs = documents_json(documents, TypeError)
+    docs = [document_json(doc) for doc in document_list(documents, TypeError)]
     request = _with_options({'query': document_json(to_document(query, 'query')), 'documents': docs}, options)
     response = (await action.run(request)).response
     return [RankedDocument.model_validate(doc) for doc in _documents_json(response)]

@@ -39,6 +39,7 @@ from typing import Any
 from genkit import Document, GenkitError
 
 from . import _runtime
+from ._json import compact_json
 from ._native import LocalVectorIndex
 from .rag import IndexerRef, RetrieverRef, document_json, indexer_ref, retriever_ref
 
@@ -181,7 +182,7 @@ class DevLocalVectorStore:
             if meta is not None:
                 # JS getEmbeddingDocuments: the row's copy carries metadata.embedMetadata.
                 data = {**data, 'metadata': {**(data.get('metadata') or {}), 'embedMetadata': meta}}
-            docs.append(json.dumps(data, ensure_ascii=False, separators=(',', ':')))
+            docs.append(compact_json(data))
             vectors.append(embedding.embedding)
             metas.append(json.dumps(meta, ensure_ascii=False) if meta is not None else None)
         added: int = await _runtime.call(lambda ticket: self.core.start_add(ticket, docs, vectors, metas))

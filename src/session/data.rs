@@ -64,17 +64,21 @@ pub fn parse_messages(session_id: &str, messages: Vec<String>) -> Result<Vec<Raw
 }
 
 fn parse_message(session_id: &str, index: usize, text: String) -> Result<RawMessage> {
-    let raw = RawValue::from_string(text).map_err(|e| Error::InvalidJson {
+    json_object(text).map_err(|detail| Error::InvalidJson {
         what: format!("message {index} for session {session_id:?}"),
-        detail: e.to_string(),
-    })?;
-    if !raw.get().starts_with('{') {
-        return Err(Error::InvalidJson {
-            what: format!("message {index} for session {session_id:?}"),
-            detail: "a message must be a JSON object".into(),
-        });
+        detail,
+    })
+}
+
+/// `text` as a raw JSON object, or why it is not one (the check for messages from callers
+/// and from stores alike; they differ in the error they report).
+fn json_object(text: String) -> std::result::Result<RawMessage, String> {
+    let raw = RawValue::from_string(text).map_err(|e| e.to_string())?;
+    if raw.get().starts_with('{') {
+        Ok(raw)
+    } else {
+        Err("a message must be a JSON object".into())
     }
-    Ok(raw)
 }
 
 /// A session as a store holds it, messages and state still JSON text (not yet validated):
@@ -117,16 +121,13 @@ pub fn stored_message(
     index: usize,
     text: String,
 ) -> Result<RawMessage> {
-    let location = || format!("thread {thread:?}, message {index}");
-    let raw = RawValue::from_string(text).map_err(|e| Error::corrupt(session_id, location(), e))?;
-    if !raw.get().starts_with('{') {
-        return Err(Error::corrupt(
+    json_object(text).map_err(|detail| {
+        Error::corrupt(
             session_id,
-            location(),
-            "a message must be a JSON object",
-        ));
-    }
-    Ok(raw)
+            format!("thread {thread:?}, message {index}"),
+            detail,
+        )
+    })
 }
 
 /// Validates caller-supplied state JSON (any JSON value).
