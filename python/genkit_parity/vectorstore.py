@@ -41,7 +41,7 @@ from genkit import Document, GenkitError
 from . import _runtime
 from ._json import compact_json
 from ._native import LocalVectorIndex
-from .rag import IndexerRef, RetrieverRef, document_json, indexer_ref, retriever_ref
+from .rag import IndexerRef, RetrieverRef, document_json, document_list, indexer_ref, retriever_ref
 
 __all__ = [
     'DEFAULT_DIRECTORY',
@@ -148,41 +148,46 @@ class DevLocalVectorStore:
         self.directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
         self.core = LocalVectorIndex(self.directory, name)
 
-    async def _embed_documents(self, documents: list[Document]) -> list[tuple[dict[str, Any], Any]]:
-        """Every (document JSON, embedding) pair: one batch call, or JS's per-document calls."""
-        data = [document_json(document) for document in documents]
-        # genkit validates DocumentData dicts as they are; Document objects it would deep-copy.
-        content: Any = data
+    async def _embed_documents(self, documents: list[Document]) -> list[tuple[Document, Any]]:
+        """Every (document, embedding) pair: one batch call, or JS's per-document calls."""
+        # genkit rebuilds the documents it is handed either way; dicts would cost a dump
+        # here first.
+        content: Any = documents
         embeddings = await self.ai.embed_many(
             embedder=self.embedder, content=content, options=self.embedder_options
         )
         if len(embeddings) == len(documents):
-            return list(zip(data, embeddings, strict=True))
+            return list(zip(documents, embeddings, strict=True))
         # An embedder that returns several embeddings per document: ask per document, so
         # each embedding is attributed to its own document (as JS does).
-        pairs: list[tuple[dict[str, Any], Any]] = []
-        for document, dumped in zip(documents, data, strict=True):
+        pairs: list[tuple[Document, Any]] = []
+        for document in documents:
             for embedding in await self.ai.embed(
                 embedder=self.embedder, content=document, options=self.embedder_options
             ):
-                pairs.append((dumped, embedding))
+                pairs.append((document, embedding))
         return pairs
 
     async def index(self, documents: Sequence[Document]) -> int:
         """Embed and store ``documents``; returns how many rows were new."""
-        documents = list(documents)
+        documents = document_list(documents, TypeError)
         if not documents:
             return 0
         pairs = await self._embed_documents(documents)
         docs: list[str] = []
         vectors: list[list[float]] = []
         metas: list[str | None] = []
-        for data, embedding in pairs:
+        for document, embedding in pairs:
             meta = getattr(embedding, 'metadata', None)
-            if meta is not None:
+            if meta is None:
+                # Any JSON text of the document will do: the core re-encodes it as JS does
+                # before hashing, so pydantic's own encoder (the fastest here) is used.
+                docs.append(document.model_dump_json(by_alias=True, exclude_none=True))
+            else:
                 # JS getEmbeddingDocuments: the row's copy carries metadata.embedMetadata.
-                data = {**data, 'metadata': {**(data.get('metadata') or {}), 'embedMetadata': meta}}
-            docs.append(compact_json(data))
+                data = document_json(document)
+                data['metadata'] = {**(data.get('metadata') or {}), 'embedMetadata': meta}
+                docs.append(compact_json(data))
             vectors.append(embedding.embedding)
             metas.append(json.dumps(meta, ensure_ascii=False) if meta is not None else None)
         added: int = await _runtime.call(lambda ticket: self.core.start_add(ticket, docs, vectors, metas))

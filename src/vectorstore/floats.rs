@@ -69,6 +69,17 @@ impl Floats {
         self.len = needed;
     }
 
+    /// Room for `additional` more floats (one move at most, instead of one per doubling).
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = self.len + additional;
+        match &mut self.store {
+            Store::Heap(v) if needed * 4 < MAPPED_MIN_BYTES => v.reserve(additional),
+            Store::Heap(_) => self.move_to_mapping(needed),
+            Store::Mapped(map) if needed > map.len() / 4 => self.move_to_mapping(needed),
+            Store::Mapped(_) => {}
+        }
+    }
+
     pub fn truncate(&mut self, len: usize) {
         if let Store::Heap(v) = &mut self.store {
             v.truncate(len);

@@ -13,4 +13,5 @@ pub mod local;
 pub mod log;
 pub mod pgvector;
 pub mod py;
+pub mod py_vectors;
 pub mod topk;

@@ -15,6 +15,7 @@ use pyo3::types::PyBytes;
 
 use super::jsfile;
 use super::local::{Filter, Hit, LocalIndex, NewRow};
+use super::py_vectors::FloatRows;
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
 
@@ -23,7 +24,7 @@ use crate::runtime::Ticket;
 #[derive(FromPyObject)]
 enum Vectors<'py> {
     Bytes(Bound<'py, PyBytes>),
-    Rows(Vec<Vec<f32>>),
+    Rows(FloatRows),
     Flat(Vec<f32>),
 }
 
@@ -39,7 +40,7 @@ enum Split {
 impl Vectors<'_> {
     fn into_rows(self, index: &str, split: Split) -> Result<Vec<Vec<f32>>> {
         let floats = match self {
-            Vectors::Rows(rows) => return Ok(rows),
+            Vectors::Rows(FloatRows(rows)) => return Ok(rows),
             Vectors::Flat(floats) => floats,
             Vectors::Bytes(bytes) => {
                 let raw = bytes.as_bytes();

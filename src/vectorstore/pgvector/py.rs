@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyList};
 
 use super::sql::{self, Column, Distance, Layout, VectorIndex};
 use super::store::{self, PgVectorStore, Query, Rows};
@@ -16,6 +15,7 @@ use crate::engines::block_on;
 use crate::engines::postgres::{PgOptions, Postgres};
 use crate::errors::Error;
 use crate::runtime::Ticket;
+use crate::vectorstore::py_vectors::vectors_of;
 
 /// A PostgreSQL server reached through the shared pool for its DSN.
 #[pyclass(frozen, module = "genkit_parity._native")]
@@ -115,32 +115,6 @@ fn index_of(kind: &str, m: u32, ef_construction: u32, lists: u32) -> PyResult<Ve
         }
         .into()),
     }
-}
-
-/// Embeddings as `f32` rows. A list of lists of floats (what embedders return) is read
-/// item by item without the generic sequence protocol: this runs with the GIL held, once
-/// per number of the batch. Anything else (ints, tuples, numpy scalars) takes PyO3's
-/// generic conversion.
-fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
-    let Ok(rows) = embeddings.cast::<PyList>() else {
-        return embeddings.extract();
-    };
-    let mut vectors = Vec::with_capacity(rows.len());
-    for row in rows.iter() {
-        let Ok(values) = row.cast::<PyList>() else {
-            vectors.push(row.extract()?);
-            continue;
-        };
-        let mut vector = Vec::with_capacity(values.len());
-        for value in values.iter() {
-            match value.cast_exact::<PyFloat>() {
-                Ok(float) => vector.push(float.value() as f32),
-                Err(_) => vector.push(value.extract()?),
-            }
-        }
-        vectors.push(vector);
-    }
-    Ok(vectors)
 }
 
 #[pymethods]

@@ -1,0 +1,44 @@
+//! Embeddings as Python hands them to the vector-store bindings, read into `f32` rows.
+//!
+//! Embedders return lists of lists of floats, and this conversion runs with the GIL held
+//! once per number of a batch (3.84 million numbers for 10k 384-dim documents), so a list
+//! of lists is read item by item without the generic sequence protocol: an exact `float`
+//! is read directly, anything else (ints, numpy scalars, tuples) takes PyO3's generic
+//! conversion.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyList};
+
+/// Rows of floats, extracted by [`vectors_of`] (usable as a `#[pyfunction]` argument).
+pub struct FloatRows(pub Vec<Vec<f32>>);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for FloatRows {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        vectors_of(&obj).map(FloatRows)
+    }
+}
+
+/// `embeddings` (a sequence of sequences of numbers) as `f32` rows.
+pub fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
+    let Ok(rows) = embeddings.cast::<PyList>() else {
+        return embeddings.extract();
+    };
+    let mut vectors = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        let Ok(values) = row.cast::<PyList>() else {
+            vectors.push(row.extract()?);
+            continue;
+        };
+        let mut vector = Vec::with_capacity(values.len());
+        for value in values.iter() {
+            match value.cast_exact::<PyFloat>() {
+                Ok(float) => vector.push(float.value() as f32),
+                Err(_) => vector.push(value.extract()?),
+            }
+        }
+        vectors.push(vector);
+    }
+    Ok(vectors)
+}
