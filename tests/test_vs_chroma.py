@@ -129,3 +129,37 @@ async def test_a_collection_deleted_and_created_again_is_found_again(client):
     client.create_collection('again')
     await ai.index(indexer='chroma/again', documents=[Document.from_text('newer')])
     assert client.get_collection('again').get()['documents'] == ['newer']
+
+
+@pytest.mark.parametrize(
+    ('data', 'data_type', 'metadata'),
+    [('aab', 'text', {'n': 2, 'tags': ['x', {'y': None}]}), ('', None, None), ('ü', '', {})],
+)
+def test_documents_rebuilt_from_chroma_rows_equal_validated_ones(data, data_type, metadata):
+    # The retriever builds its text documents without validation (it was most of its time);
+    # they must be the very documents validation gives, and stay guarded on assignment.
+    from pydantic import ValidationError
+
+    from genkit_parity._vectordocs import doc_from_data
+
+    built = doc_from_data(data, data_type, metadata)
+    validated = Document.model_validate({'content': [{'text': data}], 'metadata': metadata})
+    assert built == validated
+    assert built.model_dump() == validated.model_dump()
+    assert built.model_fields_set == validated.model_fields_set
+    assert built.content[0].model_fields_set == validated.content[0].model_fields_set
+    assert built.text == data
+    with pytest.raises(ValidationError):
+        built.content[0].media = {'url': 'https://example.com/a.png'}
+    # Each call builds its own objects (nothing shared with the blank templates).
+    again = doc_from_data(data, data_type, metadata)
+    assert again.content[0] is not built.content[0]
+
+
+def test_stored_doc_metadata_that_is_not_an_object_is_still_refused():
+    from pydantic import ValidationError
+
+    from genkit_parity._vectordocs import doc_from_data
+
+    with pytest.raises(ValidationError):
+        doc_from_data('aab', 'text', json.loads('[1, 2]'))
