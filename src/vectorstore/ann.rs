@@ -17,6 +17,7 @@
 
 use pulp::{Arch, Simd, WithSimd};
 
+use super::pool;
 use super::topk::{self, Matrix, Scored};
 
 /// Below this many rows an approximate search is simply exact.
@@ -123,7 +124,6 @@ impl BinaryCodes {
 
     /// The Hamming distance from `code` to every row, split across cores for large stores.
     fn distances(&self, code: &[u64]) -> Vec<u16> {
-        let mut out = vec![0u16; self.rows];
         let threads = if self.rows < PARALLEL_MIN_ROWS {
             1
         } else {
@@ -132,20 +132,15 @@ impl BinaryCodes {
         let per = self.rows.div_ceil(threads);
         let columns = &self.columns;
         let arch = self.arch;
-        std::thread::scope(|scope| {
-            for (i, out) in out.chunks_mut(per).enumerate() {
-                let job = Hamming {
-                    code,
-                    columns,
-                    first_row: i * per,
-                    out,
-                };
-                if threads == 1 {
-                    arch.dispatch(job);
-                } else {
-                    scope.spawn(move || arch.dispatch(job));
-                }
-            }
+        let mut out = vec![0u16; self.rows];
+        let jobs = out.chunks_mut(per).enumerate().collect();
+        pool::map(jobs, |(i, out)| {
+            arch.dispatch(Hamming {
+                code,
+                columns,
+                first_row: i * per,
+                out,
+            });
         });
         out
     }

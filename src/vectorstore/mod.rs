@@ -12,5 +12,6 @@ pub mod jsjson;
 pub mod local;
 pub mod log;
 pub mod pgvector;
+pub mod pool;
 pub mod py;
 pub mod topk;
