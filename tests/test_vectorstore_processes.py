@@ -129,3 +129,36 @@ def test_an_index_survives_fork(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(all_texts(tmp_path, 'forked')) == ['child', 'parent']
+
+
+def test_a_forked_child_searches_with_its_own_scan_threads(tmp_path: Path) -> None:
+    # Large enough that exact scans and the approximate index's code scan are split across
+    # threads: the parent's search starts the scan pool, which a child of fork inherits
+    # without its threads. The child must build its own (a hang here means it did not).
+    import random
+    from array import array
+
+    rng = random.Random(5)
+    n, dims = 70_000, 16
+    core = LocalVectorIndex(tmp_path, 'pool')
+    values = array('f', (rng.gauss(0, 1) for _ in range(n * dims)))
+    core.add([f'{{"content":[{{"text":"{i}"}}]}}' for i in range(n)], values.tobytes())
+    query = [rng.gauss(0, 1) for _ in range(dims)]
+    exact = core.search(query, 5)
+    approx = core.search(query, 5, approximate=True)
+    many = core.search_many([query, query[::-1]], 5)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.alarm(60)  # a deadlocked child dies instead of hanging the test
+            same = (
+                core.search(query, 5) == exact
+                and core.search(query, 5, approximate=True) == approx
+                and core.search_many([query, query[::-1]], 5) == many
+            )
+            os._exit(0 if same else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert core.search(query, 5) == exact, 'the parent keeps its pool'

@@ -17,6 +17,7 @@
 
 use pulp::{Arch, Simd, WithSimd};
 
+use super::pool;
 use super::topk::{self, Matrix, Scored};
 
 /// Below this many rows an approximate search is simply exact.
@@ -116,38 +117,58 @@ impl BinaryCodes {
             return topk::search(m, query, k, None);
         }
         let code: Vec<u64> = encode(query, 1.0, &self.centre).collect();
-        let distances = self.distances(&code);
-        let candidates = nearest_rows(&distances, depth, self.words * 64);
+        let candidates = self.nearest(&code, depth);
         topk::search(m, query, k, Some(&candidates))
     }
 
-    /// The Hamming distance from `code` to every row, split across cores for large stores.
-    fn distances(&self, code: &[u64]) -> Vec<u16> {
-        let mut out = vec![0u16; self.rows];
+    /// The `depth` rows nearest `code` by Hamming distance, as [`nearest_rows`] finds them,
+    /// with both passes split across cores for large stores: each share of the rows gets its
+    /// distances and their histogram in one go (while the distances are in cache), the
+    /// summed histograms give the cut-off, and each share then collects its rows, taking
+    /// the rows at the cut-off in row order (the shares before it take theirs first).
+    fn nearest(&self, code: &[u64], depth: usize) -> Vec<u32> {
         let threads = if self.rows < PARALLEL_MIN_ROWS {
             1
         } else {
             topk::cores().min(8)
         };
         let per = self.rows.div_ceil(threads);
+        let width = self.words * 64 + 1;
         let columns = &self.columns;
         let arch = self.arch;
-        std::thread::scope(|scope| {
-            for (i, out) in out.chunks_mut(per).enumerate() {
-                let job = Hamming {
-                    code,
-                    columns,
-                    first_row: i * per,
-                    out,
-                };
-                if threads == 1 {
-                    arch.dispatch(job);
-                } else {
-                    scope.spawn(move || arch.dispatch(job));
-                }
-            }
+        let mut distances = vec![0u16; self.rows];
+        let jobs = distances.chunks_mut(per).enumerate().collect();
+        let histograms = pool::map(jobs, |(i, out)| {
+            arch.dispatch(Hamming {
+                code,
+                columns,
+                first_row: i * per,
+                out,
+            });
+            histogram(out, width)
         });
-        out
+        let mut total = vec![0u32; width];
+        for h in &histograms {
+            for (t, c) in total.iter_mut().zip(h) {
+                *t += c;
+            }
+        }
+        let (cutoff, below) = cut_off(&total, depth);
+        let mut ties_left = depth - below;
+        let jobs: Vec<_> = distances
+            .chunks(per)
+            .zip(&histograms)
+            .enumerate()
+            .map(|(i, (share, h))| {
+                let ties = ties_left.min(h[usize::from(cutoff)] as usize);
+                ties_left -= ties;
+                (i * per, share, ties)
+            })
+            .collect();
+        pool::map(jobs, |(first_row, share, ties)| {
+            collect(share, first_row, cutoff, ties, depth)
+        })
+        .concat()
     }
 }
 
@@ -168,10 +189,17 @@ fn encode<'a>(row: &'a [f32], scale: f32, centre: &'a [f32]) -> impl Iterator<It
 
 /// The `depth` rows of smallest distance (ties broken by row order), in ascending row order:
 /// a histogram finds the distance cut-off in one pass, a second pass collects the rows.
+#[cfg(test)]
 fn nearest_rows(distances: &[u16], depth: usize, max_distance: usize) -> Vec<u32> {
+    let counts = histogram(distances, max_distance + 1);
+    let (cutoff, below) = cut_off(&counts, depth);
+    collect(distances, 0, cutoff, depth - below, depth)
+}
+
+/// How many of `distances` there are at each distance below `width`.
+fn histogram(distances: &[u16], width: usize) -> Vec<u32> {
     // Four histograms, filled in turn: neighbouring rows often have equal distances, and
     // one histogram would make each increment wait for the previous one's store.
-    let width = max_distance + 1;
     let mut histograms = vec![0u32; 4 * width];
     let mut quads = distances.chunks_exact(4);
     for quad in &mut quads {
@@ -182,27 +210,39 @@ fn nearest_rows(distances: &[u16], depth: usize, max_distance: usize) -> Vec<u32
     for &d in quads.remainder() {
         histograms[usize::from(d)] += 1;
     }
+    (0..width)
+        .map(|d| (0..4).map(|lane| histograms[lane * width + d]).sum())
+        .collect()
+}
+
+/// The smallest distance at which `depth` rows are reached, and how many rows lie below it.
+fn cut_off(counts: &[u32], depth: usize) -> (u16, usize) {
     let mut below = 0;
-    let mut cutoff = 0;
-    for distance in 0..width {
-        let count = (0..4)
-            .map(|lane| histograms[lane * width + distance] as usize)
-            .sum::<usize>();
-        if below + count >= depth {
-            cutoff = distance;
-            break;
+    for (distance, &count) in counts.iter().enumerate() {
+        if below + count as usize >= depth {
+            return (distance as u16, below);
         }
-        below += count;
+        below += count as usize;
     }
-    // Every row closer than the cut-off, and the first rows at it up to `depth`; written
-    // without branches (a row is stored, then kept or overwritten by the next).
-    let mut at_cutoff = depth - below;
-    let mut rows = vec![0u32; depth + 1];
+    (counts.len().saturating_sub(1) as u16, below)
+}
+
+/// The rows (numbered from `first_row`) closer than `cutoff`, and the first `ties` rows at
+/// it, at most `depth` in all; written without branches (a row is stored, then kept or
+/// overwritten by the next).
+fn collect(
+    distances: &[u16],
+    first_row: usize,
+    cutoff: u16,
+    ties: usize,
+    depth: usize,
+) -> Vec<u32> {
+    let mut at_cutoff = ties;
+    let mut rows = vec![0u32; distances.len().min(depth) + 1];
     let mut kept = 0;
-    let cutoff = cutoff as u16;
     for (row, &d) in distances.iter().enumerate() {
         let tie = d == cutoff && at_cutoff > 0;
-        rows[kept] = row as u32;
+        rows[kept] = (first_row + row) as u32;
         kept += usize::from(d < cutoff || tie);
         at_cutoff -= usize::from(tie);
     }
@@ -338,6 +378,34 @@ mod tests {
         assert_eq!(nearest_rows(&distances, 3, 9), vec![1, 2, 4]);
         assert_eq!(nearest_rows(&distances, 5, 9), vec![1, 2, 3, 4, 5]);
         assert_eq!(nearest_rows(&distances, 8, 9), (0..8).collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn split_candidate_search_matches_the_single_pass() {
+        // Past PARALLEL_MIN_ROWS, so both passes are split across the pool's threads; few
+        // dimensions, so many rows tie at the cut-off and the tie quota per share matters.
+        let (n, dims) = (PARALLEL_MIN_ROWS + 12_345, 16);
+        let data = embedding_like(n, dims, 4, 9);
+        let inv = inverse_norms(&data, dims);
+        let m = Matrix {
+            data: &data,
+            inv_norms: &inv,
+            dims,
+        };
+        let codes = BinaryCodes::build(m);
+        for (q, depth) in data
+            .chunks_exact(dims)
+            .step_by(7_919)
+            .zip([1, 10, 400, 5_000, n])
+        {
+            let code: Vec<u64> = encode(q, 1.0, &codes.centre).collect();
+            let distances: Vec<u16> = (0..n)
+                .map(|r| (codes.columns[0][r] ^ code[0]).count_ones() as u16)
+                .collect();
+            let expected = nearest_rows(&distances, depth, 64);
+            assert_eq!(expected.len(), depth);
+            assert_eq!(codes.nearest(&code, depth), expected, "depth {depth}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod jsjson;
 pub mod local;
 pub mod log;
 pub mod pgvector;
+pub mod pool;
 pub mod py;
 pub mod py_vectors;
 pub mod topk;

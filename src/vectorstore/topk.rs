@@ -4,7 +4,8 @@
 //! once, so a row's cosine is `dot(q̂, x) · (1/‖x‖)`: one pass over the bytes, one multiply
 //! per row. The dot products use pulp's runtime dispatch (AVX2+FMA where the CPU has it,
 //! plain code otherwise) and several independent accumulators so the loop is bound by
-//! memory, not by add latency. Large scans split the rows across every core.
+//! memory, not by add latency. Large scans split the rows across every core (the threads of
+//! [`pool`], parked between searches).
 //!
 //! Ties keep indexing order (the lower row wins), as JS's observed order does.
 
@@ -12,6 +13,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use pulp::{Arch, Simd, WithSimd};
+
+use super::pool;
 
 /// A row number and its cosine similarity to the query.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -180,21 +183,11 @@ pub fn search(m: Matrix<'_>, query: &[f32], k: usize, candidates: Option<&[u32]>
         return scan(m, query, k, candidates, 0..count).into_sorted();
     }
     let mut total = TopK::new(k);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = split(count, threads)
-            .into_iter()
-            .map(|range| scope.spawn(move || scan(m, query, k, candidates, range)))
-            .collect();
-        for worker in workers {
-            // A panicking worker is a bug; re-raise it on this thread (PyO3 turns it into
-            // a Python exception).
-            total.merge(
-                worker
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            );
-        }
-    });
+    for part in pool::map(split(count, threads), |range| {
+        scan(m, query, k, candidates, range)
+    }) {
+        total.merge(part);
+    }
     total.into_sorted()
 }
 
@@ -254,20 +247,7 @@ pub fn search_many(m: Matrix<'_>, queries: &[f32], k: usize) -> Vec<Vec<Scored>>
     let nq = queries.len() / d.max(1);
     let threads = threads_for(m.rows() * d * nq.max(1) / 8);
     let ranges = split(m.rows(), threads);
-    let partials: Vec<Vec<TopK>> = if ranges.len() <= 1 {
-        vec![scan_many(m, queries, k, 0..m.rows())]
-    } else {
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = ranges
-                .into_iter()
-                .map(|range| scope.spawn(move || scan_many(m, queries, k, range)))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        })
-    };
+    let partials = pool::map(ranges, |range| scan_many(m, queries, k, range));
     let mut totals: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
     for partial in partials {
         for (total, part) in totals.iter_mut().zip(partial) {
