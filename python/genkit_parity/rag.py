@@ -214,6 +214,17 @@ class _IndexRequest(BaseModel):
     options: Any = None
 
 
+class _RetrievedDocuments(BaseModel):
+    """What a retriever action returns: its function's documents as they are.
+
+    Traces and the reflection API record it as ``{"documents": [...]}`` (JS's
+    ``RetrieverResponse``); ``retrieve()`` hands the same objects back, where a dumped dict
+    would be rebuilt into documents again (half of a small query's own time).
+    """
+
+    documents: list[Document]
+
+
 def _request(request: object) -> Mapping[str, Any]:
     if isinstance(request, _IndexRequest):
         return {'documents': request.documents, 'options': request.options}
@@ -297,12 +308,12 @@ def define_retriever(
     check_config_schema(config_schema)
     info_data = _info_dict(info, 'info')
 
-    async def retriever_action(request: Any) -> dict[str, Any]:
+    async def retriever_action(request: Any) -> _RetrievedDocuments:
         data = _request(request)
         query = to_document(data.get('query'), 'query')
         options = validate_options(config_schema, data.get('options'))
         documents = _documents(await _call(fn, query, options), f'retriever {name!r}')
-        return {'documents': [document_json(doc) for doc in documents]}
+        return _RetrievedDocuments.model_construct(documents=documents)
 
     return _register(
         registry,
@@ -521,6 +532,8 @@ async def retrieve(registry: Any, *, retriever: object, query: object, options: 
     action = await _resolve(registry, 'retriever', retriever)
     request = _with_options({'query': document_json(to_document(query, 'query'))}, options)
     response = (await action.run(request)).response
+    if isinstance(response, _RetrievedDocuments):
+        return list(response.documents)
     return _documents(response, f'retriever {action.name!r}')
 
 
