@@ -218,8 +218,9 @@ class _RetrievedDocuments(BaseModel):
     """What a retriever action returns: its function's documents as they are.
 
     Traces and the reflection API record it as ``{"documents": [...]}`` (JS's
-    ``RetrieverResponse``); ``retrieve()`` hands the same objects back, where a dumped dict
-    would be rebuilt into documents again (half of a small query's own time).
+    ``RetrieverResponse``); ``retrieve()`` hands the same objects back (``_documents``
+    passes documents through), where a dumped dict would be rebuilt into documents again
+    (half of a small query's own time).
     """
 
     documents: list[Document]
@@ -532,8 +533,6 @@ async def retrieve(registry: Any, *, retriever: object, query: object, options: 
     action = await _resolve(registry, 'retriever', retriever)
     request = _with_options({'query': document_json(to_document(query, 'query'))}, options)
     response = (await action.run(request)).response
-    if isinstance(response, _RetrievedDocuments):
-        return list(response.documents)
     return _documents(response, f'retriever {action.name!r}')
 
 

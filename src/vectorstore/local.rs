@@ -25,6 +25,7 @@ use super::docid::{self, DocId};
 use super::floats::Floats;
 use super::jsjson;
 use super::log::{self, RowOut, RowView};
+use super::pool;
 use super::topk::{self, Matrix, Scored};
 use crate::errors::{Error, Result};
 
@@ -391,53 +392,31 @@ impl LocalIndex {
         self.add_prepared(prepared)
     }
 
-    /// [`Self::prepare`] for every row, in order; large batches spread over the cores
+    /// [`Self::prepare`] for every row, in order; large batches spread over the scan pool
     /// (canonical JSON, md5 and the vector checks cost about 2 µs a row).
     fn prepare_all(&self, rows: Vec<NewRow>) -> Result<Vec<Prepared>> {
         let threads = topk::cores()
             .min(rows.len() / PARALLEL_PREPARE_MIN_ROWS)
             .max(1);
-        if threads == 1 {
-            return rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, row)| self.prepare(i, row, None))
-                .collect();
-        }
-        let per_thread = rows.len().div_ceil(threads);
-        let mut chunks: Vec<Vec<NewRow>> = Vec::with_capacity(threads);
+        let per_thread = rows.len().div_ceil(threads).max(1);
+        let mut chunks: Vec<(usize, Vec<NewRow>)> = Vec::with_capacity(threads);
         let mut rows = rows.into_iter();
         loop {
             let chunk: Vec<NewRow> = rows.by_ref().take(per_thread).collect();
             if chunk.is_empty() {
                 break;
             }
-            chunks.push(chunk);
+            chunks.push((chunks.len() * per_thread, chunk));
         }
-        let results: Vec<Result<Vec<Prepared>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = chunks
+        let parts = pool::map(chunks, |(first, chunk)| {
+            chunk
                 .into_iter()
                 .enumerate()
-                .map(|(c, chunk)| {
-                    scope.spawn(move || {
-                        chunk
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, row)| self.prepare(c * per_thread + i, row, None))
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| {
-                    w.join()
-                        .unwrap_or_else(|_| Err(invalid(&self.name, "a worker thread panicked")))
-                })
-                .collect()
+                .map(|(i, row)| self.prepare(first + i, row, None))
+                .collect::<Result<Vec<_>>>()
         });
         let mut prepared = Vec::with_capacity(per_thread * threads);
-        for part in results {
+        for part in parts {
             prepared.extend(part?);
         }
         Ok(prepared)
