@@ -227,7 +227,7 @@ class SpanSink:
         batch_max: int = 512,
         request_timeout: float = 30.0,
         sample_ratio: float = 1.0,
-        linger: float = 0.005,
+        linger: float = 0.1,
     ) -> SpanSink: ...
     @property
     def realtime(self) -> bool: ...
@@ -249,7 +249,7 @@ class LogSink:
         queue_capacity: int = 1024,
         batch_max: int = 64,
         request_timeout: float = 30.0,
-        linger: float = 0.005,
+        linger: float = 0.1,
     ) -> LogSink: ...
     def submit(self, record: Any) -> bool: ...
     def flush(self, timeout: float) -> bool: ...

@@ -37,8 +37,8 @@ fn seconds(value: f64) -> Duration {
 /// Exports spans to the Genkit telemetry server from a tokio task.
 ///
 /// `SpanSink(url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0,
-/// sample_ratio=1.0, linger=0.005)`; `linger` seconds is how long the exporter waits after a
-/// span for more before posting. `url` is the full `/api/traces` URL. With `realtime`, spans are sent on
+/// sample_ratio=1.0, linger=0.1)`; `linger` seconds is the longest a span waits before the
+/// exporter sends it unprompted (a flush sends at once). `url` is the full `/api/traces` URL. With `realtime`, spans are sent on
 /// start (open, `endTime` 0) and on end; otherwise on end only. The hooks return None, or a
 /// warning to log once (the first dropped record, the first failed POST).
 #[pyclass(frozen, module = "genkit_parity._native")]
@@ -54,7 +54,7 @@ pub struct SpanSink {
 #[pymethods]
 impl SpanSink {
     #[new]
-    #[pyo3(signature = (url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0, sample_ratio=1.0, linger=0.005))]
+    #[pyo3(signature = (url, realtime, queue_capacity=2048, batch_max=512, request_timeout=30.0, sample_ratio=1.0, linger=0.1))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         url: &str,
@@ -407,7 +407,7 @@ fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>
 /// same kind of tokio task as [`SpanSink`].
 ///
 /// `LogSink(url, scope_name, scope_version, queue_capacity=1024, batch_max=64,
-/// request_timeout=30.0, linger=0.005)`; `url` is the full `/api/otlp` URL. `submit(record)`
+/// request_timeout=30.0, linger=0.1)`; `url` is the full `/api/otlp` URL. `submit(record)`
 /// copies one `logRecords` item (a dict of JSON values) and returns False when it was dropped
 /// (queue full) or the sink is shut down.
 #[pyclass(frozen, module = "genkit_parity._native")]
@@ -418,7 +418,7 @@ pub struct LogSink {
 #[pymethods]
 impl LogSink {
     #[new]
-    #[pyo3(signature = (url, scope_name, scope_version, queue_capacity=1024, batch_max=64, request_timeout=30.0, linger=0.005))]
+    #[pyo3(signature = (url, scope_name, scope_version, queue_capacity=1024, batch_max=64, request_timeout=30.0, linger=0.1))]
     #[allow(clippy::too_many_arguments)] // Python keyword arguments
     fn new(
         url: &str,
