@@ -16,7 +16,10 @@ JSON string, ``dataType``), plus each scalar metadata key as a Chroma metadata k
 ``where`` can filter on it (JS keeps only ``docMetadata``). Unlike JS, a query returning two
 or more results works (JS reads their metadata at the wrong depth), and
 ``options={'include': ['distances']}`` (or ``with_score=True``) returns each distance as
-``metadata['score']``. ``chromadb`` is synchronous: every call runs in a worker thread.
+``metadata['score']``. ``chromadb`` is synchronous: every call runs in a worker thread, never
+on the event loop, even embedded (chromadb's own async server runs its embedded calls in
+worker threads too, and a query's time is not bounded: the first one loads the index, a
+``where`` filter may scan). Queries take the lean hop of ``_offload``; writes ``to_thread``.
 """
 
 from __future__ import annotations
