@@ -9,7 +9,7 @@ import genkit
 import pytest
 from genkit import Document, GenkitError
 from genkit.model import ModelInfo, ModelRequest, ModelResponse, Supports
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from genkit_parity import (
     CommonRerankerOptions,
@@ -61,12 +61,21 @@ async def test_retrieve_by_name_ref_and_action(ai):
     assert as_json(by_name) == [{'content': [{'text': 'apple pie'}], 'metadata': {'idx': 0, 'q': 'x'}}]
     query, options = seen[-1]
     assert isinstance(query, Document) and query.text == 'x'
+    # A str query is built without Document.from_text's deep copy, to the same document.
+    made = Document.from_text('x')
+    assert query == made and query.model_fields_set == made.model_fields_set
+    assert query.content[0].model_fields_set == made.content[0].model_fields_set
+    with pytest.raises(ValidationError):
+        query.content[0].media = 'not media'
     assert isinstance(options, PrefixOptions) and options.k == 1
 
     # JS takes a ref without `info` for an action (TypeError); here a ref resolves by name.
-    by_ref = await ai.retrieve(retriever=retriever_ref('test/ret'), query=Document.from_text('y'))
+    y = Document.from_text('y')
+    by_ref = await ai.retrieve(retriever=retriever_ref('test/ret'), query=y)
     assert [d.text for d in by_ref] == ['apple pie', 'banana split', 'cherry tart']
     assert seen[-1][1] is None
+    # The caller's Document reaches the retriever as it is (as the indexer's documents do).
+    assert seen[-1][0] is y
 
     action = await ai.registry.resolve_action(genkit.ActionKind.RETRIEVER, 'test/ret')
     by_action = await ai.retrieve(

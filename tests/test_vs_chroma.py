@@ -163,3 +163,25 @@ def test_stored_doc_metadata_that_is_not_an_object_is_still_refused():
 
     with pytest.raises(ValidationError):
         doc_from_data('aab', 'text', json.loads('[1, 2]'))
+
+
+def test_doc_metadata_of_a_query_is_parsed_in_one_go_and_row_by_row_when_that_would_misalign():
+    from genkit_parity.chroma import _doc_metadata, _documents
+
+    rows = [
+        {'docMetadata': '{"n":1}'},
+        None,
+        {'dataType': 'text'},
+        {'docMetadata': ''},
+        {'docMetadata': '[2]'},
+    ]
+    assert _doc_metadata(rows) == [{'n': 1}, None, None, None, [2]]
+    # Texts that are not one JSON value each would shift the rows after them if joined.
+    with pytest.raises(json.JSONDecodeError):
+        _doc_metadata([{'docMetadata': '1,2'}, {'docMetadata': '{"n":3}'}])
+    assert _doc_metadata([{'docMetadata': '"a"'}, {'docMetadata': '{"b":[1]}'}]) == ['a', {'b': [1]}]
+    found = _documents(['x', None], [{'docMetadata': '{"n":1}'}, None], [0.5, 1])
+    assert [(doc.text, doc.metadata) for doc in found] == [
+        ('x', {'n': 1, 'score': 0.5}),
+        ('', {'score': 1.0}),
+    ]

@@ -16,7 +16,10 @@ JSON string, ``dataType``), plus each scalar metadata key as a Chroma metadata k
 ``where`` can filter on it (JS keeps only ``docMetadata``). Unlike JS, a query returning two
 or more results works (JS reads their metadata at the wrong depth), and
 ``options={'include': ['distances']}`` (or ``with_score=True``) returns each distance as
-``metadata['score']``. ``chromadb`` is synchronous: every call runs in a worker thread.
+``metadata['score']``. ``chromadb`` is synchronous: every call runs in a worker thread, never
+on the event loop, even embedded (chromadb's own async server runs its embedded calls in
+worker threads too, and a query's time is not bounded: the first one loads the index, a
+``where`` filter may scan). Queries take the lean hop of ``_offload``; writes ``to_thread``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pydantic import ConfigDict, Field
 
 from . import rag
 from ._json import compact_json
+from ._offload import run_in_worker
 from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
@@ -120,9 +124,13 @@ def _collection_gone(error: Exception) -> bool:
     return isinstance(error, errors.NotFoundError) or 'does not exist' in str(error)
 
 
-async def _in_thread(store: str, work: Callable[[], T]) -> T:
+async def _in_thread(store: str, work: Callable[[], T], *, read: bool = False) -> T:
+    """``work()`` off the event loop, its failure mapped; a read takes the lean hop of ``_offload``.
+
+    Writes stay on ``asyncio.to_thread``, whose executor ``asyncio.run`` waits for at exit.
+    """
     try:
-        return await asyncio.to_thread(work)
+        return await (run_in_worker(work) if read else asyncio.to_thread(work))
     except Exception as error:  # chromadb raises many unrelated types; each is mapped
         raise _store_error(error, store) from error
 
@@ -139,12 +147,37 @@ def _chroma_metadata(document: Document) -> dict[str, Any]:
     return stored
 
 
-def _document(text: str | None, metadata: Mapping[str, Any] | None) -> Document:
-    metadata = metadata or {}
-    raw = metadata.get('docMetadata')
-    parsed = json.loads(raw) if isinstance(raw, str) and raw else None
-    data_type = metadata.get('dataType')
-    return doc_from_data(text or '', data_type if isinstance(data_type, str) else None, parsed)
+def _doc_metadata(metadatas: list[Any]) -> list[Any]:
+    """Each row's ``docMetadata`` JSON parsed (None where a row has none).
+
+    The rows' JSON texts are parsed as one JSON array: one ``json.loads`` a query instead
+    of one a row. Text that does not give exactly one value a row is parsed row by row
+    (and fails as that row would).
+    """
+    raws = [metadata.get('docMetadata') if metadata else None for metadata in metadatas]
+    texts = [raw for raw in raws if isinstance(raw, str) and raw]
+    if not texts:
+        return [None] * len(raws)
+    try:
+        parsed = json.loads(f'[{",".join(texts)}]')
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, list) or len(parsed) != len(texts):
+        parsed = [json.loads(text) for text in texts]
+    values = iter(parsed)
+    return [next(values) if isinstance(raw, str) and raw else None for raw in raws]
+
+
+def _documents(texts: list[Any], metadatas: list[Any], distances: list[Any] | None) -> list[Document]:
+    """Documents from a query's rows (JS ``Document.fromData`` of each), with ``score`` when asked."""
+    documents = []
+    scores = iter(distances) if distances is not None else None
+    for text, metadata, parsed in zip(texts, metadatas, _doc_metadata(metadatas), strict=True):
+        if scores is not None and (parsed is None or type(parsed) is dict):  # else refused below
+            parsed = {**(parsed or {}), 'score': float(next(scores))}
+        data_type = metadata.get('dataType') if metadata else None
+        documents.append(doc_from_data(text or '', data_type if isinstance(data_type, str) else None, parsed))
+    return documents
 
 
 def chroma_retriever_ref(collection_name: str, *, display_name: str | None = None) -> rag.RetrieverRef:
@@ -238,18 +271,12 @@ def define_chroma_vector_store(
                 )
             )
 
-        result = await _in_thread(name, run)
+        result = await _in_thread(name, run, read=True)
         texts = (result.get('documents') or [[]])[0]
         metadatas = (result.get('metadatas') or [[]])[0] or [None] * len(texts)
-        distances = (result.get('distances') or [[]])[0] if with_score else []
-        documents = []
         # JS bug fixed: metadata of result i is metadatas[0][i] (JS read metadatas[i][0]).
-        for position, text in enumerate(texts):
-            document = _document(text, metadatas[position])
-            if with_score:
-                document.metadata = {**(document.metadata or {}), 'score': float(distances[position])}
-            documents.append(document)
-        return documents
+        distances = (result.get('distances') or [[]])[0] if with_score else None
+        return _documents(texts, metadatas, distances)
 
     async def index(documents: list[Document], options: Any) -> None:
         # In batches: Chroma caps one write (``max_batch_size``), and a failure keeps every

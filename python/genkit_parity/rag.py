@@ -36,6 +36,7 @@ from ._rag_schema import (
     validate_options,
     void_schema,
 )
+from ._textdoc import text_document
 
 __all__ = [
     'CommonRerankerOptions',
@@ -153,7 +154,7 @@ def reranker_ref(
 def to_document(value: object, what: str) -> Document:
     """A genkit ``Document`` from a Document, DocumentData, dict or (for queries) a str."""
     if isinstance(value, str):
-        return Document.from_text(value)
+        return text_document(value, None, as_from_text=True)  # Document.from_text minus its deep copy
     if isinstance(value, Document):
         # Passed on as it is (as JS does): a fresh copy would deep-copy every part.
         return value
@@ -214,6 +215,18 @@ class _IndexRequest(BaseModel):
     options: Any = None
 
 
+class _RetrieveRequest(BaseModel):
+    """What ``retrieve()`` hands the retriever action: the query document as it is.
+
+    Traces record it as the JSON ``{"query": {...}, "options": ...}`` (the shape a dict
+    request has); the action receives the same ``Document``, where a dumped dict would be
+    validated and deep-copied into a new one (a third of genkit's machinery a query).
+    """
+
+    query: Document
+    options: Any = None
+
+
 class _RetrievedDocuments(BaseModel):
     """What a retriever action returns: its function's documents as they are.
 
@@ -229,6 +242,8 @@ class _RetrievedDocuments(BaseModel):
 def _request(request: object) -> Mapping[str, Any]:
     if isinstance(request, _IndexRequest):
         return {'documents': request.documents, 'options': request.options}
+    if isinstance(request, _RetrieveRequest):
+        return {'query': request.query, 'options': request.options}
     if isinstance(request, BaseModel):
         request = request.model_dump(by_alias=True, exclude_none=True)
     if not isinstance(request, Mapping):
@@ -531,7 +546,9 @@ def _with_options(request: dict[str, Any], options: Any) -> dict[str, Any]:
 async def retrieve(registry: Any, *, retriever: object, query: object, options: Any = None) -> list[Document]:
     """Run a retriever (JS ``ai.retrieve``); a str query becomes a text document."""
     action = await _resolve(registry, 'retriever', retriever)
-    request = _with_options({'query': document_json(to_document(query, 'query'))}, options)
+    request = _RetrieveRequest.model_construct(
+        query=to_document(query, 'query'), options=options_json(options) if options is not None else None
+    )
     response = (await action.run(request)).response
     return _documents(response, f'retriever {action.name!r}')
 
