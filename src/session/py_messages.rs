@@ -63,8 +63,7 @@ struct ValueSeed<'b, 'py>(&'b mut MessageBuilder<'py>);
 /// Python makes an int of an integer literal; serde hands these to `visit_f64` (beyond
 /// i64/u64, and `-0`), where a float literal of the same value cannot be told apart.
 fn ambiguous(v: f64) -> bool {
-    v.fract() == 0.0
-        && (v.abs() >= 9.223_372_036_854_775_808e18 || (v == 0.0 && v.is_sign_negative()))
+    v.fract() == 0.0 && (v.abs() >= (1u64 << 63) as f64 || (v == 0.0 && v.is_sign_negative()))
 }
 
 fn py_error<E: de::Error>(e: PyErr) -> E {
