@@ -228,14 +228,22 @@ async def test_a_loaded_session_reads_every_message_as_json_loads_does(engine):
         '{"role":"model","content":[{"data":{"n":-1.5e3,"big":123456789012345678901234567890,'
         '"ok":true,"none":null,"list":[[],{}]}}],"metadata":{"dup":1,"dup":2}}',
         '{ "role" : "user" , "content" : [ ] }',
+        # What the core's reader cannot take as it is (ints beyond 64 bits, -0, out of
+        # float range): read as json.loads reads them, types included.
+        '{"role":"user","content":[],"m":{"z":-0,"zf":-0.0,"i":-9223372036854775809,'
+        '"u":18446744073709551615,"inf":1e400,"f":0.1,"e":1E-7,"neg":-12}}',
+        '{"role":"model","content":[{"text":"\\u00e9 \\n \\t \\/"}],"d":{"a":{"b":[1,[2,[3]]]}}}',
     ]
     await store._commit('rt', turn_id='t-1', expected_version=0, threads=[('main', 0, False, texts)])
     await store._commit('rt', turn_id='t-2', expected_version=1, threads=[('side', 0, False, texts[:1])])
     data = await store.get('rt')
-    assert data == {
+    expected = {
         'id': 'rt',
         'threads': {'main': [json.loads(t) for t in texts], 'side': [json.loads(texts[0])]},
     }
+    # repr tells 0 from -0.0 and 1 from 1.0 (== does not), and shows key order.
+    assert repr(data) == repr(expected)
+    assert data is not None and list(data['threads']) == ['main', 'side']
 
 
 async def test_a_message_written_by_something_else_is_data_loss_naming_the_session(engine):
@@ -266,6 +274,18 @@ async def test_a_message_written_by_something_else_is_data_loss_naming_the_sessi
         await store.get('foreign')
     assert corrupt.value.status == 'DATA_LOSS'
     assert 'foreign' in str(corrupt.value) and 'message 1' in str(corrupt.value)
+
+
+async def test_a_postgres_thread_with_a_missing_message_is_data_loss(database):
+    prefix = table_prefix()
+    store = PostgresSessionStore(database, table_prefix=prefix)
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    await store._commit('gap', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message] * 3)])
+    psql(f'DELETE FROM {prefix}session_messages WHERE seq = 1', dbname=database.rsplit('/', 1)[1])
+    with pytest.raises(GenkitError) as corrupt:
+        await store.get('gap')
+    assert corrupt.value.status == 'DATA_LOSS'
+    assert 'gap' in str(corrupt.value) and 'main' in str(corrupt.value)
 
 
 async def test_sessions_expire_after_ttl_and_saves_refresh_it(engine):

@@ -6,6 +6,7 @@ pub mod id;
 pub mod memory;
 pub mod postgres;
 pub mod py;
+mod py_messages;
 pub mod redis;
 pub mod sqlite;
 pub mod store;

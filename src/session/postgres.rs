@@ -11,6 +11,7 @@
 //! Messages and state are `json` columns: stored and returned byte for byte (a `jsonb`
 //! column would reorder keys), still validated as JSON by the server.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -305,21 +306,20 @@ impl PostgresStore {
             messages,
             ..
         } = &self.tables;
-        // The first and last seq are index probes (`ORDER BY ... LIMIT 1`, which no stale
-        // statistics turn into a scan); with the primary key they prove the seqs are 0..n-1.
+        // The session row, then a row per message (a thread without messages: one row with
+        // a NULL seq). Plain rows, not one aggregated array per thread: building a 10k-element
+        // array costs the server several times the index scan itself. No ORDER BY either (a
+        // sort of the whole history): the rows are put in order here, and the seqs checked.
         let select = format!(
-            "SELECT s.version, s.state::text, t.thread,
-                ARRAY(SELECT m.message::text FROM {messages} m
-                      WHERE m.session_id = s.session_id AND m.thread = t.thread ORDER BY m.seq),
-                (SELECT m.seq FROM {messages} m
-                 WHERE m.session_id = s.session_id AND m.thread = t.thread
-                 ORDER BY m.seq LIMIT 1),
-                (SELECT m.seq FROM {messages} m
-                 WHERE m.session_id = s.session_id AND m.thread = t.thread
-                 ORDER BY m.seq DESC LIMIT 1)
-             FROM {sessions} s LEFT JOIN {threads} t ON t.session_id = s.session_id
+            "SELECT s.version, s.state::text, NULL::integer, NULL::text, NULL::integer, NULL::text
+             FROM {sessions} s
              WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())
-             ORDER BY t.position"
+             UNION ALL
+             SELECT NULL, NULL, t.position, t.thread, m.seq, m.message::text
+             FROM {sessions} s
+             JOIN {threads} t ON t.session_id = s.session_id
+             LEFT JOIN {messages} m ON m.session_id = t.session_id AND m.thread = t.thread
+             WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())"
         );
         let rows = self
             .pg
@@ -329,39 +329,56 @@ impl PostgresStore {
                     .await?)
             })
             .await?;
-        let Some(first) = rows.first() else {
+        let mut session = None;
+        // position -> (thread, [(seq, message)])
+        let mut by_position: BTreeMap<i32, (String, Vec<(i32, String)>)> = BTreeMap::new();
+        for row in &rows {
+            let Some(position) = row.get::<_, Option<i32>>(2) else {
+                session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(1)));
+                continue;
+            };
+            let entry = by_position
+                .entry(position)
+                .or_insert_with(|| (row.get(3), Vec::new()));
+            if let Some(seq) = row.get::<_, Option<i32>>(4) {
+                entry.1.push((seq, row.get(5)));
+            }
+        }
+        let Some((version, state)) = session else {
             return Ok(None);
         };
         let mut stored = StoredSession {
-            version: first.get::<_, i64>(0) as u64,
-            state: first.get(1),
-            threads: Vec::new(),
+            version: version as u64,
+            state,
+            threads: Vec::with_capacity(by_position.len()),
         };
-        for row in &rows {
-            let Some(thread) = row.get::<_, Option<String>>(2) else {
-                continue; // a session without threads
-            };
-            let list: Vec<String> = row.get::<_, Option<Vec<String>>>(3).unwrap_or_default();
-            let (low, high): (Option<i32>, Option<i32>) = (row.get(4), row.get(5));
-            let contiguous = match (low, high) {
-                (None, None) => list.is_empty(),
-                (Some(low), Some(high)) => {
-                    low == 0 && usize::try_from(high).ok() == list.len().checked_sub(1)
-                }
-                _ => false,
-            };
-            if !contiguous {
+        for (thread, mut list) in by_position.into_values() {
+            // The index scan returns them in seq order; sorting is the fallback for a plan
+            // that does not.
+            if !list.is_sorted_by_key(|(seq, _)| *seq) {
+                list.sort_unstable_by_key(|(seq, _)| *seq);
+            }
+            // With the primary key, seqs 0..n-1 in order prove the thread has no gap.
+            if let Some(at) = list
+                .iter()
+                .enumerate()
+                .position(|(i, (seq, _))| usize::try_from(*seq).ok() != Some(i))
+            {
+                let (low, high) = (list[0].0, list[list.len() - 1].0);
                 return Err(Error::corrupt(
                     session_id,
                     format!("thread {thread:?}"),
                     format!(
-                        "{} messages with seq {low:?}..={high:?} (expected 0..{})",
+                        "{} messages with seq {low}..={high}, the one at {at} out of place \
+                         (expected 0..{})",
                         list.len(),
                         list.len()
                     ),
                 ));
             }
-            stored.threads.push((thread, list));
+            stored
+                .threads
+                .push((thread, list.into_iter().map(|(_, text)| text).collect()));
         }
         Ok(Some(stored))
     }
