@@ -231,7 +231,6 @@ impl LocalVectorIndex {
             let hashing = scope.spawn(move || index.prepare_docs(docs));
             let vectors = embeddings
                 .extract::<Vectors<'_>>()
-                .map_err(PyErr::from)
                 .and_then(|v| Ok(v.into_rows(index.name(), Split::Rows(count))?));
             let docs = py.detach(|| {
                 hashing
