@@ -442,6 +442,34 @@ async def test_calls_are_traced_as_js_action_spans(ai, spans):
     assert '/{ragFlow,t:action,s:flow}/{test%2Frr,t:action,s:reranker}' in paths
 
 
+async def test_an_index_trace_records_the_documents_json_the_indexer_can_share(ai, spans):
+    from genkit_parity.rag import INDEXER, _IndexRequest, request_documents_json
+
+    shared: list[Any] = []
+
+    async def store(docs: list[Document], options: Any) -> None:
+        shared.append((request_documents_json(docs), request_documents_json(list(docs))))
+
+    ai.define_indexer('test/idx', store)
+    docs = [Document.from_text('a', {'x': 1.5, 'nested': {'k': [1, None, 'é']}}), Document.from_text('b"\n')]
+    for options in (None, {'ns': 'n1', 'deep': {'v': [1, 2]}}):
+        await ai.index(indexer='test/idx', documents=docs, options=options)
+        recorded = attributes(spans, 'test/idx')['genkit:input']
+        # The same text pydantic's own dump of the request gives.
+        request = _IndexRequest.model_construct(documents=docs, options=options)
+        assert recorded == BaseModel.model_dump_json(request, by_alias=True, exclude_none=True)
+        documents_json, for_a_copy = shared[-1]
+        assert json.loads(documents_json) == as_json(docs)
+        assert json.loads(recorded)['documents'] == json.loads(documents_json)
+        # Only the very list the action handed its function gets the shared JSON.
+        assert for_a_copy is None
+    assert request_documents_json(docs) is None, 'no index call is running'
+    # A request from the reflection API or a dict: nothing is shared (the store dumps itself).
+    action = await ai.registry.resolve_action(INDEXER, 'test/idx')
+    await action.run({'documents': as_json(docs)})
+    assert shared[-1] == (None, None)
+
+
 # -- refs and options ----------------------------------------------------------------------
 
 

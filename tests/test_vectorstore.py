@@ -19,6 +19,7 @@ from genkit_parity.errors import (
 )
 from genkit_parity.testing import define_toy_embedder
 from genkit_parity.vectorstore import (
+    DevLocalVectorStore,
     LocalVectorIndex,
     define_dev_local_vector_store,
     dev_local_indexer_ref,
@@ -395,3 +396,45 @@ def test_approximate_with_where_or_on_a_small_store_is_exact(tmp_path: Path) -> 
     assert hits == core.search(q, 50, where_json=where)
     assert len(hits) == 25
     assert all(json.loads(d)['metadata']['even'] for d, _ in hits)
+
+
+async def test_documents_stored_alike_whichever_way_their_json_crosses(
+    store_dir: Path, tmp_path: Path
+) -> None:
+    ai = Genkit()
+    define_toy_embedder(ai)
+    define_dev_local_vector_store(ai, name='traced', embedder='toyEmbedder', directory=store_dir)
+    docs = [
+        Document.from_text('aaa', {'n': 1.0, 'u': 'é"\n', 'l': [1, {'z': None}]}),
+        Document.from_text('abc'),
+    ]
+    # Through ai.index (the trace's JSON of the request), directly (the store's own dump)
+    # and one document at a time (the core's per-document entry point).
+    await ai.index(indexer='devLocalVectorstore/traced', documents=docs)
+    await DevLocalVectorStore(ai, name='direct', embedder='toyEmbedder', directory=store_dir).index(docs)
+    LocalVectorIndex(store_dir, 'single').add(
+        [d.model_dump_json(by_alias=True, exclude_none=True) for d in docs],
+        [[3.0, 0.0, 0.0], [1.0, 1.0, 1.0]],
+    )
+    exported = []
+    for name in ('traced', 'direct', 'single'):
+        export_js_index(tmp_path / f'{name}.json', name=name, directory=store_dir)
+        exported.append(json.loads((tmp_path / f'{name}.json').read_text()))
+    assert exported[0] == exported[1] == exported[2]
+    assert [entry['doc'] for entry in exported[0].values()] == [
+        {'content': [{'text': 'aaa'}], 'metadata': {'n': 1, 'u': 'é"\n', 'l': [1, {'z': None}]}},
+        {'content': [{'text': 'abc'}]},
+    ]
+
+
+async def test_a_value_only_genkits_encoder_handles_is_stored_as_genkit_dumps_it(store_dir: Path) -> None:
+    class Odd:
+        def __str__(self) -> str:
+            return 'odd value'
+
+    ai = Genkit()
+    define_toy_embedder(ai)
+    store = DevLocalVectorStore(ai, name='odd', embedder='toyEmbedder', directory=store_dir)
+    assert await store.index([Document.from_text('aaa', {'o': Odd()})]) == 1
+    docs = await store.retrieve('a')
+    assert dumped(docs) == [{'content': [{'text': 'aaa'}], 'metadata': {'o': 'odd value'}}]

@@ -299,6 +299,12 @@ class LocalVectorIndex:
         embeddings: bytes | Sequence[Sequence[float]],
         embed_metadata: Sequence[str | None] | None = None,
     ) -> None: ...
+    def start_add_array(
+        self,
+        ticket: Ticket,
+        docs_json: str,
+        embeddings: bytes | Sequence[Sequence[float]],
+    ) -> None: ...
     def search(
         self,
         query: bytes | Sequence[float],

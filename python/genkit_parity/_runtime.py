@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import _native
 
-__all__ = ['call', 'current_bridge', 'sleep']
+__all__ = ['begin', 'call', 'current_bridge', 'sleep']
 
 
 class _LoopBridge:
@@ -78,6 +78,18 @@ async def call(start: Callable[[_native.Ticket], None]) -> Any:
     ticket = bridge.queue.ticket()
     start(ticket)
     return await bridge.wait(ticket.id)
+
+
+def begin(start: Callable[[_native.Ticket], None]) -> Coroutine[Any, Any, Any]:
+    """:func:`call` in two steps: ``start(ticket)`` runs now, the result is awaited later.
+
+    Between the two the caller may run plain code (no ``await``: the result is only
+    registered for once this is awaited), e.g. let go of what the job has copied.
+    """
+    bridge = current_bridge()
+    ticket = bridge.queue.ticket()
+    start(ticket)
+    return bridge.wait(ticket.id)
 
 
 async def sleep(seconds: float) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from genkit import Document, GenkitError
 from genkit._core._model import as_document
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from . import _compat
 from ._rag_schema import (
@@ -204,15 +205,72 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
+#: The keyword arguments genkit's tracing dumps an action's input with.
+_SPAN_DUMP: dict[str, Any] = {'by_alias': True, 'exclude_none': True}
+_DOCUMENTS_PREFIX = '{"documents":'
+
+
 class _IndexRequest(BaseModel):
     """What ``index()`` hands the indexer action: the caller's documents as they are.
 
     Traces record it as the JSON ``{"documents": [...], "options": ...}`` (the shape a
     dict request has); the action receives the same ``Document`` objects, not copies.
+    The documents' JSON is made once: the trace's dump keeps it, and a store that needs
+    the documents as JSON (the local vector store) takes it from
+    :func:`request_documents_json` instead of serialising them again.
     """
 
     documents: list[Document]
     options: Any = None
+    _documents_json: str | None = PrivateAttr(default=None)
+
+    def documents_json(self) -> str:
+        """The documents as one JSON array (made on first use, then kept)."""
+        if self._documents_json is None:
+            whole = BaseModel.model_dump_json(
+                _IndexRequest.model_construct(documents=self.documents), **_SPAN_DUMP
+            )
+            self._documents_json = whole[len(_DOCUMENTS_PREFIX) : -1]
+        return self._documents_json
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        """Pydantic's dump; the trace's (genkit's keywords) shares the documents' JSON."""
+        if kwargs != _SPAN_DUMP:
+            return super().model_dump_json(**kwargs)
+        documents = self.documents_json()
+        if self.options is None:
+            return f'{_DOCUMENTS_PREFIX}{documents}}}'
+        # The options' part of the same dump, with no documents in front of it.
+        rest = BaseModel.model_dump_json(
+            _IndexRequest.model_construct(documents=[], options=self.options), **kwargs
+        )
+        return f'{_DOCUMENTS_PREFIX}{documents},{rest[len(_DOCUMENTS_PREFIX) + 3 :]}'
+
+
+@dataclass(frozen=True)
+class _RunningIndexRequest:
+    documents: list[Document]
+    request: _IndexRequest | None
+
+
+#: The request of the indexer action whose function is running (see request_documents_json).
+_RUNNING_INDEX: ContextVar[_RunningIndexRequest | None] = ContextVar(
+    'genkit_parity_running_index', default=None
+)
+
+
+def request_documents_json(documents: list[Document]) -> str | None:
+    """The JSON array of ``documents`` made for the running ``index()`` request, if any.
+
+    Only when ``documents`` is the very list an indexer action handed its function, and
+    the request came from :func:`index` (whose trace already serialised it): then nothing
+    has run between the dump and the function, so the JSON is what the documents are.
+    ``None`` otherwise (the caller serialises them itself).
+    """
+    running = _RUNNING_INDEX.get()
+    if running is None or running.documents is not documents or running.request is None:
+        return None
+    return running.request.documents_json()
 
 
 class _RetrieveRequest(BaseModel):
@@ -362,7 +420,12 @@ def define_indexer(
         data = _request(request)
         documents = document_list(data.get('documents'), invalid)
         options = validate_options(config_schema, data.get('options'))
-        await _call(fn, documents, options)
+        shared = request if isinstance(request, _IndexRequest) else None
+        token = _RUNNING_INDEX.set(_RunningIndexRequest(documents, shared))
+        try:
+            await _call(fn, documents, options)
+        finally:
+            _RUNNING_INDEX.reset(token)
 
     return _register(
         registry,

@@ -37,11 +37,21 @@ from pathlib import Path
 from typing import Any
 
 from genkit import Document, GenkitError
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 
 from . import _runtime
 from ._json import compact_json
 from ._native import LocalVectorIndex
-from .rag import IndexerRef, RetrieverRef, document_json, document_list, indexer_ref, retriever_ref
+from .rag import (
+    IndexerRef,
+    RetrieverRef,
+    document_json,
+    document_list,
+    indexer_ref,
+    request_documents_json,
+    retriever_ref,
+)
 
 __all__ = [
     'DEFAULT_DIRECTORY',
@@ -69,6 +79,20 @@ _DEFAULT_K = 3
 #: Stores with fewer stored floats than this are searched on the event loop's thread (a
 #: scan takes microseconds); larger ones on the core's worker pool.
 _INLINE_FLOATS = 1 << 18
+
+
+_DOCUMENT_LIST: TypeAdapter[list[Document]] = TypeAdapter(list[Document])
+
+
+def _documents_json(documents: list[Document]) -> str | None:
+    """``documents`` as one JSON array (one pydantic call).
+
+    ``None`` when a value in them needs genkit's per-document fallback encoding.
+    """
+    try:
+        return _DOCUMENT_LIST.dump_json(documents, by_alias=True, exclude_none=True).decode()
+    except PydanticSerializationError:
+        return None
 
 
 def _action_name(name: str) -> str:
@@ -148,8 +172,12 @@ class DevLocalVectorStore:
         self.directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
         self.core = LocalVectorIndex(self.directory, name)
 
-    async def _embed_documents(self, documents: list[Document]) -> list[tuple[Document, Any]]:
-        """Every (document, embedding) pair: one batch call, or JS's per-document calls."""
+    async def _embed_documents(self, documents: list[Document]) -> tuple[list[Document], list[Any]]:
+        """The rows' documents and embeddings, from one batch call or JS's per-document calls.
+
+        After one batch call, row ``i`` is document ``i`` and the list returned is
+        ``documents`` itself.
+        """
         # genkit rebuilds the documents it is handed either way; dicts would cost a dump
         # here first.
         content: Any = documents
@@ -157,40 +185,54 @@ class DevLocalVectorStore:
             embedder=self.embedder, content=content, options=self.embedder_options
         )
         if len(embeddings) == len(documents):
-            return list(zip(documents, embeddings, strict=True))
+            return documents, list(embeddings)
         # An embedder that returns several embeddings per document: ask per document, so
         # each embedding is attributed to its own document (as JS does).
-        pairs: list[tuple[Document, Any]] = []
+        row_documents: list[Document] = []
+        row_embeddings: list[Any] = []
         for document in documents:
             for embedding in await self.ai.embed(
                 embedder=self.embedder, content=document, options=self.embedder_options
             ):
-                pairs.append((document, embedding))
-        return pairs
+                row_documents.append(document)
+                row_embeddings.append(embedding)
+        return row_documents, row_embeddings
 
     async def index(self, documents: Sequence[Document]) -> int:
-        """Embed and store ``documents``; returns how many rows were new."""
-        documents = document_list(documents, TypeError)
+        """Embed and store ``documents``; returns how many were new."""
+        return await self._index(document_list(documents, TypeError), None)
+
+    async def _index(self, documents: list[Document], documents_json: str | None) -> int:
+        """:meth:`index`; ``documents_json`` is their JSON array when the caller has it."""
         if not documents:
             return 0
-        pairs = await self._embed_documents(documents)
+        row_documents, embeddings = await self._embed_documents(documents)
+        vectors = [embedding.embedding for embedding in embeddings]
+        metas = [getattr(embedding, 'metadata', None) for embedding in embeddings]
+        if row_documents is documents and metas.count(None) == len(metas):
+            # Row i is document i: the documents cross as one JSON array (any JSON text of
+            # them will do: the core re-encodes each as JS does before hashing).
+            if documents_json is None:
+                documents_json = _documents_json(documents)
+            if documents_json is not None:
+                array = documents_json
+                adding = _runtime.begin(lambda ticket: self.core.start_add_array(ticket, array, vectors))
+                # The core has copied the vectors: free the embedder's millions of floats
+                # while it writes and fsyncs, rather than after.
+                del embeddings, vectors, metas, row_documents
+                added: int = await adding
+                return added
         docs: list[str] = []
-        vectors: list[list[float]] = []
-        metas: list[str | None] = []
-        for document, embedding in pairs:
-            meta = getattr(embedding, 'metadata', None)
+        for document, meta in zip(row_documents, metas, strict=True):
             if meta is None:
-                # Any JSON text of the document will do: the core re-encodes it as JS does
-                # before hashing, so pydantic's own encoder (the fastest here) is used.
                 docs.append(document.model_dump_json(by_alias=True, exclude_none=True))
             else:
                 # JS getEmbeddingDocuments: the row's copy carries metadata.embedMetadata.
                 data = document_json(document)
                 data['metadata'] = {**(data.get('metadata') or {}), 'embedMetadata': meta}
                 docs.append(compact_json(data))
-            vectors.append(embedding.embedding)
-            metas.append(json.dumps(meta, ensure_ascii=False) if meta is not None else None)
-        added: int = await _runtime.call(lambda ticket: self.core.start_add(ticket, docs, vectors, metas))
+        meta_json = [json.dumps(meta, ensure_ascii=False) if meta is not None else None for meta in metas]
+        added = await _runtime.call(lambda ticket: self.core.start_add(ticket, docs, vectors, meta_json))
         return added
 
     async def retrieve(self, query: Document | str, options: Any = None) -> list[Document]:
@@ -256,7 +298,8 @@ def define_dev_local_vector_store(
         return await store.retrieve(query, options)
 
     async def index(documents: list[Document], options: Any) -> None:
-        await store.index(documents)
+        # The request's documents were serialised for its trace: the store reuses that JSON.
+        await store._index(documents, request_documents_json(documents))
 
     retriever = ai.define_retriever(_action_name(name), retrieve, config_schema=RETRIEVER_OPTIONS_SCHEMA)
     indexer = ai.define_indexer(_action_name(name), index)

@@ -20,6 +20,14 @@ pub fn canonical_doc_json(doc_json: &str) -> std::result::Result<(String, Value)
     Ok((jsjson::to_compact(&value), value))
 }
 
+/// The elements of a JSON array of documents, each as its own JSON text (not re-encoded:
+/// [`canonical_doc_json`] does that per document). `Err` carries serde_json's message.
+pub fn split_doc_array(array_json: &str) -> std::result::Result<Vec<String>, String> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(array_json).map_err(|e| e.to_string())?;
+    Ok(items.into_iter().map(|raw| raw.get().to_owned()).collect())
+}
+
 /// The id of a document given its canonical text.
 pub fn doc_id(canonical: &str) -> DocId {
     Md5::digest(canonical.as_bytes()).into()

@@ -259,6 +259,47 @@ pub struct Prepared {
     inv_norm: f32,
 }
 
+/// A document checked and hashed, waiting for its vector ([`LocalIndex::prepare_docs`]).
+pub struct PreparedDoc {
+    id: DocId,
+    doc: String,
+    metadata: Option<Map<String, Value>>,
+    embed_meta: Option<String>,
+}
+
+/// `[f(0, items[0]), f(1, items[1]), …]`, in order, the first error winning; large batches
+/// are split across the scan pool.
+fn in_parallel<I: Send, T: Send>(
+    items: Vec<I>,
+    f: impl Fn(usize, I) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let threads = topk::cores()
+        .min(items.len() / PARALLEL_PREPARE_MIN_ROWS)
+        .max(1);
+    let per_thread = items.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<(usize, Vec<I>)> = Vec::with_capacity(threads);
+    let mut items = items.into_iter();
+    loop {
+        let chunk: Vec<I> = items.by_ref().take(per_thread).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push((chunks.len() * per_thread, chunk));
+    }
+    let parts = pool::map(chunks, |(first, chunk)| {
+        chunk
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| f(first + i, item))
+            .collect::<Result<Vec<_>>>()
+    });
+    let mut done = Vec::with_capacity(per_thread * threads);
+    for part in parts {
+        done.extend(part?);
+    }
+    Ok(done)
+}
+
 /// One persistent vector index.
 pub struct LocalIndex {
     name: String,
@@ -350,7 +391,19 @@ impl LocalIndex {
 
     /// Checks a document, metadata and vector before anything is locked or written.
     pub fn prepare(&self, position: usize, row: NewRow, id: Option<DocId>) -> Result<Prepared> {
-        let (doc, value) = docid::canonical_doc_json(&row.doc_json).map_err(|e| {
+        let doc = self.prepare_doc(position, &row.doc_json, row.embed_meta_json.as_deref(), id)?;
+        self.with_vector(position, doc, row.vector)
+    }
+
+    /// The document half of [`Self::prepare`]: canonical JSON, metadata and id.
+    fn prepare_doc(
+        &self,
+        position: usize,
+        doc_json: &str,
+        embed_meta_json: Option<&str>,
+        id: Option<DocId>,
+    ) -> Result<PreparedDoc> {
+        let (doc, value) = docid::canonical_doc_json(doc_json).map_err(|e| {
             invalid(
                 &self.name,
                 format!("document {position} is not usable: {e}"),
@@ -363,9 +416,9 @@ impl LocalIndex {
             },
             _ => None,
         };
-        let embed_meta = match row.embed_meta_json {
+        let embed_meta = match embed_meta_json {
             None => None,
-            Some(text) => Some(jsjson::to_compact(&serde_json::from_str(&text).map_err(
+            Some(text) => Some(jsjson::to_compact(&serde_json::from_str(text).map_err(
                 |e| {
                     invalid(
                         &self.name,
@@ -374,13 +427,23 @@ impl LocalIndex {
                 },
             )?)),
         };
-        let inv_norm = check_vector(&self.name, &row.vector, &format!("embedding {position}"))?;
-        Ok(Prepared {
+        Ok(PreparedDoc {
             id: id.unwrap_or_else(|| docid::doc_id(&doc)),
             doc,
             metadata,
             embed_meta,
-            vector: row.vector,
+        })
+    }
+
+    /// The vector half of [`Self::prepare`].
+    fn with_vector(&self, position: usize, doc: PreparedDoc, vector: Vec<f32>) -> Result<Prepared> {
+        let inv_norm = check_vector(&self.name, &vector, &format!("embedding {position}"))?;
+        Ok(Prepared {
+            id: doc.id,
+            doc: doc.doc,
+            metadata: doc.metadata,
+            embed_meta: doc.embed_meta,
+            vector,
             inv_norm,
         })
     }
@@ -395,31 +458,31 @@ impl LocalIndex {
     /// [`Self::prepare`] for every row, in order; large batches spread over the scan pool
     /// (canonical JSON, md5 and the vector checks cost about 2 µs a row).
     fn prepare_all(&self, rows: Vec<NewRow>) -> Result<Vec<Prepared>> {
-        let threads = topk::cores()
-            .min(rows.len() / PARALLEL_PREPARE_MIN_ROWS)
-            .max(1);
-        let per_thread = rows.len().div_ceil(threads).max(1);
-        let mut chunks: Vec<(usize, Vec<NewRow>)> = Vec::with_capacity(threads);
-        let mut rows = rows.into_iter();
-        loop {
-            let chunk: Vec<NewRow> = rows.by_ref().take(per_thread).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            chunks.push((chunks.len() * per_thread, chunk));
+        in_parallel(rows, |position, row| self.prepare(position, row, None))
+    }
+
+    /// The documents of an [`Self::add_documents`] call, checked and hashed (spread over
+    /// the scan pool): this can run while the caller is still reading the vectors.
+    pub fn prepare_docs(&self, docs: Vec<String>) -> Result<Vec<PreparedDoc>> {
+        in_parallel(docs, |position, doc| {
+            self.prepare_doc(position, &doc, None, None)
+        })
+    }
+
+    /// Adds documents made by [`Self::prepare_docs`] with their vectors (row `i` is
+    /// `docs[i]` with `vectors[i]`, no embedding metadata); as [`Self::add`].
+    pub fn add_documents(&self, docs: Vec<PreparedDoc>, vectors: Vec<Vec<f32>>) -> Result<usize> {
+        if docs.len() != vectors.len() {
+            return Err(invalid(
+                &self.name,
+                format!("{} documents but {} embeddings", docs.len(), vectors.len()),
+            ));
         }
-        let parts = pool::map(chunks, |(first, chunk)| {
-            chunk
-                .into_iter()
-                .enumerate()
-                .map(|(i, row)| self.prepare(first + i, row, None))
-                .collect::<Result<Vec<_>>>()
-        });
-        let mut prepared = Vec::with_capacity(per_thread * threads);
-        for part in parts {
-            prepared.extend(part?);
-        }
-        Ok(prepared)
+        let rows: Vec<(PreparedDoc, Vec<f32>)> = docs.into_iter().zip(vectors).collect();
+        let prepared = in_parallel(rows, |position, (doc, vector)| {
+            self.with_vector(position, doc, vector)
+        })?;
+        self.add_prepared(prepared)
     }
 
     /// Adds checked rows (see [`Self::add`]).

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::jsfile;
 use super::local::{Filter, Hit, LocalIndex, NewRow};
 use super::py_vectors::FloatRows;
+use super::{docid, jsfile};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
 
@@ -210,6 +210,40 @@ impl LocalVectorIndex {
         ticket.run_blocking(move || index.add(rows))
     }
 
+    /// `start_add` with the documents as one JSON array (row `i` is element `i`, no
+    /// embedding metadata): one string crosses instead of one per document (Python makes
+    /// it with one serialiser call), and the documents are checked and hashed on other
+    /// threads while this one reads the vectors (which needs the GIL).
+    fn start_add_array(
+        &self,
+        py: Python<'_>,
+        ticket: &Ticket,
+        docs_json: &str,
+        embeddings: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let docs = docid::split_doc_array(docs_json).map_err(|detail| Error::InvalidJson {
+            what: "the documents".into(),
+            detail,
+        })?;
+        let count = docs.len();
+        let index = &*self.index;
+        let (docs, vectors) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(move || index.prepare_docs(docs));
+            let vectors = embeddings
+                .extract::<Vectors<'_>>()
+                .and_then(|v| Ok(v.into_rows(index.name(), Split::Rows(count))?));
+            let docs = py.detach(|| {
+                hashing
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("document hashing panicked".into())))
+            });
+            (docs, vectors)
+        });
+        let (docs, vectors) = (docs?, vectors?);
+        let index = Arc::clone(&self.index);
+        ticket.run_blocking(move || index.add_documents(docs, vectors))
+    }
+
     /// The `k` nearest documents as `(doc_json, cosine)`, best first; ties keep indexing
     /// order. `where_json` is a JSON object of metadata equalities.
     #[pyo3(signature = (query, k, *, where_json = None, approximate = false))]
@@ -300,9 +334,9 @@ pub fn js_json_text(json_text: &str) -> PyResult<String> {
 #[pyfunction]
 pub fn js_document_id(doc_json: &str) -> PyResult<String> {
     let (canonical, _) =
-        super::docid::canonical_doc_json(doc_json).map_err(|detail| Error::InvalidJson {
+        docid::canonical_doc_json(doc_json).map_err(|detail| Error::InvalidJson {
             what: "the document".into(),
             detail,
         })?;
-    Ok(super::docid::to_hex(&super::docid::doc_id(&canonical)))
+    Ok(docid::to_hex(&docid::doc_id(&canonical)))
 }
