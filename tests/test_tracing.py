@@ -134,6 +134,40 @@ async def test_realtime_sends_the_open_span_then_its_end(traced: str) -> None:
     assert closed_span['attributes']['genkit:state'] == 'success'
 
 
+async def test_spans_reach_the_server_unprompted_while_the_app_runs(traced: str) -> None:
+    """No flush: the exporter wakes by itself and sends the open span, then its end."""
+    ai = Genkit()
+    release = asyncio.Event()
+
+    @ai.flow(name='unpromptedFlow')
+    async def waiting(_: str) -> str:
+        await release.wait()
+        return 'done'
+
+    async def until(found: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+        for _ in range(250):  # 5 s, against an exporter period of 100 ms
+            trace = found()
+            if trace is not None:
+                return trace
+            await asyncio.sleep(0.02)
+        return None
+
+    task = asyncio.create_task(waiting('x'))
+    open_trace = await until(lambda: find_trace(traced, 'unpromptedFlow'))
+    assert open_trace is not None and open_trace['endTime'] == 0
+    release.set()
+    assert await task == 'done'
+
+    def ended() -> dict[str, Any] | None:
+        trace = find_trace(traced, 'unpromptedFlow')
+        return trace if trace is not None and trace['endTime'] > 0 else None
+
+    closed = await until(ended)
+    assert closed is not None
+    (span,) = closed['spans'].values()
+    assert span['attributes']['genkit:state'] == 'success'
+
+
 async def test_end_only_mode_sends_nothing_while_a_span_is_open(server: str) -> None:
     enable_telemetry(TelemetryConfig(server_url=server, realtime=False))
     try:
