@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +106,21 @@ async def test_flow_generate_model_arrives_as_three_linked_spans(traced: str) ->
     assert trace['startTime'] == root['startTime'] and trace['endTime'] == root['endTime']
 
 
-async def test_realtime_sends_the_open_span_then_its_end(traced: str) -> None:
+def waiting_flow(name: str) -> tuple[asyncio.Event, Callable[[str], Awaitable[str]]]:
+    """A flow named ``name`` that stays open (its span unended) until the event is set."""
     ai = Genkit()
     release = asyncio.Event()
 
-    @ai.flow(name='waitingFlow')
+    @ai.flow(name=name)
     async def waiting(_: str) -> str:
         await release.wait()
         return 'done'
+
+    return release, waiting
+
+
+async def test_realtime_sends_the_open_span_then_its_end(traced: str) -> None:
+    release, waiting = waiting_flow('waitingFlow')
 
     task = asyncio.create_task(waiting('x'))
     for _ in range(100):  # until the flow is running
@@ -136,13 +143,7 @@ async def test_realtime_sends_the_open_span_then_its_end(traced: str) -> None:
 
 async def test_spans_reach_the_server_unprompted_while_the_app_runs(traced: str) -> None:
     """No flush: the exporter wakes by itself and sends the open span, then its end."""
-    ai = Genkit()
-    release = asyncio.Event()
-
-    @ai.flow(name='unpromptedFlow')
-    async def waiting(_: str) -> str:
-        await release.wait()
-        return 'done'
+    release, waiting = waiting_flow('unpromptedFlow')
 
     async def until(found: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
         for _ in range(250):  # 5 s, against an exporter period of 100 ms
@@ -171,13 +172,7 @@ async def test_spans_reach_the_server_unprompted_while_the_app_runs(traced: str)
 async def test_end_only_mode_sends_nothing_while_a_span_is_open(server: str) -> None:
     enable_telemetry(TelemetryConfig(server_url=server, realtime=False))
     try:
-        ai = Genkit()
-        release = asyncio.Event()
-
-        @ai.flow(name='endOnlyFlow')
-        async def waiting(_: str) -> str:
-            await release.wait()
-            return 'done'
+        release, waiting = waiting_flow('endOnlyFlow')
 
         task = asyncio.create_task(waiting('x'))
         await asyncio.sleep(0.05)

@@ -561,57 +561,53 @@ mod tests {
     fn a_flush_does_not_wait_out_the_linger() {
         // A linger far longer than the flush timeouts: only a flush that wakes the task can
         // see its records handled in time.
-        let (_runtime, exporter) = started(Duration::from_secs(600));
-        // The first record wakes the sleeping task; afterwards it waits out its linger.
-        assert_eq!(
-            exporter.submit(span("t", "a", None, 1.0, None)),
-            Submit::Queued
-        );
-        assert!(wait_processed(&exporter, 1));
-        assert_eq!(
-            exporter.submit(span("t", "b", None, 1.0, None)),
-            Submit::Queued
-        );
+        let (_runtime, exporter) = awake(Duration::from_secs(600));
+        // The task now waits out its linger before sending.
+        submit_spans(&exporter, 1);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(exporter.stats().processed, 1, "sent before its linger");
         assert!(exporter.flush(Duration::from_secs(20)));
         assert_eq!(exporter.stats().processed, 2);
     }
 
+    /// Queues `n` more spans.
+    fn submit_spans(exporter: &Exporter, n: usize) {
+        for i in 0..n {
+            let record = span("t", &format!("s{i}"), None, 1.0, None);
+            assert_eq!(exporter.submit(record), Submit::Queued);
+        }
+    }
+
+    /// An exporter whose task has handled its first record and now times itself.
+    fn awake(linger: Duration) -> (tokio::runtime::Runtime, Exporter) {
+        let (runtime, exporter) = started(linger);
+        submit_spans(&exporter, 1); // wakes the task, which starts asleep
+        assert!(wait_processed(&exporter, 1));
+        (runtime, exporter)
+    }
+
     #[test]
     fn records_go_out_within_the_linger_with_no_one_waking_the_task() {
-        let (_runtime, exporter) = started(Duration::from_millis(30));
-        assert_eq!(
-            exporter.submit(span("t", "a", None, 1.0, None)),
-            Submit::Queued
-        );
-        assert!(wait_processed(&exporter, 1));
-        // The task is awake (timing itself) now: these records wake nothing, and its own
-        // timer sends them, with no flush.
-        for i in 0..3 {
-            exporter.submit(span("t", &format!("s{i}"), None, 1.0, None));
-        }
+        let (_runtime, exporter) = awake(Duration::from_millis(30));
+        // These records wake nothing: the task's own timer sends them, with no flush.
+        submit_spans(&exporter, 3);
         assert!(wait_processed(&exporter, 4), "{:?}", exporter.stats());
     }
 
     #[test]
     fn with_no_linger_every_record_wakes_the_task() {
         let (_runtime, exporter) = started(Duration::ZERO);
-        for i in 0..5 {
-            exporter.submit(span("t", &format!("s{i}"), None, 1.0, None));
-            assert!(wait_processed(&exporter, i + 1), "{:?}", exporter.stats());
+        for i in 1..=5 {
+            submit_spans(&exporter, 1);
+            assert!(wait_processed(&exporter, i), "{:?}", exporter.stats());
             std::thread::sleep(Duration::from_millis(10)); // the task goes back to sleep
         }
     }
 
     #[test]
     fn a_full_batch_is_sent_without_waiting_for_the_linger() {
-        let (_runtime, exporter) = started(Duration::from_secs(600));
-        exporter.submit(span("t", "first", None, 1.0, None));
-        assert!(wait_processed(&exporter, 1));
-        for i in 0..8 {
-            exporter.submit(span("t", &format!("s{i}"), None, 1.0, None));
-        }
+        let (_runtime, exporter) = awake(Duration::from_secs(600));
+        submit_spans(&exporter, 8);
         assert!(wait_processed(&exporter, 9), "{:?}", exporter.stats());
     }
 
