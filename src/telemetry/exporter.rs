@@ -109,6 +109,12 @@ impl<R> Shared<R> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Stops taking records; the task sends what is queued, then ends.
+    fn close(&self) {
+        self.queue().closed = true;
+        self.wake.notify_one();
+    }
+
     fn update(&self, f: impl FnOnce(&mut Progress)) {
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut progress);
@@ -240,13 +246,8 @@ impl<R: Send + 'static> Exporter<R> {
     /// Stops taking records and waits up to `timeout` for the queued ones. Idempotent.
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let flushed = self.flush(timeout);
-        self.close();
+        self.shared.close();
         flushed
-    }
-
-    fn close(&self) {
-        self.shared.queue().closed = true;
-        self.shared.wake.notify_one();
     }
 
     /// POSTs that failed so far (cheap: no lock).
@@ -273,8 +274,7 @@ impl<R: Send + 'static> Exporter<R> {
 
 impl<R> Drop for Exporter<R> {
     fn drop(&mut self) {
-        self.shared.queue().closed = true;
-        self.shared.wake.notify_one();
+        self.shared.close();
     }
 }
 
