@@ -23,7 +23,7 @@ from typing import Any
 
 from genkit import Document, GenkitError
 from genkit._core._model import as_document
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from . import _compat
 from ._rag_schema import (
@@ -208,6 +208,16 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 #: The keyword arguments genkit's tracing dumps an action's input with.
 _SPAN_DUMP: dict[str, Any] = {'by_alias': True, 'exclude_none': True}
 _DOCUMENTS_PREFIX = '{"documents":'
+_DOCUMENT_LIST: TypeAdapter[list[Document]] = TypeAdapter(list[Document])
+
+
+def documents_json_array(documents: list[Document]) -> str:
+    """``documents`` as one JSON array, as genkit's tracing dumps them (one pydantic call).
+
+    Raises pydantic's ``PydanticSerializationError`` when a value needs genkit's fallback
+    encoding.
+    """
+    return _DOCUMENT_LIST.dump_json(documents, **_SPAN_DUMP).decode()
 
 
 class _IndexRequest(BaseModel):
@@ -227,10 +237,7 @@ class _IndexRequest(BaseModel):
     def documents_json(self) -> str:
         """The documents as one JSON array (made on first use, then kept)."""
         if self._documents_json is None:
-            whole = BaseModel.model_dump_json(
-                _IndexRequest.model_construct(documents=self.documents), **_SPAN_DUMP
-            )
-            self._documents_json = whole[len(_DOCUMENTS_PREFIX) : -1]
+            self._documents_json = documents_json_array(self.documents)
         return self._documents_json
 
     def model_dump_json(self, **kwargs: Any) -> str:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 from genkit import Document, GenkitError
-from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 
 from . import _runtime
@@ -48,6 +47,7 @@ from .rag import (
     RetrieverRef,
     document_json,
     document_list,
+    documents_json_array,
     indexer_ref,
     request_documents_json,
     retriever_ref,
@@ -81,16 +81,13 @@ _DEFAULT_K = 3
 _INLINE_FLOATS = 1 << 18
 
 
-_DOCUMENT_LIST: TypeAdapter[list[Document]] = TypeAdapter(list[Document])
-
-
 def _documents_json(documents: list[Document]) -> str | None:
-    """``documents`` as one JSON array (one pydantic call).
+    """``documents`` as one JSON array (see :func:`documents_json_array`).
 
     ``None`` when a value in them needs genkit's per-document fallback encoding.
     """
     try:
-        return _DOCUMENT_LIST.dump_json(documents, by_alias=True, exclude_none=True).decode()
+        return documents_json_array(documents)
     except PydanticSerializationError:
         return None
 
