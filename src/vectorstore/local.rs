@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Map, Value};
 
@@ -300,13 +300,29 @@ fn in_parallel<I: Send, T: Send>(
     Ok(done)
 }
 
+/// A search's rows for the scan pool: `try_read`, never `read`, because the searching
+/// thread already holds a read lock, and a pool thread queueing behind a waiting writer
+/// would wait for that search to finish, which waits for the pool thread.
+impl topk::Source for RwLock<State> {
+    fn try_rows(&self, f: &mut dyn FnMut(Matrix<'_>)) -> bool {
+        match self.try_read() {
+            Ok(st) => {
+                f(st.rows.matrix());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// One persistent vector index.
 pub struct LocalIndex {
     name: String,
     log_path: PathBuf,
     lock_path: PathBuf,
     directory: PathBuf,
-    state: RwLock<State>,
+    /// Shared with the scan pool's threads while a search runs (see [`topk::Source`]).
+    state: Arc<RwLock<State>>,
 }
 
 impl LocalIndex {
@@ -319,11 +335,11 @@ impl LocalIndex {
             log_path: directory.join(format!("{name}.gkvec")),
             lock_path: directory.join(format!("{name}.gkvec.lock")),
             directory: directory.to_owned(),
-            state: RwLock::new(State {
+            state: Arc::new(RwLock::new(State {
                 rows: Rows::default(),
                 mark: None,
                 ann: None,
-            }),
+            })),
         };
         if must_exist && !index.log_path.exists() {
             return Err(Error::VectorNotFound {
@@ -794,22 +810,24 @@ impl LocalIndex {
             ));
         }
         let m = st.rows.matrix();
+        let source: Arc<dyn topk::Source> = self.state.clone();
         let results: Vec<Vec<Scored>> = match (filter, approximate, st.ann.as_ref()) {
             (Some(filter), _, _) => {
                 let rows: Vec<u32> = (0..st.rows.len() as u32)
                     .filter(|&i| filter.matches(st.rows.metadata[i as usize].as_ref()))
                     .collect();
+                let rows: Arc<[u32]> = rows.into();
                 normalized
                     .chunks_exact(dims)
-                    .map(|q| topk::search(m, q, k, Some(&rows)))
+                    .map(|q| topk::search_shared(m, &source, q, k, Some(Arc::clone(&rows))))
                     .collect()
             }
             (None, true, Some(ann)) => normalized
                 .chunks_exact(dims)
                 .map(|q| ann.search(m, q, k))
                 .collect(),
-            _ if nq == 1 => vec![topk::search(m, &normalized, k, None)],
-            _ => topk::search_many(m, &normalized, k),
+            _ if nq == 1 => vec![topk::search_shared(m, &source, &normalized, k, None)],
+            _ => topk::search_many(m, &source, &normalized, k),
         };
         Ok(results
             .into_iter()
@@ -967,6 +985,50 @@ mod tests {
         assert!((hits[0].score - 1.0).abs() < 1e-6);
         let reopened = LocalIndex::open(dir.path(), "facts", true).expect("reopen");
         assert_eq!(reopened.len().expect("len"), 3);
+    }
+
+    #[test]
+    fn large_searches_share_the_pool_while_another_thread_writes() {
+        // Scans large enough to be shared with the pool, while batches land: a search sees
+        // whole batches only (every batch's rows share one direction, so the top row's
+        // score is exact), and nothing deadlocks on the store's lock.
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = LocalIndex::open(dir.path(), "busy", false).expect("open");
+        let dims = 64;
+        let batch = |b: usize| -> Vec<NewRow> {
+            (0..2_000)
+                .map(|i| {
+                    let mut v = vec![0.0f32; dims];
+                    v[b % dims] = 1.0 + (i % 7) as f32;
+                    row(&format!("b{b} r{i}"), None, &v)
+                })
+                .collect()
+        };
+        index.add(batch(0)).expect("add");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let searches = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for b in 1..20 {
+                    index.add(batch(b)).expect("add");
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    let mut q = vec![0.0f32; dims];
+                    q[0] = 1.0;
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        let hits = index.search(&q, 5, None, false).expect("search");
+                        assert_eq!(hits.len(), 5);
+                        assert!((hits[0].score - 1.0).abs() < 1e-6);
+                        searches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(index.len().expect("len"), 20 * 2_000);
+        assert!(searches.into_inner() > 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -159,12 +160,9 @@ pub fn cores() -> usize {
     })
 }
 
-/// Threads a scan over `floats` stored values should use.
-fn threads_for(floats: usize) -> usize {
-    if floats < PARALLEL_MIN_FLOATS {
-        return 1;
-    }
-    cores()
+/// Whether a scan over `floats` stored values is worth sharing with the pool's threads.
+fn parallel(floats: usize) -> bool {
+    floats >= PARALLEL_MIN_FLOATS && cores() > 1
 }
 
 /// Splits `0..n` into `parts` contiguous ranges.
@@ -173,34 +171,97 @@ fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
 }
 
+/// Where the scan pool's threads find a store's rows while a search is running: the
+/// searching thread holds the rows (a read lock, say) for the whole search, and a pool
+/// thread joins in only if it can have the same rows without blocking.
+pub trait Source: Send + Sync + 'static {
+    /// Calls `f` with the rows and returns `true`, or returns `false` at once when they
+    /// cannot be had without waiting.
+    fn try_rows(&self, f: &mut dyn FnMut(Matrix<'_>)) -> bool;
+}
+
 /// Exact top-k of one normalised query over every row, or over `candidates` (ascending
-/// row numbers) when given.
+/// row numbers) when given, on the calling thread.
 pub fn search(m: Matrix<'_>, query: &[f32], k: usize, candidates: Option<&[u32]>) -> Vec<Scored> {
     debug_assert_eq!(query.len(), m.dims);
     let count = candidates.map_or(m.rows(), <[u32]>::len);
-    let threads = threads_for(count * m.dims);
-    if threads <= 1 {
-        return scan(m, query, k, candidates, 0..count).into_sorted();
+    let mut top = TopK::new(k);
+    scan_into(&mut top, m, query, candidates, 0..count);
+    top.into_sorted()
+}
+
+/// [`search`] of the rows `m` that `source` also gives, shared with the scan pool when it
+/// is large: the rows are cut into chunks that the calling thread and the pool's threads
+/// claim one at a time ([`pool::share`]), so the caller never waits for a parked thread to
+/// wake, and a core slowed by other work takes fewer chunks.
+pub fn search_shared(
+    m: Matrix<'_>,
+    source: &Arc<dyn Source>,
+    query: &[f32],
+    k: usize,
+    candidates: Option<Arc<[u32]>>,
+) -> Vec<Scored> {
+    let count = candidates.as_deref().map_or(m.rows(), <[u32]>::len);
+    if !parallel(count * m.dims) {
+        return search(m, query, k, candidates.as_deref());
     }
+    let chunks: Arc<[std::ops::Range<usize>]> = chunks_of(count, m.dims).into();
+    let fold = move |m: Matrix<'_>,
+                     claims: &pool::Claims,
+                     query: &[f32],
+                     candidates: Option<&[u32]>,
+                     chunks: &[std::ops::Range<usize>]| {
+        let mut top = TopK::new(k);
+        while let Some(i) = claims.claim() {
+            scan_into(&mut top, m, query, candidates, chunks[i].clone());
+        }
+        top
+    };
+    let helper = {
+        let (source, query, chunks, candidates) = (
+            Arc::clone(source),
+            Arc::<[f32]>::from(query),
+            Arc::clone(&chunks),
+            candidates.clone(),
+        );
+        move |claims: &pool::Claims| {
+            let mut top = None;
+            source.try_rows(&mut |m| {
+                top = Some(fold(m, claims, &query, candidates.as_deref(), &chunks));
+            });
+            top
+        }
+    };
+    let parts = pool::share(chunks.len(), helper, |claims| {
+        fold(m, claims, query, candidates.as_deref(), &chunks)
+    });
     let mut total = TopK::new(k);
-    for part in pool::map(split(count, threads), |range| {
-        scan(m, query, k, candidates, range)
-    }) {
+    for part in parts {
         total.merge(part);
     }
     total.into_sorted()
 }
 
-/// Scores positions `range` of the row list (all rows, or `candidates`).
-fn scan(
+/// Stored floats per claimed chunk of a parallel scan: ~512 KiB, a few microseconds of
+/// work, so the last chunk in progress holds the caller up only briefly, and a scan of
+/// 10k 384-dim rows still has ~30 chunks to balance.
+const CHUNK_FLOATS: usize = 1 << 17;
+
+/// `0..rows` cut into chunks of about [`CHUNK_FLOATS`] stored floats.
+fn chunks_of(rows: usize, dims: usize) -> Vec<std::ops::Range<usize>> {
+    let per = (CHUNK_FLOATS / dims.max(1)).max(1);
+    split(rows, rows.div_ceil(per))
+}
+
+/// Scores positions `range` of the row list (all rows, or `candidates`) into `top`.
+fn scan_into(
+    top: &mut TopK,
     m: Matrix<'_>,
     query: &[f32],
-    k: usize,
     candidates: Option<&[u32]>,
     range: std::ops::Range<usize>,
-) -> TopK {
+) {
     let arch = Arch::new();
-    let mut top = TopK::new(k);
     let mut scores = [0f32; BLOCK_ROWS];
     let d = m.dims;
     match candidates {
@@ -236,32 +297,77 @@ fn scan(
             }
         }
     }
-    top
 }
 
 /// Exact top-k of several normalised queries (`queries` holds them back to back), in one
 /// pass over the rows: each block of rows is scored against every query while it is in
-/// cache, four queries and two rows at a time (a small matrix product).
-pub fn search_many(m: Matrix<'_>, queries: &[f32], k: usize) -> Vec<Vec<Scored>> {
+/// cache, four queries and two rows at a time (a small matrix product). Shared with the
+/// scan pool as [`search_shared`] is.
+pub fn search_many(
+    m: Matrix<'_>,
+    source: &Arc<dyn Source>,
+    queries: &[f32],
+    k: usize,
+) -> Vec<Vec<Scored>> {
     let d = m.dims;
     let nq = queries.len() / d.max(1);
-    let threads = threads_for(m.rows() * d * nq.max(1) / 8);
-    let ranges = split(m.rows(), threads);
-    let partials = pool::map(ranges, |range| scan_many(m, queries, k, range));
-    let mut totals: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
-    for partial in partials {
-        for (total, part) in totals.iter_mut().zip(partial) {
-            total.merge(part);
+    if !parallel(m.rows() * d * nq.max(1) / 8) {
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        scan_many_into(&mut tops, m, queries, 0..m.rows());
+        return finish(tops);
+    }
+    // A chunk's work is its rows times the queries; at least a block of rows each.
+    let per = (CHUNK_FLOATS / (d * nq).max(1)).max(BLOCK_ROWS);
+    let chunks: Arc<[std::ops::Range<usize>]> = split(m.rows(), m.rows().div_ceil(per)).into();
+    let fold = move |m: Matrix<'_>,
+                     claims: &pool::Claims,
+                     queries: &[f32],
+                     chunks: &[std::ops::Range<usize>]| {
+        let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        while let Some(i) = claims.claim() {
+            scan_many_into(&mut tops, m, queries, chunks[i].clone());
+        }
+        tops
+    };
+    let helper = {
+        let (source, queries, chunks) = (
+            Arc::clone(source),
+            Arc::<[f32]>::from(queries),
+            Arc::clone(&chunks),
+        );
+        move |claims: &pool::Claims| {
+            let mut tops = None;
+            source.try_rows(&mut |m| tops = Some(fold(m, claims, &queries, &chunks)));
+            tops
+        }
+    };
+    let mut parts = pool::share(chunks.len(), helper, |claims| {
+        fold(m, claims, queries, &chunks)
+    })
+    .into_iter();
+    let mut totals = parts.next().expect("the caller's part");
+    for part in parts {
+        for (total, top) in totals.iter_mut().zip(part) {
+            total.merge(top);
         }
     }
-    totals.into_iter().map(TopK::into_sorted).collect()
+    finish(totals)
 }
 
-fn scan_many(m: Matrix<'_>, queries: &[f32], k: usize, range: std::ops::Range<usize>) -> Vec<TopK> {
+fn finish(tops: Vec<TopK>) -> Vec<Vec<Scored>> {
+    tops.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// Scores rows `range` against every query, into `tops` (one per query).
+fn scan_many_into(
+    tops: &mut [TopK],
+    m: Matrix<'_>,
+    queries: &[f32],
+    range: std::ops::Range<usize>,
+) {
     let d = m.dims;
     let nq = queries.len() / d.max(1);
     let arch = Arch::new();
-    let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
     let mut scores = vec![0f32; BLOCK_ROWS * nq];
     let mut start = range.start;
     while start < range.end {
@@ -282,7 +388,6 @@ fn scan_many(m: Matrix<'_>, queries: &[f32], k: usize, range: std::ops::Range<us
         }
         start = end;
     }
-    tops
 }
 
 /// `out[i] = dot(query, row i)`.
@@ -411,6 +516,28 @@ mod tests {
         }
     }
 
+    impl Source for Owned {
+        fn try_rows(&self, f: &mut dyn FnMut(Matrix<'_>)) -> bool {
+            f(self.matrix());
+            true
+        }
+    }
+
+    /// Rows the pool may share (the tests' stand-in for a store's lock).
+    fn shared(rows: &[Vec<f32>]) -> (Arc<Owned>, Arc<dyn Source>) {
+        let owned = Arc::new(Owned::new(rows));
+        let source: Arc<dyn Source> = owned.clone();
+        (owned, source)
+    }
+
+    /// A source whose rows can never be had: the caller scans alone.
+    struct Locked;
+    impl Source for Locked {
+        fn try_rows(&self, _f: &mut dyn FnMut(Matrix<'_>)) -> bool {
+            false
+        }
+    }
+
     /// Cosines in f64, sorted by a stable sort: the reference.
     fn naive(rows: &[Vec<f32>], q: &[f32], k: usize) -> Vec<(u32, f64)> {
         let cos = |x: &[f32]| {
@@ -468,31 +595,58 @@ mod tests {
         assert_eq!(top.iter().map(|s| s.row).collect::<Vec<_>>(), vec![1, 2]);
     }
 
-    #[test]
-    fn large_scans_use_threads_and_agree() {
-        let dims = 64;
-        let n = (PARALLEL_MIN_FLOATS / dims) * 2 + 7;
-        let rows: Vec<Vec<f32>> = (0..n)
+    fn large_rows(n: usize, dims: usize) -> Vec<Vec<f32>> {
+        (0..n)
             .map(|i| {
                 (0..dims)
                     .map(|j| (((i * 31 + j * 17) % 97) as f32) - 40.0)
                     .collect()
             })
-            .collect();
-        let m = Owned::new(&rows);
+            .collect()
+    }
+
+    #[test]
+    fn large_scans_are_shared_and_agree() {
+        let dims = 64;
+        let n = (PARALLEL_MIN_FLOATS / dims) * 2 + 7;
+        let rows = large_rows(n, dims);
+        let (m, source) = shared(&rows);
         let q: Vec<f32> = (0..dims).map(|j| (j % 5) as f32 - 2.0).collect();
         let qn = normalized(&q).expect("q");
-        let got = search(m.matrix(), &qn, 10, None);
         let want = naive(&rows, &q, 10);
-        for (g, w) in got.iter().zip(&want) {
+        let alone = search(m.matrix(), &qn, 10, None);
+        for _ in 0..50 {
+            let got = search_shared(m.matrix(), &source, &qn, 10, None);
+            assert_eq!(got, alone, "shared and single-threaded scans agree exactly");
+        }
+        for (g, w) in alone.iter().zip(&want) {
             assert!((f64::from(g.score) - w.1).abs() < 1e-4);
         }
-        let many = search_many(m.matrix(), &[qn.clone(), qn.clone()].concat(), 10);
+        let locked: Arc<dyn Source> = Arc::new(Locked);
+        assert_eq!(search_shared(m.matrix(), &locked, &qn, 10, None), alone);
+        let many = search_many(m.matrix(), &source, &[qn.clone(), qn.clone()].concat(), 10);
         assert_eq!(many.len(), 2);
         assert_eq!(
             many[0].iter().map(|s| s.row).collect::<Vec<_>>(),
-            got.iter().map(|s| s.row).collect::<Vec<_>>()
+            alone.iter().map(|s| s.row).collect::<Vec<_>>()
         );
+        assert_eq!(many[0], many[1]);
+        let many_alone = search_many(m.matrix(), &locked, &qn, 10);
+        assert_eq!(many_alone[0], many[0]);
+    }
+
+    #[test]
+    fn shared_scans_over_candidates_see_only_the_candidates() {
+        let dims = 32;
+        let n = (PARALLEL_MIN_FLOATS / dims) * 3;
+        let rows = large_rows(n, dims);
+        let (m, source) = shared(&rows);
+        let q = normalized(&vec![1.0; dims]).expect("q");
+        let odd: Arc<[u32]> = (1..n as u32).step_by(2).collect::<Vec<_>>().into();
+        let got = search_shared(m.matrix(), &source, &q, 25, Some(Arc::clone(&odd)));
+        assert_eq!(got, search(m.matrix(), &q, 25, Some(&odd)));
+        assert!(got.iter().all(|s| s.row % 2 == 1));
+        assert_eq!(got.len(), 25);
     }
 
     proptest! {
@@ -532,7 +686,8 @@ mod tests {
             }
             // The batched path sums in another order: same scores within rounding.
             let batch: Vec<f32> = (0..nq).flat_map(|_| qn.iter().copied()).collect();
-            for result in search_many(m.matrix(), &batch, k) {
+            let source: Arc<dyn Source> = Arc::new(Owned::new(&rows));
+            for result in search_many(m.matrix(), &source, &batch, k) {
                 prop_assert_eq!(result.len(), got.len());
                 for (b, g) in result.iter().zip(&got) {
                     prop_assert!((b.score - g.score).abs() < 1e-5);
