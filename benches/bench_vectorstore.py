@@ -70,7 +70,18 @@ def best_time(fn: Callable[[], Any], repeat: int) -> float:
     return (time.perf_counter() - began) / repeat
 
 
+def settle() -> None:
+    """Lets the threads of the previous measurement go idle before the next one starts.
+
+    OpenBLAS's and faiss's (OpenMP) worker threads keep spinning for a while after a call;
+    on a 2-core machine they take the core that the next library's own threads need, so
+    whatever ran just after numpy or faiss was measured against their spinning threads.
+    """
+    time.sleep(1.0)
+
+
 def runs(fn: Callable[[], Any], repeat: int) -> list[float]:
+    settle()
     return [best_time(fn, repeat) for _ in range(RUNS)]
 
 
