@@ -11,11 +11,14 @@
 //! The runtime is created lazily and again after `fork()`: a child never inherits a runtime
 //! whose threads did not survive the fork.
 
+use std::future::Future;
 use std::io::{PipeReader, PipeWriter, Write};
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use pyo3::IntoPyObjectExt;
@@ -257,13 +260,59 @@ impl Ticket {
         runtime().spawn_blocking(move || {
             let outcome = catch_unwind(AssertUnwindSafe(work))
                 .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&*panic))));
-            let deliver: Deliver = Box::new(move |py| match outcome {
-                Ok(value) => value.into_py_any(py),
-                Err(err) => Err(err.into()),
-            });
-            shared.complete(id, deliver);
+            shared.complete(id, deliver(outcome));
         });
         Ok(())
+    }
+
+    /// Runs async core work as a task on the runtime itself: for short I/O-bound jobs (a
+    /// session commit: one round trip) this skips the blocking pool, whose thread would
+    /// only sit in `block_on` while a runtime worker does the I/O. `work` must not block.
+    /// Its result (or error, or panic) is delivered like [`Ticket::run_blocking`]'s, and it
+    /// too runs to completion even if nobody awaits it any more.
+    pub fn run_async<T, F>(&self, work: F) -> PyResult<()>
+    where
+        F: Future<Output = crate::errors::Result<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+    {
+        self.claim()?;
+        let shared = Arc::clone(&self.shared);
+        let id = self.id;
+        runtime().spawn(async move {
+            let outcome = CatchUnwind(Box::pin(work))
+                .await
+                .unwrap_or_else(|panic| Err(Error::Internal(panic_message(&*panic))));
+            shared.complete(id, deliver(outcome));
+        });
+        Ok(())
+    }
+}
+
+/// A finished job's outcome, to be turned into Python on the event loop.
+fn deliver<T>(outcome: crate::errors::Result<T>) -> Deliver
+where
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    Box::new(move |py| match outcome {
+        Ok(value) => value.into_py_any(py),
+        Err(err) => Err(err.into()),
+    })
+}
+
+/// A future whose panics are caught (each poll under `catch_unwind`) instead of unwinding
+/// into the runtime: the job's awaiter gets an error instead of waiting forever.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::result::Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }
 

@@ -200,30 +200,62 @@ impl Redis {
                 Ok(mut conn) => work(&mut conn).await,
                 Err(err) => Err(err),
             };
-            let err = match outcome {
+            match outcome {
                 Ok(value) => return Ok(value),
-                Err(err) => err,
-            };
-            if !is_retryable(&err) {
-                return Err(self.engine_error(&err));
-            }
-            if err.is_timeout() {
-                // A reply that timed out may still be owed on that connection (a partition
-                // swallowed it); reusing it could pair later replies with the wrong requests.
-                self.forget_connection();
-            }
-            if retry == Retry::Never || !backoff.wait().await {
-                return Err(Error::Unavailable {
-                    engine: ENGINE,
-                    target: self.inner.target.clone(),
-                    detail: format!(
-                        "{err} (gave up after {} attempt(s) in {:.1} s)",
-                        backoff.attempts().max(1),
-                        backoff.elapsed().as_secs_f64()
-                    ),
-                });
+                Err(err) => self.failed(err, retry, &mut backoff).await?,
             }
         }
+    }
+
+    /// [`run`](Self::run) of one script invocation. Not generic over a closure, so its
+    /// future is `Send` (futures of async closures that borrow cannot be proven `Send`
+    /// yet): callers can spawn it as a task.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        retry: Retry,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T> {
+        let mut backoff = self.inner.options.retry.start();
+        loop {
+            let outcome = match self.connect().await {
+                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(err) => self.failed(err, retry, &mut backoff).await?,
+            }
+        }
+    }
+
+    /// After a failed attempt: `Ok` once it is time to try again, or the error to give up
+    /// with (not a connection failure, [`Retry::Never`], or the retry budget spent).
+    async fn failed(
+        &self,
+        err: RedisError,
+        retry: Retry,
+        backoff: &mut super::Backoff,
+    ) -> Result<()> {
+        if !is_retryable(&err) {
+            return Err(self.engine_error(&err));
+        }
+        if err.is_timeout() {
+            // A reply that timed out may still be owed on that connection (a partition
+            // swallowed it); reusing it could pair later replies with the wrong requests.
+            self.forget_connection();
+        }
+        if retry == Retry::Never || !backoff.wait().await {
+            return Err(Error::Unavailable {
+                engine: ENGINE,
+                target: self.inner.target.clone(),
+                detail: format!(
+                    "{err} (gave up after {} attempt(s) in {:.1} s)",
+                    backoff.attempts().max(1),
+                    backoff.elapsed().as_secs_f64()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A non-retryable Redis error as the core's error, with its Redis error code.

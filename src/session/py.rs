@@ -26,7 +26,9 @@ use super::postgres::PostgresStore;
 use super::py_messages::MessageBuilder;
 use super::redis::RedisStore;
 use super::sqlite::SqliteStore;
-use super::store::{Commit, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind};
+use super::store::{
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind,
+};
 use crate::engines::RetryPolicy;
 use crate::engines::postgres::PgOptions;
 use crate::engines::redis::RedisOptions;
@@ -366,8 +368,16 @@ pub fn py_validate_session_id(session_id: &str) -> PyResult<String> {
 #[pyclass(frozen, module = "genkit_parity._native")]
 pub struct SharedStoreCore {
     store: Arc<dyn SessionStore>,
-    kind: &'static str,
+    engine: Engine,
     target: String,
+}
+
+/// The same store as `SharedStoreCore::store`, by engine. A Redis commit (one script, one
+/// round trip) runs as a task on the runtime, with no blocking-pool thread parked in
+/// `block_on` in between; a PostgreSQL commit still goes through the blocking pool.
+enum Engine {
+    Redis(Arc<RedisStore>),
+    Postgres(Arc<PostgresStore>),
 }
 
 /// One thread's part of a commit as Python passes it: (thread, loaded_len, replace, messages).
@@ -421,10 +431,11 @@ impl SharedStoreCore {
             OnConflict::parse(on_conflict)?,
             options,
         )?;
+        let store = Arc::new(store);
         Ok(SharedStoreCore {
             target: store.target().to_owned(),
-            store: Arc::new(store),
-            kind: "redis",
+            store: Arc::clone(&store) as Arc<dyn SessionStore>,
+            engine: Engine::Redis(store),
         })
     }
 
@@ -454,17 +465,21 @@ impl SharedStoreCore {
             OnConflict::parse(on_conflict)?,
             options,
         )?;
+        let store = Arc::new(store);
         Ok(SharedStoreCore {
             target: store.target().to_owned(),
-            store: Arc::new(store),
-            kind: "postgres",
+            store: Arc::clone(&store) as Arc<dyn SessionStore>,
+            engine: Engine::Postgres(store),
         })
     }
 
     /// `"redis"` or `"postgres"`.
     #[getter]
     fn kind(&self) -> &'static str {
-        self.kind
+        match self.engine {
+            Engine::Redis(_) => "redis",
+            Engine::Postgres(_) => "postgres",
+        }
     }
 
     /// The server, as `host:port`.
@@ -554,23 +569,35 @@ impl SharedStoreCore {
                 state,
             })
         })()?;
-        let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || {
-            let done = store.commit(&id, &commit)?;
-            Ok::<PyCommitted, Error>((
-                done.version,
-                done.duplicate,
-                done.threads
-                    .into_iter()
-                    .map(|(thread, messages)| {
-                        (
-                            thread,
-                            messages.into_iter().map(|m| m.get().to_owned()).collect(),
-                        )
-                    })
-                    .collect(),
-                done.state.map(|s| s.get().to_owned()),
-            ))
-        })
+        match &self.engine {
+            Engine::Redis(store) => {
+                let store = Arc::clone(store);
+                ticket.run_async(
+                    async move { store.commit_async(&id, &commit).await.map(py_committed) },
+                )
+            }
+            Engine::Postgres(store) => {
+                let store = Arc::clone(store);
+                ticket.run_blocking(move || store.commit(&id, &commit).map(py_committed))
+            }
+        }
     }
+}
+
+/// A commit's outcome as Python receives it (see [`PyCommitted`]).
+fn py_committed(done: Committed) -> PyCommitted {
+    (
+        done.version,
+        done.duplicate,
+        done.threads
+            .into_iter()
+            .map(|(thread, messages)| {
+                (
+                    thread,
+                    messages.into_iter().map(|m| m.get().to_owned()).collect(),
+                )
+            })
+            .collect(),
+        done.state.map(|s| s.get().to_owned()),
+    )
 }

@@ -271,6 +271,11 @@ impl RedisStore {
         }
     }
 
+    /// [`SessionStore::commit`] as a future, for callers on the runtime (no thread blocks).
+    pub async fn commit_async(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.run_save_async(session_id, commit, self.mode()).await
+    }
+
     fn run_save(&self, session_id: &str, commit: &Commit, mode: &str) -> Result<Committed> {
         block_on(self.run_save_async(session_id, commit, mode))
     }
@@ -356,7 +361,7 @@ impl RedisStore {
         };
         let reply: Value = self
             .redis
-            .run(retry, async |conn| invocation.invoke_async(conn).await)
+            .invoke(retry, &invocation)
             .await
             .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
         self.parse_save_reply(session_id, commit, reply)
