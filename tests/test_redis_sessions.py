@@ -478,24 +478,38 @@ async def test_expired_postgres_sessions_are_swept(database):
 async def test_redis_keeps_a_bounded_window_of_turn_ids(redis_location):
     store = make_store(('redis', redis_location), table_prefix='window')
     message = '{"role":"user","content":[{"text":"x"}]}'
+    turns = f'{redis_location}:window:s:{{w}}:turns'
+
+    def held() -> int:
+        out = subprocess.run(
+            ['redis-cli', '-h', '127.0.0.1', 'HLEN', turns], check=True, capture_output=True, text=True
+        ).stdout
+        return int(out)
+
     version = 0
-    for i in range(1005):
+
+    async def turn(i: int) -> None:
+        nonlocal version
         done = await store._commit(
             'w', turn_id=f't{i}', expected_version=version, threads=[('main', i, False, [message])]
         )
+        assert not done.duplicate
         version = done.version
-    turns = f'{redis_location}:window:s:{{w}}:turns'
-    count = subprocess.run(
-        ['redis-cli', '-h', '127.0.0.1', 'HLEN', turns], check=True, capture_output=True, text=True
-    ).stdout
-    assert int(count) == 1000
-    # The latest turns are still deduplicated...
-    again = await store._commit(
-        'w', turn_id='t1004', expected_version=version, threads=[('main', 1005, False, [message])]
-    )
-    assert again.duplicate and again.version == version
-    # ... the oldest ones have left the window (a retry comes seconds after its turn, not 1000 turns later).
+
+    # Trimmed in batches: up to 1100 turn ids are held, then the oldest go down to 1000.
+    for i in range(1100):
+        await turn(i)
+    assert held() == 1100
+    await turn(1100)
+    assert held() == 1000
+    # The latest 1000 turns are still deduplicated...
+    for turn_id in ('t1100', 't101'):
+        again = await store._commit(
+            'w', turn_id=turn_id, expected_version=version, threads=[('main', 1101, False, [message])]
+        )
+        assert again.duplicate and again.version == version
+    # ... the older ones have left the window (a retry comes seconds after its turn, not 1000 turns later).
     old = await store._commit(
-        'w', turn_id='t0', expected_version=version, threads=[('main', 1005, False, [message])]
+        'w', turn_id='t100', expected_version=version, threads=[('main', 1101, False, [message])]
     )
     assert not old.duplicate and old.version == version + 1

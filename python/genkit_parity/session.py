@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import inspect
 import json
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +34,11 @@ MAIN_THREAD = 'main'
 T = TypeVar('T')
 
 _current_session: ContextVar[Session | None] = ContextVar('genkit_parity_session', default=None)
+
+
+def new_turn_id() -> str:
+    """A fresh turn id: 128 random bits as hex, like ``uuid4().hex`` at a quarter of its cost."""
+    return os.urandom(16).hex()
 
 
 def current_session() -> Session:
@@ -168,7 +173,7 @@ class Session:
                 # Only the changed keys travel: they merge onto whatever another worker stored.
                 done = await shared._commit(
                     self._id,
-                    turn_id=uuid.uuid4().hex,
+                    turn_id=new_turn_id(),
                     expected_version=self._version,
                     threads=[],
                     state_mode='merge',
@@ -326,7 +331,7 @@ class Session:
         start = first_new if append and first_new is not None else 0
         done: Committed = await store._commit(
             self._id,
-            turn_id=uuid.uuid4().hex,
+            turn_id=new_turn_id(),
             expected_version=self._version,
             threads=[(thread, len(held), not append, [message_to_json(m) for m in messages[start:]])],
         )

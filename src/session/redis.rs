@@ -12,7 +12,7 @@
 //! <p>:s:{<sid>}:t:<n>    LIST  messages of the thread scored n, RPUSH only (or replaced)
 //! <p>:s:{<sid>}:turns    HASH  turn id -> version it produced (deduplicates retries)
 //! <p>:s:{<sid>}:turnlog  LIST  those turn ids, oldest first: the hash keeps the last
-//!                              [`TURN_WINDOW`] only
+//!                              [`TURN_WINDOW`] to [`TURN_WINDOW_MAX`] only
 //! ```
 //! A commit carrying `expected_version > 0` for a session whose meta key is gone (Redis
 //! restarted without persistence, flushed, expired) fails with `SessionLost`: the store
@@ -148,13 +148,23 @@ for j = pairs_at, pairs_at + 2 * npairs - 1, 2 do
 end
 
 redis.call('HSET', meta, 'v', version, 'updated_at', now_ms)
-redis.call('HSETNX', meta, 'created_at', now_ms)
-if redis.call('HEXISTS', meta, 'sk') == 0 then redis.call('HSET', meta, 'sk', 'n') end
+if not stored then
+  -- A new session (an existing one got both fields when it was created).
+  redis.call('HSETNX', meta, 'created_at', now_ms)
+  if redis.call('HEXISTS', meta, 'sk') == 0 then redis.call('HSET', meta, 'sk', 'n') end
+end
 if turn ~= '' then
   redis.call('HSET', turnsk, turn, version)
-  -- Only the last TURN_WINDOW turn ids are kept (a retry comes seconds after its turn).
-  if redis.call('RPUSH', turnlog, turn) > TURN_WINDOW then
-    redis.call('HDEL', turnsk, redis.call('LPOP', turnlog))
+  -- The last TURN_WINDOW turn ids are kept (a retry comes seconds after its turn), trimmed
+  -- in batches: once more than TURN_WINDOW_MAX are held, the oldest go down to TURN_WINDOW.
+  local held = redis.call('RPUSH', turnlog, turn)
+  if held > TURN_WINDOW_MAX then
+    local drop = held - TURN_WINDOW
+    local old = redis.call('LRANGE', turnlog, 0, drop - 1)
+    for j = 1, #old, 1000 do
+      redis.call('HDEL', turnsk, unpack(old, j, math.min(j + 999, #old)))
+    end
+    redis.call('LTRIM', turnlog, drop, -1)
   end
 end
 if ttl > 0 then
@@ -163,13 +173,18 @@ if ttl > 0 then
   for _, key in ipairs({meta, statek, threadsk, turnsk, turnlog}) do redis.call('PEXPIRE', key, ttl) end
 end
 
-local reply = {'ok', version, state_reply()}
+-- The state only when this commit wrote it (the caller keeps its own copy otherwise).
+local state = ''
+if smode ~= 'k' then state = state_reply() end
+local reply = {'ok', version, state}
 for j = 1, #gaps do reply[#reply + 1] = gaps[j] end
 return reply
 "#;
 
-/// How many of a session's latest turn ids are kept to deduplicate retries.
+/// How many of a session's latest turn ids are kept, at least, to deduplicate retries.
 pub const TURN_WINDOW: usize = 1000;
+/// How many are held at most: the oldest are dropped in batches of 100, not one per save.
+pub const TURN_WINDOW_MAX: usize = 1100;
 
 const LOAD: &str = r#"
 local meta, statek, threadsk = KEYS[1], KEYS[2], KEYS[3]
@@ -246,7 +261,11 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             ttl,
             on_conflict,
-            save: Script::new(&SAVE.replace("TURN_WINDOW", &TURN_WINDOW.to_string())),
+            save: Script::new(
+                &SAVE
+                    .replace("TURN_WINDOW_MAX", &TURN_WINDOW_MAX.to_string())
+                    .replace("TURN_WINDOW", &TURN_WINDOW.to_string()),
+            ),
             load: Script::new(LOAD),
             delete: Script::new(DELETE),
         })
