@@ -11,7 +11,6 @@
 //! Messages and state are `json` columns: stored and returned byte for byte (a `jsonb`
 //! column would reorder keys), still validated as JSON by the server.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -306,20 +305,29 @@ impl PostgresStore {
             messages,
             ..
         } = &self.tables;
-        // The session row, then a row per message (a thread without messages: one row with
-        // a NULL seq). Plain rows, not one aggregated array per thread: building a 10k-element
-        // array costs the server several times the index scan itself. No ORDER BY either (a
-        // sort of the whole history): the rows are put in order here, and the seqs checked.
+        // Rows of three kinds, told apart by which columns are NULL: the session row
+        // (version, state), a row per thread (position, name) and a row per message (seq,
+        // thread, text). Each message comes straight from the messages table's primary key
+        // scan, joined to nothing (the thread name is in the row): a join per message row,
+        // or the session's and thread's columns padding every row, cost the server more than
+        // the scan itself. Plain rows, no aggregated array (building a 10k-element array
+        // costs the server several times the scan) and no ORDER BY (a sort of the whole
+        // history): the rows are grouped and put in order here, and the seqs checked. The
+        // threads and messages of an expired session are not even read (a one-time filter).
+        let live = format!(
+            "EXISTS (SELECT 1 FROM {sessions} s WHERE s.session_id = $1
+                     AND (s.expires_at IS NULL OR s.expires_at > now()))"
+        );
         let select = format!(
-            "SELECT s.version, s.state::text, NULL::integer, NULL::text, NULL::integer, NULL::text
+            "SELECT s.version, NULL::integer, NULL::text, s.state::text
              FROM {sessions} s
              WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())
              UNION ALL
-             SELECT NULL, NULL, t.position, t.thread, m.seq, m.message::text
-             FROM {sessions} s
-             JOIN {threads} t ON t.session_id = s.session_id
-             LEFT JOIN {messages} m ON m.session_id = t.session_id AND m.thread = t.thread
-             WHERE s.session_id = $1 AND (s.expires_at IS NULL OR s.expires_at > now())"
+             SELECT t.position::bigint, NULL, t.thread, NULL
+             FROM {threads} t WHERE t.session_id = $1 AND {live}
+             UNION ALL
+             SELECT NULL, m.seq, m.thread, m.message::text
+             FROM {messages} m WHERE m.session_id = $1 AND {live}"
         );
         let rows = self
             .pg
@@ -330,29 +338,49 @@ impl PostgresStore {
             })
             .await?;
         let mut session = None;
-        // position -> (thread, [(seq, message)])
-        let mut by_position: BTreeMap<i32, (String, Vec<(i32, String)>)> = BTreeMap::new();
+        // (position, thread), and per thread (in the order its rows came) its (seq, message).
+        let mut order: Vec<(i64, String)> = Vec::new();
+        let mut lists: Vec<(String, Vec<(i32, String)>)> = Vec::new();
         for row in &rows {
-            let Some(position) = row.get::<_, Option<i32>>(2) else {
-                session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(1)));
+            let seq = row.get::<_, Option<i32>>(1);
+            let Some(thread) = row.get::<_, Option<&str>>(2) else {
+                session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(3)));
                 continue;
             };
-            let entry = by_position
-                .entry(position)
-                .or_insert_with(|| (row.get(3), Vec::new()));
-            if let Some(seq) = row.get::<_, Option<i32>>(4) {
-                entry.1.push((seq, row.get(5)));
+            let Some(seq) = seq else {
+                order.push((row.get::<_, i64>(0), thread.to_owned()));
+                continue;
+            };
+            let message = (seq, row.get::<_, String>(3));
+            // The scan returns a thread's messages together: the last list is the usual one.
+            match lists.last_mut() {
+                Some((name, list)) if name == thread => list.push(message),
+                _ => match lists.iter_mut().find(|(name, _)| name == thread) {
+                    Some((_, list)) => list.push(message),
+                    None => {
+                        // Sized for the usual single thread (or the first of several).
+                        let capacity = if lists.is_empty() { rows.len() } else { 0 };
+                        let mut list = Vec::with_capacity(capacity);
+                        list.push(message);
+                        lists.push((thread.to_owned(), list));
+                    }
+                },
             }
         }
         let Some((version, state)) = session else {
             return Ok(None);
         };
+        order.sort_unstable_by_key(|(position, _)| *position);
         let mut stored = StoredSession {
             version: version as u64,
             state,
-            threads: Vec::with_capacity(by_position.len()),
+            threads: Vec::with_capacity(order.len()),
         };
-        for (thread, mut list) in by_position.into_values() {
+        for (_, thread) in order {
+            let mut list = match lists.iter().position(|(name, _)| *name == thread) {
+                Some(at) => lists.swap_remove(at).1,
+                None => Vec::new(),
+            };
             // The index scan returns them in seq order; sorting is the fallback for a plan
             // that does not.
             if !list.is_sorted_by_key(|(seq, _)| *seq) {
@@ -379,6 +407,14 @@ impl PostgresStore {
             stored
                 .threads
                 .push((thread, list.into_iter().map(|(_, text)| text).collect()));
+        }
+        if let Some((thread, _)) = lists.first() {
+            // The foreign key forbids this; something else wrote the table.
+            return Err(Error::corrupt(
+                session_id,
+                format!("thread {thread:?}"),
+                "messages of a thread the session does not list",
+            ));
         }
         Ok(Some(stored))
     }
