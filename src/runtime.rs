@@ -324,3 +324,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into());
     format!("worker panicked: {text}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_future_becomes_an_error() {
+        let caught = runtime().block_on(CatchUnwind(Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("boom");
+        })));
+        let message = panic_message(&*caught.unwrap_err());
+        assert_eq!(message, "worker panicked: boom");
+        let fine = runtime().block_on(CatchUnwind(Box::pin(async { 7 })));
+        assert_eq!(fine.unwrap(), 7);
+    }
+}

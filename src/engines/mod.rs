@@ -8,7 +8,8 @@
 //! Nothing here knows about sessions, operations or vectors.
 //!
 //! Stores call these layers from blocking code (the session store trait blocks; the Python
-//! binding runs it on tokio's blocking pool) through [`block_on`].
+//! binding runs it on tokio's blocking pool) through [`block_on`], or from a task on the
+//! runtime (a Redis session commit) by awaiting them directly.
 
 pub mod postgres;
 pub mod redis;

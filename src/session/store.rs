@@ -2,7 +2,8 @@
 //!
 //! `load`/`save` mirror JS `SessionStore.get`/`save` (whole sessions). The other operations
 //! are what make a chat turn cheap: a turn appends its new messages instead of rewriting the
-//! history. All methods block; the binding runs them on tokio's blocking pool, off the GIL.
+//! history. All methods block; the binding runs them on tokio's blocking pool, off the GIL
+//! (except a Redis commit, which it runs as a task through `RedisStore::commit_async`).
 //!
 //! [`SessionStore::commit`] is the versioned write shared stores (Redis, PostgreSQL) make
 //! atomic: one turn's delta against the version its writer loaded, deduplicated by a turn
