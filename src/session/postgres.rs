@@ -14,6 +14,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures_core::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
@@ -329,44 +330,24 @@ impl PostgresStore {
              SELECT NULL, m.seq, m.thread, m.message::text
              FROM {messages} m WHERE m.session_id = $1 AND {live}"
         );
-        let rows = self
+        // Each row is taken apart as it arrives, while the server is still sending the rest.
+        let Loaded {
+            session,
+            mut order,
+            mut lists,
+        } = self
             .pg
             .run(async |client| {
-                Ok(client
-                    .query(&client.prepare_cached(&select).await?, &[&session_id])
-                    .await?)
+                let statement = client.prepare_cached(&select).await?;
+                let rows = client.query_raw(&statement, [session_id]).await?;
+                let mut rows = std::pin::pin!(rows);
+                let mut loaded = Loaded::default();
+                while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                    loaded.add(&row?);
+                }
+                Ok(loaded)
             })
             .await?;
-        let mut session = None;
-        // (position, thread), and per thread (in the order its rows came) its (seq, message).
-        let mut order: Vec<(i64, String)> = Vec::new();
-        let mut lists: Vec<(String, Vec<(i32, String)>)> = Vec::new();
-        for row in &rows {
-            let seq = row.get::<_, Option<i32>>(1);
-            let Some(thread) = row.get::<_, Option<&str>>(2) else {
-                session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(3)));
-                continue;
-            };
-            let Some(seq) = seq else {
-                order.push((row.get::<_, i64>(0), thread.to_owned()));
-                continue;
-            };
-            let message = (seq, row.get::<_, String>(3));
-            // The scan returns a thread's messages together: the last list is the usual one.
-            match lists.last_mut() {
-                Some((name, list)) if name == thread => list.push(message),
-                _ => match lists.iter_mut().find(|(name, _)| name == thread) {
-                    Some((_, list)) => list.push(message),
-                    None => {
-                        // Sized for the usual single thread (or the first of several).
-                        let capacity = if lists.is_empty() { rows.len() } else { 0 };
-                        let mut list = Vec::with_capacity(capacity);
-                        list.push(message);
-                        lists.push((thread.to_owned(), list));
-                    }
-                },
-            }
-        }
         let Some((version, state)) = session else {
             return Ok(None);
         };
@@ -636,6 +617,39 @@ impl PostgresStore {
             if deleted < SWEEP_BATCH as u64 {
                 return Ok(total);
             }
+        }
+    }
+}
+
+/// A session's rows as they arrive: the session row, the threads (position, name) and per
+/// thread, in the order its rows came, its (seq, message).
+#[derive(Default)]
+struct Loaded {
+    session: Option<(i64, Option<String>)>,
+    order: Vec<(i64, String)>,
+    lists: Vec<(String, Vec<(i32, String)>)>,
+}
+
+impl Loaded {
+    /// One row of the load statement (its kind told by which columns are NULL).
+    fn add(&mut self, row: &tokio_postgres::Row) {
+        let seq = row.get::<_, Option<i32>>(1);
+        let Some(thread) = row.get::<_, Option<&str>>(2) else {
+            self.session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(3)));
+            return;
+        };
+        let Some(seq) = seq else {
+            self.order.push((row.get::<_, i64>(0), thread.to_owned()));
+            return;
+        };
+        let message = (seq, row.get::<_, String>(3));
+        // The scan returns a thread's messages together: the last list is the usual one.
+        match self.lists.last_mut() {
+            Some((name, list)) if name == thread => list.push(message),
+            _ => match self.lists.iter_mut().find(|(name, _)| name == thread) {
+                Some((_, list)) => list.push(message),
+                None => self.lists.push((thread.to_owned(), vec![message])),
+            },
         }
     }
 }
