@@ -13,8 +13,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::local::{Filter, Hit, LocalIndex, NewRow};
-use super::py_vectors::FloatRows;
+use super::local::{Embedding, Filter, Hit, LocalIndex, NewRow};
+use super::py_vectors::{FloatRows, embeddings_of};
 use super::{docid, jsfile};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
@@ -229,9 +229,19 @@ impl LocalVectorIndex {
         let index = &*self.index;
         let (docs, vectors) = std::thread::scope(|scope| {
             let hashing = scope.spawn(move || index.prepare_docs(docs));
-            let vectors = embeddings
-                .extract::<Vectors<'_>>()
-                .and_then(|v| Ok(v.into_rows(index.name(), Split::Rows(count))?));
+            // Rows of numbers are read and checked in one pass; anything else (bytes, flat
+            // values) or a failure takes the general conversion, which raises as `add` does.
+            let general = || {
+                embeddings.extract::<Vectors<'_>>().and_then(|v| {
+                    let rows = v.into_rows(index.name(), Split::Rows(count))?;
+                    Ok(rows.into_iter().map(Embedding::from).collect::<Vec<_>>())
+                })
+            };
+            let vectors = if embeddings.cast::<PyBytes>().is_ok() {
+                general()
+            } else {
+                embeddings_of(embeddings).or_else(|_| general())
+            };
             let docs = py.detach(|| {
                 hashing
                     .join()
