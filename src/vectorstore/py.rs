@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
 use super::local::{Embedding, Filter, Hit, LocalIndex, NewRow};
 use super::py_vectors::{FloatRows, embeddings_of};
@@ -227,8 +227,18 @@ impl LocalVectorIndex {
         })?;
         let count = docs.len();
         let index = &*self.index;
+        // The rows' width, to make room for their floats beside the reading (a wrong guess
+        // only means no room is made ahead).
+        let dims = embeddings
+            .cast::<PyList>()
+            .ok()
+            .and_then(|rows| rows.get_item(0).ok())
+            .and_then(|row| row.len().ok());
         let (docs, vectors) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(move || index.prepare_docs(docs));
+            let hashing = scope.spawn(move || {
+                let docs = index.prepare_docs(docs)?;
+                Ok((docs, dims.and_then(|dims| index.room_for(count, dims))))
+            });
             // Rows of numbers are read and checked in one pass; anything else (bytes, flat
             // values) or a failure takes the general conversion, which raises as `add` does.
             let general = || {
@@ -249,9 +259,9 @@ impl LocalVectorIndex {
             });
             (docs, vectors)
         });
-        let (docs, vectors) = (docs?, vectors?);
+        let ((docs, spare), vectors) = (docs?, vectors?);
         let index = Arc::clone(&self.index);
-        ticket.run_blocking(move || index.add_documents(docs, vectors))
+        ticket.run_blocking(move || index.add_documents(docs, vectors, spare))
     }
 
     /// The `k` nearest documents as `(doc_json, cosine)`, best first; ties keep indexing
