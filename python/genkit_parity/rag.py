@@ -177,7 +177,12 @@ def document_list(value: object, error: Callable[[str], Exception]) -> list[Docu
     """
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
         raise error(f'documents must be a list of documents, not {type(value).__name__}')
-    return [to_document(item, f'documents[{i}]') for i, item in enumerate(value)]
+    # A Document passes through as it is (see to_document): only other items are converted,
+    # so a batch of 10k documents makes no per-item call or message.
+    return [
+        item if isinstance(item, Document) else to_document(item, f'documents[{i}]')
+        for i, item in enumerate(value)
+    ]
 
 
 def document_json(document: Document) -> dict[str, Any]:

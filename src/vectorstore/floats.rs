@@ -13,6 +13,42 @@ use memmap2::MmapMut;
 /// From this size on the floats move to a mapping advised for huge pages (2 MiB each).
 const MAPPED_MIN_BYTES: usize = 4 << 20;
 
+/// A move [`Floats::reserve`] would make: to room for `needed` floats, from a mapping of
+/// `current` (0: from the heap).
+pub struct Growth {
+    needed: usize,
+    current: usize,
+}
+
+impl Growth {
+    /// The mapping to move to, with the pages the floats will fill faulted in. Made before
+    /// the lock is taken: with huge pages, faulting in a fresh 15 MB mapping has been seen
+    /// to take 35 ms while the kernel compacts memory, far more than copying into it.
+    pub fn make(self) -> Option<Spare> {
+        let mut map = new_mapping(self.needed, self.current)?;
+        let used = (self.needed * 4).min(map.len());
+        for page in (0..used).step_by(4096) {
+            map[page] = 0;
+        }
+        Some(Spare(map))
+    }
+}
+
+/// A mapping made ready for a coming move ([`Growth::make`]).
+pub struct Spare(MmapMut);
+
+/// A mapping for `needed` floats, grown from one of `current` (doubling, at least
+/// `MAPPED_MIN_BYTES`), advised for huge pages.
+fn new_mapping(needed: usize, current: usize) -> Option<MmapMut> {
+    let floats = needed
+        .max(current.saturating_mul(2))
+        .max(MAPPED_MIN_BYTES / 4);
+    let map = MmapMut::map_anon(floats * 4).ok()?;
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::HugePage); // a hint; refusal changes nothing
+    Some(map)
+}
+
 pub struct Floats {
     len: usize,
     store: Store,
@@ -71,13 +107,31 @@ impl Floats {
 
     /// Room for `additional` more floats (one move at most, instead of one per doubling).
     pub fn reserve(&mut self, additional: usize) {
+        self.reserve_with(additional, None);
+    }
+
+    /// [`Self::reserve`], moving into `spare` (from [`Growth::make`]) if a move is due
+    /// and `spare` is large enough (else as `reserve` does).
+    pub fn reserve_with(&mut self, additional: usize, spare: Option<Spare>) {
         let needed = self.len + additional;
         match &mut self.store {
             Store::Heap(v) if needed * 4 < MAPPED_MIN_BYTES => v.reserve(additional),
-            Store::Heap(_) => self.move_to_mapping(needed),
-            Store::Mapped(map) if needed > map.len() / 4 => self.move_to_mapping(needed),
+            Store::Heap(_) => self.move_to(needed, spare),
+            Store::Mapped(map) if needed > map.len() / 4 => self.move_to(needed, spare),
             Store::Mapped(_) => {}
         }
+    }
+
+    /// What [`Self::reserve`]`(additional)` would move the floats to, if it would move them:
+    /// [`Growth::make`] makes that mapping away from the lock that guards the floats.
+    pub fn growth(&self, additional: usize) -> Option<Growth> {
+        let needed = self.len + additional;
+        let current = match &self.store {
+            Store::Heap(_) if needed * 4 >= MAPPED_MIN_BYTES => 0,
+            Store::Mapped(map) if needed > map.len() / 4 => map.len() / 4,
+            _ => return None,
+        };
+        Some(Growth { needed, current })
     }
 
     pub fn truncate(&mut self, len: usize) {
@@ -91,22 +145,31 @@ impl Floats {
     /// growth copies each float a bounded number of times). Without address space for it,
     /// the floats go (or stay) on the heap: correct, only slower to scan.
     fn move_to_mapping(&mut self, needed: usize) {
+        self.move_to(needed, None);
+    }
+
+    /// A fresh mapping sized for `needed` floats as [`Self::move_to_mapping`] sizes it.
+    fn new_mapping(&self, needed: usize) -> Option<MmapMut> {
         let current = match &self.store {
             Store::Heap(_) => 0,
             Store::Mapped(map) => map.len() / 4,
         };
-        let floats = needed
-            .max(current.saturating_mul(2))
-            .max(MAPPED_MIN_BYTES / 4);
-        match MmapMut::map_anon(floats * 4) {
-            Ok(mut map) => {
-                #[cfg(target_os = "linux")]
-                let _ = map.advise(memmap2::Advice::HugePage); // a hint; refusal changes nothing
+        new_mapping(needed, current)
+    }
+
+    /// [`Self::move_to_mapping`], into `spare` when it holds `needed` floats.
+    fn move_to(&mut self, needed: usize, spare: Option<Spare>) {
+        let map = match spare {
+            Some(Spare(map)) if map.len() / 4 >= needed.max(self.len) => Some(map),
+            _ => self.new_mapping(needed),
+        };
+        match map {
+            Some(mut map) => {
                 let target: &mut [f32] = bytemuck::cast_slice_mut(&mut map[..]);
                 target[..self.len].copy_from_slice(self.as_slice());
                 self.store = Store::Mapped(map);
             }
-            Err(_) => {
+            None => {
                 if let Store::Mapped(_) = self.store {
                     self.store = Store::Heap(self.as_slice().to_vec());
                 }
@@ -138,5 +201,41 @@ mod tests {
         assert_eq!(floats.as_slice().len(), 3_840);
         floats.extend_from_slice(&[7.0; 384]);
         assert_eq!(floats.as_slice()[3_840..], [7.0; 384]);
+    }
+
+    #[test]
+    fn a_spare_made_ahead_is_moved_into_and_one_too_small_is_not() {
+        let mut floats = Floats::default();
+        floats.extend_from_slice(&[1.0, 2.0, 3.0]);
+        assert!(
+            floats.growth(10).is_none(),
+            "a small store stays on the heap"
+        );
+        let spare = floats
+            .growth(2_000_000)
+            .and_then(Growth::make)
+            .expect("spare");
+        floats.reserve_with(2_000_000, Some(spare));
+        let Store::Mapped(map) = &floats.store else {
+            panic!("moved to a mapping")
+        };
+        assert_eq!(map.len(), 2_000_003 * 4);
+        assert_eq!(floats.as_slice(), [1.0, 2.0, 3.0]);
+        floats.extend_from_slice(&[4.0; 1_999_000]);
+        assert_eq!(floats.len(), 1_999_003);
+        assert_eq!(floats.as_slice()[..4], [1.0, 2.0, 3.0, 4.0]);
+        // A spare made for fewer rows than arrived (another writer got in first) is ignored.
+        let small = floats
+            .growth(2_000_000)
+            .and_then(Growth::make)
+            .expect("spare");
+        floats.extend_from_slice(&[5.0; 2_000_000]);
+        floats.reserve_with(5_000_000, Some(small));
+        let Store::Mapped(map) = &floats.store else {
+            panic!("still mapped")
+        };
+        assert!(map.len() / 4 >= 3_999_003 + 5_000_000);
+        assert_eq!(floats.as_slice()[3_999_002], 5.0);
+        assert!(floats.growth(1).is_none(), "room is left");
     }
 }

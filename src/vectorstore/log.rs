@@ -217,45 +217,105 @@ pub fn encoded_len(row: &RowOut<'_>) -> usize {
     16 + 4 + 4 + row.doc.len() + 4 + row.embed_meta.map_or(0, str::len) + 4 * row.vector.len()
 }
 
-/// `values` as little-endian f32 bytes: on a little-endian machine, the bytes as they are
-/// in memory, copied in one go (a 10k-row record holds millions of floats).
-fn push_floats(out: &mut Vec<u8>, values: &[f32]) {
-    if cfg!(target_endian = "little") {
-        out.extend_from_slice(bytemuck::cast_slice(values));
-    } else {
-        for value in values {
-            out.extend_from_slice(&value.to_le_bytes());
-        }
-    }
-}
+/// Payload bytes [`write_record`] produces before handing them on: large enough that the
+/// writes are few, small enough to stay in cache between being made and being written.
+pub const CHUNK: usize = 1 << 20;
 
-/// One record holding `rows` (their total `encoded_len` must not exceed [`MAX_PAYLOAD`]).
-pub fn encode_record(rows: &[RowOut<'_>]) -> Vec<u8> {
-    let payload_len = 4 + rows.iter().map(encoded_len).sum::<usize>();
-    let mut out = Vec::with_capacity(RECORD_HEADER_LEN + payload_len);
-    out.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
-    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    for row in rows {
-        out.extend_from_slice(row.id);
-        out.extend_from_slice(&(row.vector.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(row.doc.len() as u32).to_le_bytes());
-        out.extend_from_slice(row.doc.as_bytes());
-        match row.embed_meta {
-            None => out.extend_from_slice(&NO_META.to_le_bytes()),
-            Some(meta) => {
-                out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-                out.extend_from_slice(meta.as_bytes());
-            }
-        }
-        push_floats(&mut out, row.vector);
-    }
-    let payload_crc = crc32fast::hash(&out[RECORD_HEADER_LEN..]);
+fn header(payload_len: u32, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
+    let mut out = [0u8; RECORD_HEADER_LEN];
     out[..4].copy_from_slice(&RECORD_MAGIC);
-    let payload_len = (out.len() - RECORD_HEADER_LEN) as u32;
     out[4..8].copy_from_slice(&payload_len.to_le_bytes());
     out[8..12].copy_from_slice(&payload_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&out[..12]);
     out[12..16].copy_from_slice(&header_crc.to_le_bytes());
+    out
+}
+
+/// The payload's bytes, piece by piece, in order (what [`write_record`] writes after the
+/// header): the checksum pass and the writing pass read the rows the same way.
+fn for_each_piece(rows: &[RowOut<'_>], mut piece: impl FnMut(&[u8])) {
+    piece(&(rows.len() as u32).to_le_bytes());
+    let mut head = [0u8; 24];
+    for row in rows {
+        head[..16].copy_from_slice(row.id);
+        head[16..20].copy_from_slice(&(row.vector.len() as u32).to_le_bytes());
+        head[20..24].copy_from_slice(&(row.doc.len() as u32).to_le_bytes());
+        piece(&head);
+        piece(row.doc.as_bytes());
+        match row.embed_meta {
+            None => piece(&NO_META.to_le_bytes()),
+            Some(meta) => {
+                piece(&(meta.len() as u32).to_le_bytes());
+                piece(meta.as_bytes());
+            }
+        }
+        if cfg!(target_endian = "little") {
+            piece(bytemuck::cast_slice(row.vector));
+        } else {
+            for value in row.vector {
+                piece(&value.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Writes one record holding `rows` (their total `encoded_len` must be below
+/// [`MAX_PAYLOAD`]) through `write_at(offset within the record, bytes)`, in order of
+/// offset and about [`CHUNK`] bytes at a time, never building the record in memory;
+/// returns the record's length.
+///
+/// The payload's checksum is computed first, reading the rows where they are (no copy),
+/// so the real header is the first write: wherever a writer stops (killed mid-write
+/// included), what it wrote is a prefix of the record, which reads as a torn tail.
+pub fn write_record(
+    rows: &[RowOut<'_>],
+    mut write_at: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let payload_len = 4 + rows.iter().map(encoded_len).sum::<usize>();
+    let payload_len = u32::try_from(payload_len)
+        .ok()
+        .filter(|&len| len as usize <= MAX_PAYLOAD)
+        .ok_or_else(|| std::io::Error::other("a record's rows exceed the format's size limit"))?;
+    let mut crc = crc32fast::Hasher::new();
+    for_each_piece(rows, |bytes| crc.update(bytes));
+    let mut buf = Vec::with_capacity(CHUNK.min(RECORD_HEADER_LEN + payload_len as usize) + 64);
+    buf.extend_from_slice(&header(payload_len, crc.finalize()));
+    let mut at = 0u64;
+    let mut failed = None;
+    for_each_piece(rows, |bytes| {
+        if failed.is_some() {
+            return;
+        }
+        buf.extend_from_slice(bytes);
+        if buf.len() >= CHUNK {
+            match write_at(at, &buf) {
+                Ok(()) => at += buf.len() as u64,
+                Err(e) => failed = Some(e),
+            }
+            buf.clear();
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !buf.is_empty() {
+        write_at(at, &buf)?;
+        at += buf.len() as u64;
+    }
+    debug_assert_eq!(at, (RECORD_HEADER_LEN + payload_len as usize) as u64);
+    Ok(at)
+}
+
+/// One record holding `rows`, in memory (what [`write_record`] writes).
+#[cfg(test)]
+pub fn encode_record(rows: &[RowOut<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_record(rows, |at, bytes| {
+        assert_eq!(at, out.len() as u64, "writes come in order");
+        out.extend_from_slice(bytes);
+        Ok(())
+    })
+    .expect("writing to memory cannot fail");
     out
 }
 
@@ -361,6 +421,65 @@ mod tests {
         let mut short = sample();
         short.extend_from_slice(b"zz");
         assert!(rows_of(&short).is_err());
+    }
+
+    /// Rows big enough for a record of several chunks.
+    fn big_rows(vectors: &[Vec<f32>]) -> Vec<RowOut<'_>> {
+        const IDS: [DocId; 3] = [[7u8; 16], [8u8; 16], [9u8; 16]];
+        vectors
+            .iter()
+            .zip(&IDS)
+            .map(|(vector, id)| RowOut {
+                id,
+                doc: "{\"content\":[]}",
+                embed_meta: Some("{\"part\":1}"),
+                vector,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_record_is_written_in_chunks_and_every_prefix_of_the_writes_is_a_torn_tail() {
+        let vectors: Vec<Vec<f32>> = (0..3)
+            .map(|r| (0..150_000).map(|i| (i * (r + 1)) as f32 * 0.5).collect())
+            .collect();
+        let rows = big_rows(&vectors);
+        let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+        let len = write_record(&rows, |at, bytes| {
+            writes.push((at, bytes.to_vec()));
+            Ok(())
+        })
+        .expect("write");
+        assert!(writes.len() >= 2, "{} writes", writes.len());
+        assert!(writes.iter().all(|(_, b)| b.len() <= CHUNK + 600_000));
+        let whole: Vec<u8> = writes.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(whole.len() as u64, len);
+        let (stored, decoded) = rows_of(&whole).expect("decode");
+        assert_eq!(stored.len(), 3);
+        assert_eq!(stored[2].3, vectors[2]);
+        assert!(!decoded.torn);
+        // A writer stopped anywhere (between writes or inside one) leaves a prefix.
+        let mut cuts = vec![1, 15, 16, 17, len as usize - 1];
+        for (at, bytes) in &writes {
+            let at = *at as usize;
+            cuts.extend([at, at + 1, at + bytes.len() / 2, at + bytes.len() - 1]);
+        }
+        for cut in cuts.into_iter().filter(|&c| c > 0) {
+            let (stored, decoded) = rows_of(&whole[..cut]).expect("a prefix is never corruption");
+            assert!(stored.is_empty() && decoded.torn, "cut {cut}");
+        }
+        // A failed write stops the record there.
+        let mut calls = 0;
+        let failed = write_record(&rows, |_, _| {
+            calls += 1;
+            if calls == 2 {
+                Err(std::io::Error::other("disk full"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(failed.is_err());
+        assert_eq!(calls, 2);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
-use super::local::{Filter, Hit, LocalIndex, NewRow};
-use super::py_vectors::FloatRows;
+use super::local::{Embedding, Filter, Hit, LocalIndex, NewRow};
+use super::py_vectors::{FloatRows, embeddings_of};
 use super::{docid, jsfile};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
@@ -227,11 +227,31 @@ impl LocalVectorIndex {
         })?;
         let count = docs.len();
         let index = &*self.index;
+        // The rows' width, to make room for their floats beside the reading (a wrong guess
+        // only means no room is made ahead).
+        let dims = embeddings
+            .cast::<PyList>()
+            .ok()
+            .and_then(|rows| rows.get_item(0).ok())
+            .and_then(|row| row.len().ok());
         let (docs, vectors) = std::thread::scope(|scope| {
-            let hashing = scope.spawn(move || index.prepare_docs(docs));
-            let vectors = embeddings
-                .extract::<Vectors<'_>>()
-                .and_then(|v| Ok(v.into_rows(index.name(), Split::Rows(count))?));
+            let hashing = scope.spawn(move || {
+                let docs = index.prepare_docs(docs)?;
+                Ok((docs, dims.and_then(|dims| index.room_for(count, dims))))
+            });
+            // Rows of numbers are read and checked in one pass; anything else (bytes, flat
+            // values) or a failure takes the general conversion, which raises as `add` does.
+            let general = || {
+                embeddings.extract::<Vectors<'_>>().and_then(|v| {
+                    let rows = v.into_rows(index.name(), Split::Rows(count))?;
+                    Ok(rows.into_iter().map(Embedding::from).collect::<Vec<_>>())
+                })
+            };
+            let vectors = if embeddings.cast::<PyBytes>().is_ok() {
+                general()
+            } else {
+                embeddings_of(embeddings).or_else(|_| general())
+            };
             let docs = py.detach(|| {
                 hashing
                     .join()
@@ -239,9 +259,9 @@ impl LocalVectorIndex {
             });
             (docs, vectors)
         });
-        let (docs, vectors) = (docs?, vectors?);
+        let ((docs, spare), vectors) = (docs?, vectors?);
         let index = Arc::clone(&self.index);
-        ticket.run_blocking(move || index.add_documents(docs, vectors))
+        ticket.run_blocking(move || index.add_documents(docs, vectors, spare))
     }
 
     /// The `k` nearest documents as `(doc_json, cosine)`, best first; ties keep indexing

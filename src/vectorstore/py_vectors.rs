@@ -9,6 +9,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyList};
 
+use super::local::Embedding;
+
 /// Rows of floats, extracted by [`vectors_of`] (usable as a `#[pyfunction]` argument).
 pub struct FloatRows(pub Vec<Vec<f32>>);
 
@@ -22,17 +24,31 @@ impl<'a, 'py> FromPyObject<'a, 'py> for FloatRows {
 
 /// `embeddings` (a sequence of sequences of numbers) as `f32` rows.
 pub fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
+    Ok(embeddings_of(embeddings)?
+        .into_iter()
+        .map(Embedding::into_values)
+        .collect())
+}
+
+/// [`vectors_of`] with each row's checks gathered as its values are read (one pass over
+/// the millions of values, see [`Embedding`]). Lists are read by index: one C call and a
+/// reference count per value, where an iterator makes two calls.
+pub fn embeddings_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Embedding>> {
     let Ok(rows) = embeddings.cast::<PyList>() else {
-        return embeddings.extract();
+        let rows: Vec<Vec<f32>> = embeddings.extract()?;
+        return Ok(rows.into_iter().map(Embedding::from).collect());
     };
     let mut vectors = Vec::with_capacity(rows.len());
-    for row in rows.iter() {
+    for i in 0..rows.len() {
+        let row = rows.get_item(i)?;
         let Ok(values) = row.cast::<PyList>() else {
-            vectors.push(row.extract()?);
+            vectors.push(Embedding::from(row.extract::<Vec<f32>>()?));
             continue;
         };
-        let mut vector = Vec::with_capacity(values.len());
-        for value in values.iter() {
+        let dims = values.len();
+        let mut vector = Embedding::with_capacity(dims);
+        for j in 0..dims {
+            let value = values.get_item(j)?;
             match value.cast_exact::<PyFloat>() {
                 Ok(float) => vector.push(float.value() as f32),
                 Err(_) => vector.push(value.extract()?),

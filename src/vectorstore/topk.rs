@@ -123,7 +123,18 @@ pub fn normalized(q: &[f32]) -> Option<Vec<f32>> {
 
 /// `1/‖v‖` computed in f64 (no overflow for large components), or `None` when it is unusable.
 pub fn inverse_norm(v: &[f32]) -> Option<f32> {
-    let sum: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    inverse_norm_of(v.iter().fold(0.0, |sum, &x| add_square(sum, x)))
+}
+
+/// One step of [`inverse_norm`]'s sum of squares, in its order (for callers that add the
+/// values as they read them, with the same result).
+#[inline]
+pub fn add_square(sum: f64, x: f32) -> f64 {
+    sum + f64::from(x) * f64::from(x)
+}
+
+/// [`inverse_norm`] from the sum of squares.
+pub fn inverse_norm_of(sum: f64) -> Option<f32> {
     let norm = sum.sqrt();
     let inv = (1.0 / norm) as f32;
     (norm > 0.0 && norm.is_finite() && inv.is_finite() && inv > 0.0).then_some(inv)
