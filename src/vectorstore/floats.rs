@@ -87,12 +87,8 @@ impl Floats {
 
     pub fn extend_from_slice(&mut self, values: &[f32]) {
         let needed = self.len + values.len();
-        let must_move = match &self.store {
-            Store::Heap(_) => needed * 4 >= MAPPED_MIN_BYTES,
-            Store::Mapped(map) => needed > map.len() / 4,
-        };
-        if must_move {
-            self.move_to_mapping(needed);
+        if let Some(growth) = self.growth(values.len()) {
+            self.move_to(growth, None);
         }
         match &mut self.store {
             // The heap vector always holds exactly `len` floats.
@@ -113,17 +109,20 @@ impl Floats {
     /// [`Self::reserve`], moving into `spare` (from [`Growth::make`]) if a move is due
     /// and `spare` is large enough (else as `reserve` does).
     pub fn reserve_with(&mut self, additional: usize, spare: Option<Spare>) {
-        let needed = self.len + additional;
-        match &mut self.store {
-            Store::Heap(v) if needed * 4 < MAPPED_MIN_BYTES => v.reserve(additional),
-            Store::Heap(_) => self.move_to(needed, spare),
-            Store::Mapped(map) if needed > map.len() / 4 => self.move_to(needed, spare),
-            Store::Mapped(_) => {}
+        match self.growth(additional) {
+            Some(growth) => self.move_to(growth, spare),
+            None => {
+                if let Store::Heap(v) = &mut self.store {
+                    v.reserve(additional);
+                }
+            }
         }
     }
 
-    /// What [`Self::reserve`]`(additional)` would move the floats to, if it would move them:
-    /// [`Growth::make`] makes that mapping away from the lock that guards the floats.
+    /// The move room for `additional` more floats needs, if it needs one (the one place
+    /// that decides it): off the heap once past [`MAPPED_MIN_BYTES`], or out of a full
+    /// mapping. [`Growth::make`] makes the new mapping away from the lock that guards the
+    /// floats.
     pub fn growth(&self, additional: usize) -> Option<Growth> {
         let needed = self.len + additional;
         let current = match &self.store {
@@ -141,27 +140,14 @@ impl Floats {
         self.len = self.len.min(len);
     }
 
-    /// Moves the floats into a fresh mapping with room for at least `needed` (doubling, so
-    /// growth copies each float a bounded number of times). Without address space for it,
-    /// the floats go (or stay) on the heap: correct, only slower to scan.
-    fn move_to_mapping(&mut self, needed: usize) {
-        self.move_to(needed, None);
-    }
-
-    /// A fresh mapping sized for `needed` floats as [`Self::move_to_mapping`] sizes it.
-    fn new_mapping(&self, needed: usize) -> Option<MmapMut> {
-        let current = match &self.store {
-            Store::Heap(_) => 0,
-            Store::Mapped(map) => map.len() / 4,
-        };
-        new_mapping(needed, current)
-    }
-
-    /// [`Self::move_to_mapping`], into `spare` when it holds `needed` floats.
-    fn move_to(&mut self, needed: usize, spare: Option<Spare>) {
+    /// Makes `growth`: moves the floats into `spare` when it holds the floats needed, else
+    /// into a fresh mapping (doubling, so growth copies each float a bounded number of
+    /// times). Without address space for it, the floats go (or stay) on the heap: correct,
+    /// only slower to scan.
+    fn move_to(&mut self, growth: Growth, spare: Option<Spare>) {
         let map = match spare {
-            Some(Spare(map)) if map.len() / 4 >= needed.max(self.len) => Some(map),
-            _ => self.new_mapping(needed),
+            Some(Spare(map)) if map.len() / 4 >= growth.needed => Some(map),
+            _ => new_mapping(growth.needed, growth.current),
         };
         match map {
             Some(mut map) => {
