@@ -24,29 +24,60 @@ impl<'a, 'py> FromPyObject<'a, 'py> for FloatRows {
 
 /// `embeddings` (a sequence of sequences of numbers) as `f32` rows.
 pub fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
-    Ok(embeddings_of(embeddings)?
-        .into_iter()
-        .map(Embedding::into_values)
-        .collect())
+    read_rows(embeddings)
 }
 
 /// [`vectors_of`] with each row's checks gathered as its values are read (one pass over
-/// the millions of values, see [`Embedding`]). Lists are read by index: one C call and a
-/// reference count per value, where an iterator makes two calls.
+/// the millions of values, see [`Embedding`]).
 pub fn embeddings_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Embedding>> {
+    read_rows(embeddings)
+}
+
+/// A row [`read_rows`] fills one value at a time: plain floats, or an [`Embedding`] that
+/// checks them as they come (only the callers that check pay for it).
+trait Row: From<Vec<f32>> {
+    fn with_capacity(dims: usize) -> Self;
+    fn push(&mut self, x: f32);
+}
+
+impl Row for Vec<f32> {
+    fn with_capacity(dims: usize) -> Self {
+        Vec::with_capacity(dims)
+    }
+
+    #[inline]
+    fn push(&mut self, x: f32) {
+        Vec::push(self, x);
+    }
+}
+
+impl Row for Embedding {
+    fn with_capacity(dims: usize) -> Self {
+        Embedding::with_capacity(dims)
+    }
+
+    #[inline]
+    fn push(&mut self, x: f32) {
+        Embedding::push(self, x);
+    }
+}
+
+/// The rows of `embeddings`. Lists are read by index: one C call and a reference count per
+/// value, where an iterator makes two calls.
+fn read_rows<R: Row>(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<R>> {
     let Ok(rows) = embeddings.cast::<PyList>() else {
         let rows: Vec<Vec<f32>> = embeddings.extract()?;
-        return Ok(rows.into_iter().map(Embedding::from).collect());
+        return Ok(rows.into_iter().map(R::from).collect());
     };
     let mut vectors = Vec::with_capacity(rows.len());
     for i in 0..rows.len() {
         let row = rows.get_item(i)?;
         let Ok(values) = row.cast::<PyList>() else {
-            vectors.push(Embedding::from(row.extract::<Vec<f32>>()?));
+            vectors.push(R::from(row.extract::<Vec<f32>>()?));
             continue;
         };
         let dims = values.len();
-        let mut vector = Embedding::with_capacity(dims);
+        let mut vector = R::with_capacity(dims);
         for j in 0..dims {
             let value = values.get_item(j)?;
             match value.cast_exact::<PyFloat>() {
