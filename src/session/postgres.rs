@@ -542,9 +542,8 @@ impl PostgresStore {
         }
     }
 
-    /// One turn's commit ([`SessionStore::commit`] as a future, for callers on the
-    /// runtime); with a TTL, a sweep of expired sessions follows when one is due.
-    pub async fn commit_versioned(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+    /// One turn's commit; with a TTL, a sweep of expired sessions follows when one is due.
+    async fn commit_versioned(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
         let mode = match self.on_conflict {
             OnConflict::Append => "a",
             OnConflict::Error => "e",
