@@ -16,6 +16,9 @@
 //!   make the transaction idempotent** (e.g. keyed by a turn id).
 //! - [`Postgres::run`]`(|client| async { ... })`: the same retry loop without a transaction,
 //!   for reads and single statements.
+//! - [`Postgres::query_one_cached`]`(sql, params)` / [`Postgres::execute_cached`]: `run` of one
+//!   cached statement (one row back / rows affected) whose future is `Send`, for work spawned
+//!   as a runtime task (`ensure_schema`'s is too).
 //! - [`Postgres::ensure_schema`]`(lock_key, ddl)`: runs idempotent DDL under
 //!   `pg_advisory_xact_lock(lock_key)`, so workers starting together do not race on
 //!   `CREATE ... IF NOT EXISTS`.
@@ -37,7 +40,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Config, IsolationLevel, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, IsolationLevel, NoTls, Row};
 
 pub use deadpool_postgres::{ClientWrapper as Client, Transaction};
 
@@ -114,6 +118,35 @@ impl std::fmt::Debug for Postgres {
 enum Attempt {
     Retry(String),
     Fatal(Error),
+}
+
+/// The retry loop around one attempt: `$attempt`, a future that borrows the checked-out
+/// connection `$client`, runs under the attempt timeout; retryable failures are retried with
+/// backoff (see `judge` and `again_after`). A macro rather than a function taking a closure:
+/// the future of an async closure that borrows cannot be proven `Send` yet, and the
+/// statements spawned as runtime tasks need that.
+macro_rules! with_retries {
+    ($pg:expr, |$client:ident| $attempt:expr) => {{
+        let pg = $pg;
+        let mut backoff = pg.inner.options.retry.start();
+        loop {
+            let failure = match pg.checkout().await {
+                Err(failure) => failure,
+                #[allow(unused_mut)]
+                Ok(mut $client) => {
+                    let outcome =
+                        tokio::time::timeout(pg.inner.options.attempt_timeout, $attempt).await;
+                    match pg.judge(outcome, $client) {
+                        Ok(value) => break Ok(value),
+                        Err(failure) => failure,
+                    }
+                }
+            };
+            if let Err(err) = pg.again_after(failure, &mut backoff).await {
+                break Err(err);
+            }
+        }
+    }};
 }
 
 impl Postgres {
@@ -253,52 +286,77 @@ impl Postgres {
     /// Runs idempotent DDL (`CREATE ... IF NOT EXISTS`) under a transaction-scoped advisory
     /// lock, so that workers starting at the same time take turns instead of racing.
     pub async fn ensure_schema(&self, lock_key: i64, ddl: &str) -> Result<()> {
-        self.transaction(async |tx| {
+        with_retries!(self, |client| async {
+            let tx = client.transaction().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
                 .await?;
             tx.batch_execute(ddl).await?;
-            Ok(())
+            Ok(tx.commit().await?)
         })
-        .await
     }
 
-    /// The retry loop shared by `transaction` and `run`.
+    /// The retry loop of `transaction` and `run`.
     async fn retrying<T, F>(&self, mut attempt: F) -> Result<T>
     where
         F: AsyncFnMut(&mut Object) -> std::result::Result<T, TxError>,
     {
-        let options = self.inner.options;
-        let mut backoff = options.retry.start();
-        loop {
-            let failure = match self.checkout().await {
-                Err(failure) => failure,
-                Ok(mut client) => {
-                    match tokio::time::timeout(options.attempt_timeout, attempt(&mut client)).await
-                    {
-                        Ok(Ok(value)) => return Ok(value),
-                        Ok(Err(TxError::Fail(err))) => return Err(err),
-                        Ok(Err(TxError::Postgres(err))) => self.classify(&err),
-                        Err(_elapsed) => {
-                            // A half-open connection (partition) must not go back to the pool.
-                            drop(Object::take(client));
-                            Attempt::Retry(format!(
-                                "no answer within {:.1} s",
-                                options.attempt_timeout.as_secs_f64()
-                            ))
-                        }
-                    }
-                }
-            };
-            match failure {
-                Attempt::Fatal(err) => return Err(err),
-                Attempt::Retry(detail) => {
-                    if !backoff.wait().await {
-                        return Err(self.unavailable(format!(
-                            "{detail} (gave up after {} attempt(s) in {:.1} s)",
-                            backoff.attempts(),
-                            backoff.elapsed().as_secs_f64()
-                        )));
-                    }
+        with_retries!(self, |client| attempt(&mut client))
+    }
+
+    /// One cached statement that returns exactly one row, with `run`'s retries. Not generic
+    /// over a closure, so its future is `Send` (see [`with_retries`]): callers can spawn it
+    /// as a runtime task.
+    pub async fn query_one_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row> {
+        with_retries!(self, |client| async {
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.query_one(&statement, params).await?)
+        })
+    }
+
+    /// [`query_one_cached`](Self::query_one_cached) for a statement that returns no rows:
+    /// how many rows it affected.
+    pub async fn execute_cached(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        with_retries!(self, |client| async {
+            let statement = client.prepare_cached(sql).await?;
+            Ok(client.execute(&statement, params).await?)
+        })
+    }
+
+    /// What one attempt on `client` came to: its value, or why it failed. A connection whose
+    /// attempt timed out never goes back to the pool (it may be half-open after a partition).
+    fn judge<T>(
+        &self,
+        outcome: std::result::Result<std::result::Result<T, TxError>, tokio::time::error::Elapsed>,
+        client: Object,
+    ) -> std::result::Result<T, Attempt> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(TxError::Fail(err))) => Err(Attempt::Fatal(err)),
+            Ok(Err(TxError::Postgres(err))) => Err(self.classify(&err)),
+            Err(_elapsed) => {
+                drop(Object::take(client));
+                Err(Attempt::Retry(format!(
+                    "no answer within {:.1} s",
+                    self.inner.options.attempt_timeout.as_secs_f64()
+                )))
+            }
+        }
+    }
+
+    /// After a failed attempt: `Ok` once it is time to try again, or the error to give up
+    /// with (not retryable, or the retry budget spent).
+    async fn again_after(&self, failure: Attempt, backoff: &mut super::Backoff) -> Result<()> {
+        match failure {
+            Attempt::Fatal(err) => Err(err),
+            Attempt::Retry(detail) => {
+                if backoff.wait().await {
+                    Ok(())
+                } else {
+                    Err(self.unavailable(format!(
+                        "{detail} (gave up after {} attempt(s) in {:.1} s)",
+                        backoff.attempts(),
+                        backoff.elapsed().as_secs_f64()
+                    )))
                 }
             }
         }

@@ -453,27 +453,23 @@ impl PostgresStore {
         // Retried after a lost connection: a commit with a turn id is deduplicated by it.
         let row = self
             .pg
-            .run(async |client| {
-                Ok(client
-                    .query_one(
-                        &client.prepare_cached(&call).await?,
-                        &[
-                            &session_id,
-                            &commit.turn_id,
-                            &expected,
-                            &mode,
-                            &ttl,
-                            &smode,
-                            &state,
-                            &names,
-                            &loaded,
-                            &kinds,
-                            &counts,
-                            &texts,
-                        ],
-                    )
-                    .await?)
-            })
+            .query_one_cached(
+                &call,
+                &[
+                    &session_id,
+                    &commit.turn_id,
+                    &expected,
+                    &mode,
+                    &ttl,
+                    &smode,
+                    &state,
+                    &names,
+                    &loaded,
+                    &kinds,
+                    &counts,
+                    &texts,
+                ],
+            )
             .await?;
         let status: String = row.get(0);
         let version: Option<i64> = row.get(1);
@@ -543,7 +539,7 @@ impl PostgresStore {
     }
 
     /// One turn's commit; with a TTL, a sweep of expired sessions follows when one is due.
-    async fn commit_versioned(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+    pub async fn commit_versioned(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
         let mode = match self.on_conflict {
             OnConflict::Append => "a",
             OnConflict::Error => "e",
@@ -595,13 +591,7 @@ impl PostgresStore {
                 ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)",
             s = self.tables.sessions
         );
-        self.pg
-            .run(async |client| {
-                Ok(client
-                    .execute(&client.prepare_cached(&sweep).await?, &[&batch])
-                    .await?)
-            })
-            .await
+        self.pg.execute_cached(&sweep, &[&batch]).await
     }
 
     /// Deletes sessions whose TTL has passed (their threads, messages and turn ids go

@@ -578,7 +578,9 @@ impl SharedStoreCore {
             }
             Engine::Postgres(store) => {
                 let store = Arc::clone(store);
-                ticket.run_blocking(move || store.commit(&id, &commit).map(py_committed))
+                ticket.run_async(async move {
+                    store.commit_versioned(&id, &commit).await.map(py_committed)
+                })
             }
         }
     }
