@@ -14,7 +14,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_core::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
@@ -297,9 +296,21 @@ impl PostgresStore {
             .map(|_| ())
     }
 
+    /// Whether the tables are known to exist (this store has prepared them once).
+    pub fn is_ready(&self) -> bool {
+        self.schema.initialized()
+    }
+
     /// The whole session in one statement (one snapshot, one round trip), still as text.
     pub async fn load_texts_async(&self, session_id: &str) -> Result<Option<StoredSession>> {
         self.ready().await?;
+        self.read_texts(session_id).await
+    }
+
+    /// [`load_texts_async`](Self::load_texts_async) once [`is_ready`](Self::is_ready): without
+    /// the schema step (whose DDL transaction's future is not `Send`), so this future is,
+    /// and can run as a task on the runtime.
+    pub async fn read_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
         let Tables {
             sessions,
             threads,
@@ -337,16 +348,7 @@ impl PostgresStore {
             mut lists,
         } = self
             .pg
-            .run(async |client| {
-                let statement = client.prepare_cached(&select).await?;
-                let rows = client.query_raw(&statement, [session_id]).await?;
-                let mut rows = std::pin::pin!(rows);
-                let mut loaded = Loaded::default();
-                while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-                    loaded.add(&row?);
-                }
-                Ok(loaded)
-            })
+            .fold_rows(&select, &[&session_id], Loaded::default, Loaded::add)
             .await?;
         let Some((version, state)) = session else {
             return Ok(None);

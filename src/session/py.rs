@@ -373,8 +373,9 @@ pub struct SharedStoreCore {
 }
 
 /// The same store as `SharedStoreCore::store`, by engine. A Redis commit (one script, one
-/// round trip) runs as a task on the runtime, with no blocking-pool thread parked in
-/// `block_on` in between; a PostgreSQL commit still goes through the blocking pool.
+/// round trip) and a load of either engine run as tasks on the runtime, with no
+/// blocking-pool thread parked in `block_on` in between; a PostgreSQL commit still goes
+/// through the blocking pool.
 enum Engine {
     Redis(Arc<RedisStore>),
     Postgres(Arc<PostgresStore>),
@@ -489,16 +490,44 @@ impl SharedStoreCore {
     }
 
     /// `(SessionData dict, version)`, or `None` for an unknown id: read in one round trip
-    /// and parsed on a worker; the Python objects are built once, on the event loop.
+    /// off the GIL; the Python objects are built once, on the event loop.
     fn load_versioned(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
-        let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || {
-            let id = validate_session_id(&session_id)?;
-            store
-                .load_texts(id)?
-                .map(|stored| ParsedSession::parse(id, stored))
-                .transpose()
-        })
+        let id = validate_session_id(&session_id)?.to_owned();
+        match &self.engine {
+            // A task on the runtime: the rows reach the parser on the thread that reads
+            // them, with no blocking-pool thread in between. The process's first use of the
+            // store prepares the tables, which goes through the blocking pool.
+            Engine::Postgres(store) if store.is_ready() => {
+                let store = Arc::clone(store);
+                ticket.run_async(async move {
+                    store
+                        .read_texts(&id)
+                        .await?
+                        .map(|stored| ParsedSession::parse(&id, stored))
+                        .transpose()
+                })
+            }
+            // One round trip, as a task (as a Redis commit).
+            Engine::Redis(store) => {
+                let store = Arc::clone(store);
+                ticket.run_async(async move {
+                    store
+                        .load_texts_async(&id)
+                        .await?
+                        .map(|stored| ParsedSession::parse(&id, stored))
+                        .transpose()
+                })
+            }
+            Engine::Postgres(_) => {
+                let store = Arc::clone(&self.store);
+                ticket.run_blocking(move || {
+                    store
+                        .load_texts(&id)?
+                        .map(|stored| ParsedSession::parse(&id, stored))
+                        .transpose()
+                })
+            }
+        }
     }
 
     /// Deletes expired sessions now (PostgreSQL; Redis expires keys by itself); resolves
