@@ -68,6 +68,59 @@ impl<'py> Shared<'py> {
     }
 }
 
+impl<'py> Shared<'py> {
+    fn unbind(self) -> Kept {
+        Kept {
+            first: self
+                .first
+                .into_iter()
+                .map(|(t, s)| (t, s.unbind()))
+                .collect(),
+            more: self
+                .more
+                .into_iter()
+                .map(|(t, s)| (t, s.unbind()))
+                .collect(),
+            scan: self.scan,
+            cap: self.cap,
+        }
+    }
+}
+
+/// [`Shared`] held between two batches of one load.
+struct Kept {
+    first: Vec<(Box<str>, Py<PyString>)>,
+    more: HashMap<Box<str>, Py<PyString>>,
+    scan: usize,
+    cap: usize,
+}
+
+impl Kept {
+    fn bind(self, py: Python<'_>) -> Shared<'_> {
+        Shared {
+            first: self
+                .first
+                .into_iter()
+                .map(|(t, s)| (t, s.into_bound(py)))
+                .collect(),
+            more: self
+                .more
+                .into_iter()
+                .map(|(t, s)| (t, s.into_bound(py)))
+                .collect(),
+            scan: self.scan,
+            cap: self.cap,
+        }
+    }
+}
+
+/// A [`MessageBuilder`]'s shared strings between two batches of one session's messages
+/// (built as they arrive), so every batch shares the same keys.
+pub struct Suspended {
+    keys: Kept,
+    values: Kept,
+}
+
 impl<'py> MessageBuilder<'py> {
     /// `loads` is Python's `json.loads`, for the messages serde cannot read exactly.
     pub fn new(py: Python<'py>, loads: Bound<'py, PyAny>) -> Self {
@@ -76,6 +129,27 @@ impl<'py> MessageBuilder<'py> {
             loads,
             keys: Shared::new(16, usize::MAX),
             values: Shared::new(16, 16),
+        }
+    }
+
+    /// A builder sharing the strings of the one `suspended` (if any).
+    pub fn resume(py: Python<'py>, loads: Bound<'py, PyAny>, suspended: Option<Suspended>) -> Self {
+        match suspended {
+            None => Self::new(py, loads),
+            Some(Suspended { keys, values }) => MessageBuilder {
+                py,
+                loads,
+                keys: keys.bind(py),
+                values: values.bind(py),
+            },
+        }
+    }
+
+    /// Its shared strings, for the next batch's [`resume`](Self::resume).
+    pub fn suspend(self) -> Suspended {
+        Suspended {
+            keys: self.keys.unbind(),
+            values: self.values.unbind(),
         }
     }
 
