@@ -313,10 +313,15 @@ impl PostgresStore {
     pub async fn read_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
         let mut arrived: Vec<(u32, MessageBatch)> = Vec::new();
         let Some(read) = self
-            .read_in_batches(session_id, usize::MAX, |attempt, batch| {
-                arrived.retain(|(a, _)| *a == attempt);
-                arrived.push((attempt, batch));
-            })
+            .read_in_batches(
+                session_id,
+                usize::MAX,
+                || false,
+                |attempt, batch| {
+                    arrived.retain(|(a, _)| *a == attempt);
+                    arrived.push((attempt, batch));
+                },
+            )
             .await?
         else {
             return Ok(None);
@@ -356,15 +361,18 @@ impl PostgresStore {
         }))
     }
 
-    /// The whole session in one statement, its messages handed to `emit` in batches of
-    /// `batch_len` as they arrive (in arrival order, with their thread and seq), the rest
-    /// returned once every row is in: the caller can work on the first messages while the
-    /// others are still on the way. A retried attempt emits its batches again under the
-    /// next attempt number: only the batches of [`ReadSession::attempt`] count.
+    /// The whole session in one statement, its messages handed to `emit` in batches as
+    /// they arrive (in arrival order, with their thread and seq), the rest returned once
+    /// every row is in: the caller can work on the first messages while the others are
+    /// still on the way. A batch goes out once it holds `batch_min` messages or more and
+    /// `ready()` says the caller wants one (e.g. it is done with the last), and the last
+    /// batch once every row is in. A retried attempt emits its batches again under the next
+    /// attempt number: only the batches of [`ReadSession::attempt`] count.
     pub async fn read_in_batches(
         &self,
         session_id: &str,
-        batch_len: usize,
+        batch_min: usize,
+        ready: impl Fn() -> bool + Send,
         mut emit: impl FnMut(u32, MessageBatch) + Send,
     ) -> Result<Option<ReadSession>> {
         let Tables {
@@ -413,7 +421,7 @@ impl PostgresStore {
             .pg
             .fold_rows(&select, &[&session_id], init, |loaded, row| {
                 loaded.add(row);
-                if loaded.batch.len() >= batch_len {
+                if loaded.batch.len() >= batch_min && ready() {
                     emit(loaded.attempt, std::mem::take(&mut loaded.batch));
                 }
             })

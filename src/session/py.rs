@@ -10,6 +10,7 @@
 //! JSON value, a whole session as JS `SessionData` JSON.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -324,13 +325,12 @@ impl ParsedSession {
     }
 }
 
-/// How many messages of a PostgreSQL load are built per batch as they arrive. The last
-/// batch is built after the last row, so smaller ones end sooner, but each batch costs a
-/// wake-up of the event loop and a young-generation collection once the collector is back
-/// on; with 1000 a 10k-message load ran gen-1 collections of everything built so far
-/// (~1 ms) and was no faster than no batches at all (median 12.9 vs 11.6 ms), 2500-5000
-/// gained 1-2 ms (ours_turns at 10k, interleaved in one process).
-const LOAD_BATCH: usize = 5000;
+/// The fewest messages of a PostgreSQL load built as one batch while the rows arrive.
+/// Each batch costs a wake-up of the event loop and a young-generation collection once the
+/// collector is back on: fixed batches of 1000 ran gen-1 collections of everything built so
+/// far (~1 ms) and a 10k-message load was no faster than with no batches (median 12.9 vs
+/// 11.6 ms); fixed batches of 2500-5000 gained 1-2 ms (ours_turns at 10k, interleaved).
+const LOAD_BATCH: usize = 2000;
 
 /// The messages of a PostgreSQL load built so far, on the event loop: per thread (as the
 /// rows came) its list, in arrival order; and the messages that were not valid, by thread
@@ -665,12 +665,22 @@ impl SharedStoreCore {
                 ticket.run_async_with_steps(move |steps| async move {
                     let building = Arc::clone(&partial);
                     let sid: Arc<str> = id.as_str().into();
+                    // Whether the loop is done with the last batch: the next one is what
+                    // arrived meanwhile, so the loop keeps pace with the rows and the last
+                    // batch, built after the last row, is small.
+                    let idle = Arc::new(AtomicBool::new(true));
+                    let ready = {
+                        let idle = Arc::clone(&idle);
+                        move || idle.swap(false, Ordering::AcqRel)
+                    };
                     let read = store
-                        .read_in_batches(&id, LOAD_BATCH, move |attempt, batch| {
+                        .read_in_batches(&id, LOAD_BATCH, ready, move |attempt, batch| {
                             let building = Arc::clone(&building);
                             let sid = Arc::clone(&sid);
+                            let idle = Arc::clone(&idle);
                             steps.send(move |py| {
                                 lock(&building).add(py, &sid, attempt, batch);
+                                idle.store(true, Ordering::Release);
                             });
                         })
                         .await?;
