@@ -65,6 +65,16 @@ fn build_runtime() -> Runtime {
 /// Turns a finished job's output into a Python object, on the event loop's thread.
 pub type Deliver = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
+/// Part of a running job's work handed to the event loop's thread (building part of its
+/// result as it arrives); run for its effect, in order, before the job's result.
+pub type Step = Box<dyn FnOnce(Python<'_>) + Send>;
+
+/// What a queue holds for its event loop.
+enum Queued {
+    Done(u64, Deliver),
+    Step(Step),
+}
+
 /// A job of some queue that Rust code completes later, from any thread.
 pub struct JobHandle {
     shared: Arc<Shared>,
@@ -84,8 +94,9 @@ impl JobHandle {
 }
 
 struct Shared {
-    /// Finished jobs not yet handed to Python, and whether a wake-up byte is pending.
-    ready: Mutex<(Vec<(u64, Deliver)>, bool)>,
+    /// Finished jobs (and steps) not yet handed to Python, and whether a wake-up byte is
+    /// pending.
+    ready: Mutex<(Vec<Queued>, bool)>,
     wake: Mutex<PipeWriter>,
     read_end: PipeReader,
     next_id: AtomicU64,
@@ -115,7 +126,7 @@ fn none_result() -> Deliver {
 }
 
 impl Shared {
-    fn ready(&self) -> MutexGuard<'_, (Vec<(u64, Deliver)>, bool)> {
+    fn ready(&self) -> MutexGuard<'_, (Vec<Queued>, bool)> {
         self.ready.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -125,9 +136,13 @@ impl Shared {
 
     /// Queues finished jobs and wakes the event loop once for the whole batch.
     fn complete_all(&self, finished: impl Iterator<Item = (u64, Deliver)>) {
+        self.queue(finished.map(|(id, deliver)| Queued::Done(id, deliver)));
+    }
+
+    fn queue(&self, items: impl Iterator<Item = Queued>) {
         let must_wake = {
             let mut ready = self.ready();
-            ready.0.extend(finished);
+            ready.0.extend(items);
             !std::mem::replace(&mut ready.1, true)
         };
         if must_wake {
@@ -214,13 +229,17 @@ impl CompletionQueue {
             ready.1 = false;
             std::mem::take(&mut ready.0)
         };
-        finished
-            .into_iter()
-            .map(|(id, deliver)| match deliver(py) {
-                Ok(value) => (id, true, value),
-                Err(err) => (id, false, err.into_value(py).into_any()),
-            })
-            .collect()
+        let mut done = Vec::with_capacity(finished.len());
+        for item in finished {
+            match item {
+                Queued::Done(id, deliver) => done.push(match deliver(py) {
+                    Ok(value) => (id, true, value),
+                    Err(err) => (id, false, err.into_value(py).into_any()),
+                }),
+                Queued::Step(step) => step(py),
+            }
+        }
+        done
     }
 }
 
@@ -291,6 +310,34 @@ impl Ticket {
             shared.complete(id, deliver(outcome));
         });
         Ok(())
+    }
+
+    /// [`Ticket::run_async`] for a job that hands parts of its work to the event loop while
+    /// it runs: `work` gets the [`Steps`] to send them with (e.g. to turn rows into Python
+    /// objects as they arrive, while the rest are still on the way).
+    pub fn run_async_with_steps<T, F>(&self, work: impl FnOnce(Steps) -> F) -> PyResult<()>
+    where
+        F: Future<Output = crate::errors::Result<T>> + Send + 'static,
+        T: for<'py> IntoPyObject<'py> + Send + 'static,
+    {
+        let steps = Steps {
+            shared: Arc::clone(&self.shared),
+        };
+        self.run_async(work(steps))
+    }
+}
+
+/// Where a job started by [`Ticket::run_async_with_steps`] sends its steps.
+pub struct Steps {
+    shared: Arc<Shared>,
+}
+
+impl Steps {
+    /// Queues `step` to run on the event loop's thread (with the GIL), after the steps sent
+    /// before it and before the job's result. A step whose loop is gone is dropped unrun.
+    pub fn send(&self, step: impl FnOnce(Python<'_>) + Send + 'static) {
+        self.shared
+            .queue(std::iter::once(Queued::Step(Box::new(step))));
     }
 }
 

@@ -513,3 +513,42 @@ async def test_redis_keeps_a_bounded_window_of_turn_ids(redis_location):
         'w', turn_id='t100', expected_version=version, threads=[('main', 1101, False, [message])]
     )
     assert not old.duplicate and old.version == version + 1
+
+
+async def test_a_postgres_thread_read_out_of_seq_order_loads_in_seq_order(database):
+    # Rewriting the first message moves its row to the end of the table: the scan returns it
+    # last, after two batches of the others (the loop builds messages as they arrive).
+    prefix = table_prefix()
+    store = PostgresSessionStore(database, table_prefix=prefix)
+    messages = [f'{{"role":"user","content":[{{"text":"m{i}"}}]}}' for i in range(6000)]
+    await store._commit('moved', turn_id='t-1', expected_version=0, threads=[('main', 0, False, messages)])
+    await store._commit(
+        'moved', turn_id='t-2', expected_version=1, threads=[('side', 0, False, messages[:3])]
+    )
+    psql(
+        f"UPDATE {prefix}session_messages SET message = message WHERE seq = 0 AND session_id = 'moved'",
+        dbname=database.rsplit('/', 1)[1],
+    )
+    data = await store.get('moved')
+    assert data is not None
+    assert [m['content'][0]['text'] for m in data['threads']['main']] == [f'm{i}' for i in range(6000)]
+    assert [m['content'][0]['text'] for m in data['threads']['side']] == ['m0', 'm1', 'm2']
+    assert list(data['threads']) == ['main', 'side']
+
+
+async def test_a_long_postgres_thread_names_its_first_bad_message(database):
+    prefix = table_prefix()
+    store = PostgresSessionStore(database, table_prefix=prefix)
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    await store._commit(
+        'bad', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message] * 6000)]
+    )
+    for seq in (5500, 10):
+        psql(
+            f"UPDATE {prefix}session_messages SET message = '[1]' WHERE seq = {seq}",
+            dbname=database.rsplit('/', 1)[1],
+        )
+    with pytest.raises(GenkitError) as corrupt:
+        await store.get('bad')
+    assert corrupt.value.status == 'DATA_LOSS'
+    assert 'message 10' in str(corrupt.value) and 'message 5500' not in str(corrupt.value)

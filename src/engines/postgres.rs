@@ -19,6 +19,8 @@
 //! - [`Postgres::query_one_cached`]`(sql, params)` / [`Postgres::execute_cached`]: `run` of one
 //!   cached statement (one row back / rows affected) whose future is `Send`, for work spawned
 //!   as a runtime task (`ensure_schema`'s is too).
+//! - [`Postgres::fold_rows`]`(sql, params, init, fold)`: one statement's rows folded as they
+//!   arrive, with the same retries; its future is `Send` too.
 //! - [`Postgres::ensure_schema`]`(lock_key, ddl)`: runs idempotent DDL under
 //!   `pg_advisory_xact_lock(lock_key)`, so workers starting together do not race on
 //!   `CREATE ... IF NOT EXISTS`.
@@ -38,6 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
+use futures_core::Stream;
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -319,6 +322,33 @@ impl Postgres {
         with_retries!(self, |client| async {
             let statement = client.prepare_cached(sql).await?;
             Ok(client.execute(&statement, params).await?)
+        })
+    }
+
+    /// Streams the rows of one statement into `fold` as they arrive, with [`run`]'s retries
+    /// and timeout (a retried attempt starts again from `init()`). Unlike `run` it takes no
+    /// async closure, so its future is `Send` and can be a task on the runtime: no
+    /// blocking-pool thread then parks in `block_on` while the rows arrive, and each batch
+    /// of rows goes from the connection task to the fold without waking another thread (a
+    /// 10k-row read was woken ~150 times that way).
+    ///
+    /// [`run`]: Self::run
+    pub async fn fold_rows<S>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        init: impl Fn() -> S,
+        mut fold: impl FnMut(&mut S, &Row),
+    ) -> Result<S> {
+        with_retries!(self, |client| async {
+            let statement = client.prepare_cached(sql).await?;
+            let rows = client.query_raw(&statement, params.iter().copied()).await?;
+            let mut rows = std::pin::pin!(rows);
+            let mut state = init();
+            while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                fold(&mut state, &row?);
+            }
+            Ok(state)
         })
     }
 

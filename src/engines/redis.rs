@@ -15,8 +15,10 @@
 //!   naming `Redis at host:port` (never the password).
 //! - Any other error the server returns becomes [`Error::Engine`] with the Redis error code
 //!   (`WRONGTYPE`, `ERR`, ...). Use `redis::Script` for multi-key atomic updates: it runs
-//!   `EVALSHA` and reloads the script on `NOSCRIPT` (after a restart); never WATCH/MULTI on
-//!   the shared multiplexed connection.
+//!   `EVALSHA` and reloads the script on `NOSCRIPT` (after a restart); never WATCH on the
+//!   shared multiplexed connection. A `MULTI`/`EXEC` only as one atomic pipeline
+//!   ([`Redis::query_pipeline`]), which goes out as one write: an atomic read of many keys
+//!   without a script's cost of copying every reply through Lua.
 //! - [`Redis::target`]: `host:port`, for messages.
 
 use std::collections::HashMap;
@@ -219,6 +221,27 @@ impl Redis {
         loop {
             let outcome = match self.connect().await {
                 Ok(mut conn) => invocation.invoke_async(&mut conn).await,
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(err) => self.failed(err, retry, &mut backoff).await?,
+            }
+        }
+    }
+
+    /// [`run`](Self::run) of one pipeline; an atomic one is `MULTI` ... `EXEC`, written to
+    /// the connection as one piece, so nothing else interleaves with it. Not generic over a
+    /// closure, so its future is `Send`, as [`invoke`](Self::invoke)'s.
+    pub async fn query_pipeline<T: redis::FromRedisValue>(
+        &self,
+        retry: Retry,
+        pipeline: &redis::Pipeline,
+    ) -> Result<T> {
+        let mut backoff = self.inner.options.retry.start();
+        loop {
+            let outcome = match self.connect().await {
+                Ok(mut conn) => pipeline.query_async(&mut conn).await,
                 Err(err) => Err(err),
             };
             match outcome {

@@ -14,7 +14,6 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use futures_core::Stream;
 use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
@@ -297,9 +296,85 @@ impl PostgresStore {
             .map(|_| ())
     }
 
+    /// Whether the tables are known to exist (this store has prepared them once).
+    pub fn is_ready(&self) -> bool {
+        self.schema.initialized()
+    }
+
     /// The whole session in one statement (one snapshot, one round trip), still as text.
     pub async fn load_texts_async(&self, session_id: &str) -> Result<Option<StoredSession>> {
         self.ready().await?;
+        self.read_texts(session_id).await
+    }
+
+    /// [`load_texts_async`](Self::load_texts_async) once [`is_ready`](Self::is_ready): without
+    /// the schema step (whose DDL transaction's future is not `Send`), so this future is,
+    /// and can run as a task on the runtime.
+    pub async fn read_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
+        let mut arrived: Vec<(u32, MessageBatch)> = Vec::new();
+        let Some(read) = self
+            .read_in_batches(
+                session_id,
+                usize::MAX,
+                || false,
+                |attempt, batch| {
+                    arrived.retain(|(a, _)| *a == attempt);
+                    arrived.push((attempt, batch));
+                },
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut lists: Vec<(Arc<str>, Vec<String>)> = Vec::new();
+        for (_, batch) in arrived.into_iter().filter(|(a, _)| *a == read.attempt) {
+            for (thread, _, text) in batch {
+                match lists.iter_mut().find(|(name, _)| *name == thread) {
+                    Some((_, list)) => list.push(text),
+                    None => lists.push((thread, vec![text])),
+                }
+            }
+        }
+        let threads = read
+            .threads
+            .into_iter()
+            .map(|(name, order)| {
+                let list = lists
+                    .iter_mut()
+                    .find(|(n, _)| **n == *name)
+                    .map(|(_, list)| std::mem::take(list))
+                    .unwrap_or_default();
+                let list = match order {
+                    None => list,
+                    Some(order) => {
+                        let mut slots: Vec<Option<String>> = list.into_iter().map(Some).collect();
+                        order.iter().filter_map(|&at| slots[at].take()).collect()
+                    }
+                };
+                (name, list)
+            })
+            .collect();
+        Ok(Some(StoredSession {
+            version: read.version,
+            state: read.state,
+            threads,
+        }))
+    }
+
+    /// The whole session in one statement, its messages handed to `emit` in batches as
+    /// they arrive (in arrival order, with their thread and seq), the rest returned once
+    /// every row is in: the caller can work on the first messages while the others are
+    /// still on the way. A batch goes out once it holds `batch_min` messages or more and
+    /// `ready()` says the caller wants one (e.g. it is done with the last), and the last
+    /// batch once every row is in. A retried attempt emits its batches again under the next
+    /// attempt number: only the batches of [`ReadSession::attempt`] count.
+    pub async fn read_in_batches(
+        &self,
+        session_id: &str,
+        batch_min: usize,
+        ready: impl Fn() -> bool + Send,
+        mut emit: impl FnMut(u32, MessageBatch) + Send,
+    ) -> Result<Option<ReadSession>> {
         let Tables {
             sessions,
             threads,
@@ -331,63 +406,78 @@ impl PostgresStore {
              FROM {messages} m WHERE m.session_id = $1 AND {live}"
         );
         // Each row is taken apart as it arrives, while the server is still sending the rest.
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let init = || Loaded {
+            attempt: attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Loaded::default()
+        };
         let Loaded {
+            attempt,
             session,
             mut order,
-            mut lists,
+            lists,
+            batch,
+            not_text,
         } = self
             .pg
-            .run(async |client| {
-                let statement = client.prepare_cached(&select).await?;
-                let rows = client.query_raw(&statement, [session_id]).await?;
-                let mut rows = std::pin::pin!(rows);
-                let mut loaded = Loaded::default();
-                while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
-                    loaded.add(&row?);
+            .fold_rows(&select, &[&session_id], init, |loaded, row| {
+                loaded.add(row);
+                if loaded.batch.len() >= batch_min && ready() {
+                    emit(loaded.attempt, std::mem::take(&mut loaded.batch));
                 }
-                Ok(loaded)
             })
             .await?;
+        if let Some((thread, seq)) = not_text {
+            return Err(Error::corrupt(
+                session_id,
+                format!("thread {thread:?}, message {seq}"),
+                "not UTF-8 text",
+            ));
+        }
+        if !batch.is_empty() {
+            emit(attempt, batch);
+        }
         let Some((version, state)) = session else {
             return Ok(None);
         };
         order.sort_unstable_by_key(|(position, _)| *position);
-        let mut stored = StoredSession {
+        let mut read = ReadSession {
+            attempt,
             version: version as u64,
             state,
             threads: Vec::with_capacity(order.len()),
         };
+        let mut lists = lists;
         for (_, thread) in order {
-            let mut list = match lists.iter().position(|(name, _)| *name == thread) {
+            let seqs = match lists.iter().position(|(name, _)| **name == *thread) {
                 Some(at) => lists.swap_remove(at).1,
                 None => Vec::new(),
             };
             // The index scan returns them in seq order; sorting is the fallback for a plan
             // that does not.
-            if !list.is_sorted_by_key(|(seq, _)| *seq) {
-                list.sort_unstable_by_key(|(seq, _)| *seq);
-            }
+            let arrival = (!seqs.is_sorted()).then(|| {
+                let mut arrival: Vec<usize> = (0..seqs.len()).collect();
+                arrival.sort_unstable_by_key(|&at| seqs[at]);
+                arrival
+            });
+            let seq_at = |i: usize| arrival.as_ref().map_or(seqs[i], |a| seqs[a[i]]);
             // With the primary key, seqs 0..n-1 in order prove the thread has no gap.
-            if let Some(at) = list
-                .iter()
-                .enumerate()
-                .position(|(i, (seq, _))| usize::try_from(*seq).ok() != Some(i))
+            if let Some(at) =
+                (0..seqs.len()).position(|i| usize::try_from(seq_at(i)).ok() != Some(i))
             {
-                let (low, high) = (list[0].0, list[list.len() - 1].0);
+                let (low, high) = (seq_at(0), seq_at(seqs.len() - 1));
                 return Err(Error::corrupt(
                     session_id,
                     format!("thread {thread:?}"),
                     format!(
                         "{} messages with seq {low}..={high}, the one at {at} out of place \
                          (expected 0..{})",
-                        list.len(),
-                        list.len()
+                        seqs.len(),
+                        seqs.len()
                     ),
                 ));
             }
-            stored
-                .threads
-                .push((thread, list.into_iter().map(|(_, text)| text).collect()));
+            read.threads.push((thread, arrival));
         }
         if let Some((thread, _)) = lists.first() {
             // The foreign key forbids this; something else wrote the table.
@@ -397,7 +487,7 @@ impl PostgresStore {
                 "messages of a thread the session does not list",
             ));
         }
-        Ok(Some(stored))
+        Ok(Some(read))
     }
 
     /// One commit: a single call of the store's commit function (one statement, so one
@@ -610,36 +700,83 @@ impl PostgresStore {
     }
 }
 
-/// A session's rows as they arrive: the session row, the threads (position, name) and per
-/// thread, in the order its rows came, its (seq, message).
+/// Messages as they arrived: (thread, seq, text).
+pub type MessageBatch = Vec<(Arc<str>, i32, String)>;
+
+/// A session read by [`PostgresStore::read_in_batches`], but for its messages (emitted).
+#[derive(Debug)]
+pub struct ReadSession {
+    /// The attempt whose batches hold the messages.
+    pub attempt: u32,
+    pub version: u64,
+    pub state: Option<String>,
+    /// Per thread, in creation order: its name and, when its messages did not arrive in
+    /// seq order, the arrival number (within the thread) of each in seq order.
+    pub threads: Vec<(String, Option<Vec<usize>>)>,
+}
+
+/// A session's rows as they arrive: the session row, the threads (position, name), per
+/// thread the seqs of its messages in the order they came, and the messages not yet emitted.
 #[derive(Default)]
 struct Loaded {
+    attempt: u32,
     session: Option<(i64, Option<String>)>,
     order: Vec<(i64, String)>,
-    lists: Vec<(String, Vec<(i32, String)>)>,
+    lists: Vec<(Arc<str>, Vec<i32>)>,
+    batch: MessageBatch,
+    /// The first message that is not UTF-8 text (thread, seq).
+    not_text: Option<(Arc<str>, i32)>,
 }
 
 impl Loaded {
     /// One row of the load statement (its kind told by which columns are NULL).
     fn add(&mut self, row: &tokio_postgres::Row) {
         let seq = row.get::<_, Option<i32>>(1);
-        let Some(thread) = row.get::<_, Option<&str>>(2) else {
+        let Some(Text(thread)) = row.get::<_, Option<Text<'_>>>(2) else {
             self.session = Some((row.get::<_, i64>(0), row.get::<_, Option<String>>(3)));
             return;
         };
         let Some(seq) = seq else {
-            self.order.push((row.get::<_, i64>(0), thread.to_owned()));
+            self.order
+                .push((row.get::<_, i64>(0), row.get::<_, String>(2)));
             return;
         };
-        let message = (seq, row.get::<_, String>(3));
         // The scan returns a thread's messages together: the last list is the usual one.
-        match self.lists.last_mut() {
-            Some((name, list)) if name == thread => list.push(message),
-            _ => match self.lists.iter_mut().find(|(name, _)| name == thread) {
-                Some((_, list)) => list.push(message),
-                None => self.lists.push((thread.to_owned(), vec![message])),
+        let at = match self.lists.last() {
+            Some((name, _)) if name.as_bytes() == thread => self.lists.len() - 1,
+            _ => match self.lists.iter().position(|(n, _)| n.as_bytes() == thread) {
+                Some(at) => at,
+                None => {
+                    self.lists.push((row.get::<_, &str>(2).into(), Vec::new()));
+                    self.lists.len() - 1
+                }
             },
+        };
+        let (name, seqs) = &mut self.lists[at];
+        seqs.push(seq);
+        let Text(text) = row.get::<_, Text<'_>>(3);
+        match std::str::from_utf8(text) {
+            Ok(text) => self.batch.push((Arc::clone(name), seq, text.to_owned())),
+            Err(_) => self.not_text = self.not_text.take().or(Some((Arc::clone(name), seq))),
         }
+    }
+}
+
+/// A `text` column's bytes as they came. `&str`'s `FromSql` also compares the column
+/// type's name with three extension types' for every value (~5% of reading a message row);
+/// a message's bytes are checked to be UTF-8 once, where they are copied.
+struct Text<'a>(&'a [u8]);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Text<'a> {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Text(raw))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::TEXT
     }
 }
 

@@ -18,11 +18,107 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use super::data::stored_message;
 
 /// Builds the messages of one session; dict keys are one str each, shared by every message
-/// (as `json.loads` shares them within one document).
+/// (as `json.loads` shares them within one document), and so are short string values (a
+/// message's `role`): equal str objects either way, one allocation fewer per message.
 pub struct MessageBuilder<'py> {
     py: Python<'py>,
     loads: Bound<'py, PyAny>,
-    keys: HashMap<String, Bound<'py, PyString>>,
+    keys: Shared<'py>,
+    values: Shared<'py>,
+}
+
+/// Longest string value shared, in bytes ("assistant", "model", "system", "user", ...).
+const SHARED_VALUE_MAX: usize = 12;
+
+/// str objects by their text. The first few are found by a scan: messages have a handful
+/// of keys, which a scan comparing short strings finds faster than hashing them (SipHash of
+/// every key was ~3% of a load). Past `scan` entries texts go to a map, up to `cap` in all;
+/// texts beyond that are built each time, not kept.
+struct Shared<'py> {
+    first: Vec<(Box<str>, Bound<'py, PyString>)>,
+    more: HashMap<Box<str>, Bound<'py, PyString>>,
+    scan: usize,
+    cap: usize,
+}
+
+impl<'py> Shared<'py> {
+    fn new(scan: usize, cap: usize) -> Self {
+        Shared {
+            first: Vec::new(),
+            more: HashMap::new(),
+            scan,
+            cap,
+        }
+    }
+
+    fn get(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+        if let Some((_, string)) = self.first.iter().find(|(t, _)| **t == *text) {
+            return string.clone();
+        }
+        if let Some(string) = self.more.get(text) {
+            return string.clone();
+        }
+        let string = PyString::new(py, text);
+        if self.first.len() < self.scan {
+            self.first.push((text.into(), string.clone()));
+        } else if self.scan + self.more.len() < self.cap {
+            self.more.insert(text.into(), string.clone());
+        }
+        string
+    }
+}
+
+impl<'py> Shared<'py> {
+    fn unbind(self) -> Kept {
+        Kept {
+            first: self
+                .first
+                .into_iter()
+                .map(|(t, s)| (t, s.unbind()))
+                .collect(),
+            more: self
+                .more
+                .into_iter()
+                .map(|(t, s)| (t, s.unbind()))
+                .collect(),
+            scan: self.scan,
+            cap: self.cap,
+        }
+    }
+}
+
+/// [`Shared`] held between two batches of one load.
+struct Kept {
+    first: Vec<(Box<str>, Py<PyString>)>,
+    more: HashMap<Box<str>, Py<PyString>>,
+    scan: usize,
+    cap: usize,
+}
+
+impl Kept {
+    fn bind(self, py: Python<'_>) -> Shared<'_> {
+        Shared {
+            first: self
+                .first
+                .into_iter()
+                .map(|(t, s)| (t, s.into_bound(py)))
+                .collect(),
+            more: self
+                .more
+                .into_iter()
+                .map(|(t, s)| (t, s.into_bound(py)))
+                .collect(),
+            scan: self.scan,
+            cap: self.cap,
+        }
+    }
+}
+
+/// A [`MessageBuilder`]'s shared strings between two batches of one session's messages
+/// (built as they arrive), so every batch shares the same keys.
+pub struct Suspended {
+    keys: Kept,
+    values: Kept,
 }
 
 impl<'py> MessageBuilder<'py> {
@@ -31,7 +127,29 @@ impl<'py> MessageBuilder<'py> {
         MessageBuilder {
             py,
             loads,
-            keys: HashMap::new(),
+            keys: Shared::new(16, usize::MAX),
+            values: Shared::new(16, 16),
+        }
+    }
+
+    /// A builder sharing the strings of the one `suspended` (if any).
+    pub fn resume(py: Python<'py>, loads: Bound<'py, PyAny>, suspended: Option<Suspended>) -> Self {
+        match suspended {
+            None => Self::new(py, loads),
+            Some(Suspended { keys, values }) => MessageBuilder {
+                py,
+                loads,
+                keys: keys.bind(py),
+                values: values.bind(py),
+            },
+        }
+    }
+
+    /// Its shared strings, for the next batch's [`resume`](Self::resume).
+    pub fn suspend(self) -> Suspended {
+        Suspended {
+            keys: self.keys.unbind(),
+            values: self.values.unbind(),
         }
     }
 
@@ -108,7 +226,13 @@ impl<'de, 'py> Visitor<'de> for ValueSeed<'_, 'py> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(PyString::new(self.0.py, v).into_any()))
+        let builder = self.0;
+        let string = if v.len() <= SHARED_VALUE_MAX {
+            builder.values.get(builder.py, v)
+        } else {
+            PyString::new(builder.py, v)
+        };
+        Ok(Some(string.into_any()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -163,11 +287,6 @@ impl<'de, 'py> Visitor<'de> for KeySeed<'_, 'py> {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         let builder = self.0;
-        if let Some(key) = builder.keys.get(v) {
-            return Ok(key.clone());
-        }
-        let key = PyString::new(builder.py, v);
-        builder.keys.insert(v.to_owned(), key.clone());
-        Ok(key)
+        Ok(builder.keys.get(builder.py, v))
     }
 }

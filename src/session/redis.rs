@@ -641,16 +641,165 @@ impl SessionStore for RedisStore {
     }
 
     fn load_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
+        block_on(self.load_texts_async(session_id))
+    }
+
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.run_save(session_id, commit, self.mode())
+    }
+}
+
+impl RedisStore {
+    /// The whole session as text, in one round trip: one `MULTI`/`EXEC` of plain reads, a
+    /// snapshot as atomic as a script's. The [`LOAD`] script reads the same keys, but its
+    /// reply of a 10k-message session cost the server 3.9 ms where the `LRANGE` in it took
+    /// 0.65 ms: the rest was copying every message into Lua and back out.
+    ///
+    /// A thread's list is keyed by its score in the threads key, which is only known from
+    /// the snapshot itself: the read takes the list of score 0 (a session's first thread;
+    /// most have one only), and when the snapshot lists other threads, reads again with
+    /// theirs. Should the threads keep changing under it, the script reads everything.
+    pub async fn load_texts_async(&self, session_id: &str) -> Result<Option<StoredSession>> {
+        let keys = self.keys(session_id);
+        let mut scores = vec!["0".to_owned()];
+        for _ in 0..3 {
+            let mut pipe = redis::pipe();
+            // Errors stay in the reply: a session without its meta key is unknown, whatever
+            // its other keys hold (as in the script, which reads nothing else then).
+            pipe.atomic().ignore_errors();
+            pipe.cmd("HMGET")
+                .arg(&keys.meta)
+                .arg("v")
+                .arg("sk")
+                .arg("s");
+            pipe.cmd("HGETALL").arg(&keys.state);
+            pipe.cmd("ZRANGE")
+                .arg(&keys.threads)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+            for score in &scores {
+                pipe.cmd("LRANGE")
+                    .arg(format!("{}:t:{score}", keys.meta))
+                    .arg(0)
+                    .arg(-1);
+            }
+            let reply: Vec<Value> = self
+                .redis
+                .query_pipeline(Retry::Safe, &pipe)
+                .await
+                .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
+            match self.snapshot(session_id, &keys, &scores, reply)? {
+                Snapshot::Unknown => return Ok(None),
+                Snapshot::Session(stored) => return Ok(Some(stored)),
+                Snapshot::OtherThreads(listed) => scores = listed,
+            }
+        }
+        self.load_by_script(session_id).await
+    }
+
+    /// One `MULTI` reply of [`load_texts_async`](Self::load_texts_async): what the script
+    /// would have returned, read from the same keys.
+    fn snapshot(
+        &self,
+        session_id: &str,
+        keys: &Keys,
+        scores: &[String],
+        reply: Vec<Value>,
+    ) -> Result<Snapshot> {
+        let bad = |detail: &str| Error::corrupt(session_id, "Redis load reply", detail.to_owned());
+        let mut reply = reply.into_iter();
+        let mut meta = reply
+            .next()
+            .map(|v| self.server_error(session_id, v))
+            .transpose()?
+            .and_then(into_array)
+            .ok_or_else(|| bad("no meta fields"))?
+            .into_iter();
+        let version = match meta.next() {
+            None | Some(Value::Nil) => return Ok(Snapshot::Unknown),
+            Some(v) => into_int(v).ok_or_else(|| {
+                Error::corrupt(
+                    session_id,
+                    format!("Redis key {}", keys.meta),
+                    "the version field is not a number",
+                )
+            })?,
+        };
+        let kind = match meta.next() {
+            None | Some(Value::Nil) => "n".to_owned(),
+            Some(kind) => into_string(kind).ok_or_else(|| bad("no state kind"))?,
+        };
+        let fields = reply.next().unwrap_or(Value::Nil);
+        let payload = match kind.as_str() {
+            "o" => self.server_error(session_id, fields)?,
+            "v" => match meta.next() {
+                None | Some(Value::Nil) => Value::SimpleString("null".to_owned()),
+                Some(value) => value,
+            },
+            _ => Value::Nil,
+        };
+        let state = state_from(session_id, &kind, payload)?;
+        let listed = self.server_error(session_id, reply.next().unwrap_or(Value::Nil))?;
+        let listed = into_array(listed).ok_or_else(|| bad("no threads"))?;
+        let mut threads = Vec::with_capacity(listed.len() / 2);
+        let mut listed = listed.into_iter();
+        while let (Some(name), Some(score)) = (listed.next(), listed.next()) {
+            let name = into_string(name).ok_or_else(|| bad("thread name"))?;
+            let score = into_string(score).ok_or_else(|| bad("thread score"))?;
+            threads.push((name, score));
+        }
+        if threads.iter().any(|(_, score)| !scores.contains(score)) {
+            return Ok(Snapshot::OtherThreads(
+                threads.into_iter().map(|(_, score)| score).collect(),
+            ));
+        }
+        let mut lists: Vec<Value> = reply.collect();
+        let mut stored = StoredSession {
+            version: version as u64,
+            state: state.map(|s| s.get().to_owned()),
+            threads: Vec::with_capacity(threads.len()),
+        };
+        for (i, (name, score)) in threads.iter().enumerate() {
+            let at = scores.iter().position(|s| s == score).unwrap_or_default();
+            // Two threads of one score (written by something else) read the same list, as
+            // in the script; the list is copied only then.
+            let list = if threads[i + 1..].iter().any(|(_, s)| s == score) {
+                lists.get(at).cloned()
+            } else {
+                lists.get_mut(at).map(std::mem::take)
+            };
+            let list = self.server_error(session_id, list.unwrap_or(Value::Nil))?;
+            let texts = message_texts(session_id, name, list)?;
+            stored.threads.push((name.clone(), texts));
+        }
+        Ok(Snapshot::Session(stored))
+    }
+
+    /// A reply element that is an error, as the error a script's command would have raised.
+    fn server_error(&self, session_id: &str, value: Value) -> Result<Value> {
+        match value {
+            Value::ServerError(err) => {
+                let err = redis::RedisError::from(err);
+                Err(self.corrupt_if_wrong_type(session_id, self.redis.engine_error(&err)))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The session read by the [`LOAD`] script (one round trip, every message through Lua).
+    async fn load_by_script(&self, session_id: &str) -> Result<Option<StoredSession>> {
         let keys = self.keys(session_id);
         let mut invocation = self.load.prepare_invoke();
         invocation
             .key(&keys.meta)
             .key(&keys.state)
             .key(&keys.threads);
-        let reply: Value = block_on(self.redis.run(Retry::Safe, async |conn| {
-            invocation.invoke_async(conn).await
-        }))
-        .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
+        let reply: Value = self
+            .redis
+            .invoke(Retry::Safe, &invocation)
+            .await
+            .map_err(|e| self.corrupt_if_wrong_type(session_id, e))?;
         let Some(parts) = into_array(reply) else {
             return Ok(None); // Lua `false` arrives as nil: no such session
         };
@@ -685,8 +834,146 @@ impl SessionStore for RedisStore {
         }
         Ok(Some(stored))
     }
+}
 
-    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        self.run_save(session_id, commit, self.mode())
+/// What one read of [`RedisStore::load_texts_async`] found.
+enum Snapshot {
+    /// No such session (no meta key, or no version in it).
+    Unknown,
+    Session(StoredSession),
+    /// The session has threads whose lists were not read: their scores.
+    OtherThreads(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::data::SessionData;
+
+    const URL: &str = "redis://127.0.0.1:6379/0";
+
+    /// A store on a fresh prefix; its keys are removed on drop.
+    struct Fresh(RedisStore, String);
+
+    impl Fresh {
+        fn new(tag: &str) -> Fresh {
+            let prefix = format!("gp-test-load-{tag}-{}", std::process::id());
+            let store = RedisStore::open(
+                URL,
+                &prefix,
+                None,
+                OnConflict::Append,
+                RedisOptions::default(),
+            )
+            .unwrap();
+            Fresh(store, prefix)
+        }
+
+        fn raw(&self, args: &[&str]) {
+            let mut cmd = redis::cmd(args[0]);
+            for arg in &args[1..] {
+                cmd.arg(*arg);
+            }
+            block_on(self.0.redis.run(Retry::Safe, async |conn| {
+                cmd.query_async::<Value>(conn).await
+            }))
+            .unwrap();
+        }
+
+        /// Both reads: the one-`MULTI` load and the script's.
+        fn both(&self, id: &str) -> [Result<Option<StoredSession>>; 2] {
+            [
+                block_on(self.0.load_texts_async(id)),
+                block_on(self.0.load_by_script(id)),
+            ]
+        }
+    }
+
+    impl Drop for Fresh {
+        fn drop(&mut self) {
+            let pattern = format!("{}:*", self.1);
+            let _ = block_on(self.0.redis.run(Retry::Safe, async |conn| {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(conn).await?;
+                if !keys.is_empty() {
+                    redis::cmd("DEL")
+                        .arg(&keys)
+                        .query_async::<i64>(conn)
+                        .await?;
+                }
+                Ok(())
+            }));
+        }
+    }
+
+    fn shown(loaded: &Result<Option<StoredSession>>) -> String {
+        match loaded {
+            Ok(stored) => format!("{stored:?}"),
+            Err(Error::Corrupt { .. }) => "corrupt".to_owned(),
+            Err(err) => format!("error {err}"),
+        }
+    }
+
+    #[test]
+    fn the_multi_read_returns_what_the_script_returns() {
+        let fresh = Fresh::new("same");
+        let sessions = [
+            (
+                "three",
+                r#"{"id":"three","state":{"a":1,"b":[2]},"threads":{"main":[{"n":1},{"n":2}],"x":[],"y":[{"n":3}]}}"#,
+            ),
+            (
+                "value",
+                r#"{"id":"value","state":"text","threads":{"main":[{"n":1}]}}"#,
+            ),
+            ("bare", r#"{"id":"bare","threads":{}}"#),
+        ];
+        for (id, json) in sessions {
+            fresh
+                .0
+                .save(&SessionData::from_json(id, json).unwrap())
+                .unwrap();
+            let [multi, script] = fresh.both(id);
+            assert_eq!(shown(&multi), shown(&script), "{id}");
+            assert!(multi.unwrap().is_some(), "{id}");
+        }
+        let [multi, script] = fresh.both("unknown");
+        assert!(multi.unwrap().is_none() && script.unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_of_the_wrong_type_read_as_the_script_reads_them() {
+        let fresh = Fresh::new("types");
+        let meta = |id: &str| format!("{}:s:{{{id}}}", fresh.1);
+        let json = |id: &str| format!(r#"{{"id":"{id}","threads":{{"main":[{{"n":1}}]}}}}"#);
+        for id in ["nometa", "badstate", "badlist", "badmeta"] {
+            fresh
+                .0
+                .save(&SessionData::from_json(id, &json(id)).unwrap())
+                .unwrap();
+        }
+        // No meta key: unknown, whatever the other keys hold.
+        fresh.raw(&["DEL", &meta("nometa")]);
+        fresh.raw(&["DEL", &format!("{}:threads", meta("nometa"))]);
+        fresh.raw(&["SET", &format!("{}:threads", meta("nometa")), "x"]);
+        // A state key that is not read (the state kind is none).
+        fresh.raw(&["SET", &format!("{}:state", meta("badstate")), "x"]);
+        // A thread list, and the meta key, that are not what the store writes.
+        fresh.raw(&["DEL", &format!("{}:t:0", meta("badlist"))]);
+        fresh.raw(&["SET", &format!("{}:t:0", meta("badlist")), "x"]);
+        fresh.raw(&["DEL", &meta("badmeta")]);
+        fresh.raw(&["SET", &meta("badmeta"), "x"]);
+        for (id, corrupt) in [
+            ("nometa", false),
+            ("badstate", false),
+            ("badlist", true),
+            ("badmeta", true),
+        ] {
+            let [multi, script] = fresh.both(id);
+            assert_eq!(shown(&multi), shown(&script), "{id}");
+            assert_eq!(multi.is_err(), corrupt, "{id}: {}", shown(&multi));
+            if let Err(err) = multi {
+                assert!(matches!(err, Error::Corrupt { .. }), "{id}: {err}");
+            }
+        }
     }
 }
