@@ -296,21 +296,8 @@ impl PostgresStore {
             .map(|_| ())
     }
 
-    /// Whether the tables are known to exist (this store has prepared them once).
-    pub fn is_ready(&self) -> bool {
-        self.schema.initialized()
-    }
-
     /// The whole session in one statement (one snapshot, one round trip), still as text.
     pub async fn load_texts_async(&self, session_id: &str) -> Result<Option<StoredSession>> {
-        self.ready().await?;
-        self.read_texts(session_id).await
-    }
-
-    /// [`load_texts_async`](Self::load_texts_async) once [`is_ready`](Self::is_ready): without
-    /// the schema step (whose DDL transaction's future is not `Send`), so this future is,
-    /// and can run as a task on the runtime.
-    pub async fn read_texts(&self, session_id: &str) -> Result<Option<StoredSession>> {
         let mut arrived: Vec<(u32, MessageBatch)> = Vec::new();
         let Some(read) = self
             .read_in_batches(
@@ -375,6 +362,7 @@ impl PostgresStore {
         ready: impl Fn() -> bool + Send,
         mut emit: impl FnMut(u32, MessageBatch) + Send,
     ) -> Result<Option<ReadSession>> {
+        self.ready().await?;
         let Tables {
             sessions,
             threads,

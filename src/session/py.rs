@@ -654,12 +654,11 @@ impl SharedStoreCore {
         let id = validate_session_id(&session_id)?.to_owned();
         match &self.engine {
             // A task on the runtime: the rows reach the parser on the thread that reads
-            // them, with no blocking-pool thread in between. The process's first use of the
-            // store prepares the tables, which goes through the blocking pool.
+            // them, with no blocking-pool thread in between.
             // The messages are built on the event loop batch by batch as the rows arrive,
             // while the server still sends the rest (a 10k-message read takes ~3-5 ms, the
             // build ~3 ms: one after the other otherwise).
-            Engine::Postgres(store) if store.is_ready() => {
+            Engine::Postgres(store) => {
                 let store = Arc::clone(store);
                 let partial = Arc::new(Mutex::new(Partial::default()));
                 ticket.run_async_with_steps(move |steps| async move {
@@ -702,15 +701,6 @@ impl SharedStoreCore {
                     store
                         .load_texts_async(&id)
                         .await?
-                        .map(|stored| ParsedSession::parse(&id, stored))
-                        .transpose()
-                })
-            }
-            Engine::Postgres(_) => {
-                let store = Arc::clone(&self.store);
-                ticket.run_blocking(move || {
-                    store
-                        .load_texts(&id)?
                         .map(|stored| ParsedSession::parse(&id, stored))
                         .transpose()
                 })
