@@ -311,7 +311,7 @@ pub fn search_many(
     let packed = arch.dispatch(Pack { queries, dims: d });
     if !parallel(m.rows() * d * nq.max(1) / 8) {
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
-        scan_many_into(&mut tops, m, &packed, 0..m.rows());
+        scan_many_into(&mut tops, m, &packed, 0..m.rows(), &mut Vec::new());
         return finish(tops);
     }
     // A chunk's work is its rows times the queries; at least a block of rows each.
@@ -322,8 +322,9 @@ pub fn search_many(
                      packed: &Packed,
                      chunks: &[std::ops::Range<usize>]| {
         let mut tops: Vec<TopK> = (0..nq).map(|_| TopK::new(k)).collect();
+        let mut scores = Vec::new();
         while let Some(i) = claims.claim() {
-            scan_many_into(&mut tops, m, packed, chunks[i].clone());
+            scan_many_into(&mut tops, m, packed, chunks[i].clone(), &mut scores);
         }
         tops
     };
@@ -409,17 +410,19 @@ impl WithSimd for Pack<'_> {
 }
 
 /// Scores rows `range` against every query, into `tops` (one per query).
+/// `scores` is scratch space, kept by the caller across calls (one call per chunk).
 fn scan_many_into(
     tops: &mut [TopK],
     m: Matrix<'_>,
     packed: &Packed,
     range: std::ops::Range<usize>,
+    scores: &mut Vec<f32>,
 ) {
     let d = m.dims;
     debug_assert_eq!(packed.dims, d);
     let stride = packed.stride();
     let arch = Arch::new();
-    let mut scores = vec![0f32; BLOCK_ROWS * stride];
+    scores.resize(BLOCK_ROWS * stride, 0.0);
     let mut start = range.start;
     while start < range.end {
         let end = (start + BLOCK_ROWS).min(range.end);
@@ -429,10 +432,12 @@ fn scan_many_into(
             rows: &m.data[start * d..end * d],
             out: &mut scores[..rows * stride],
         });
+        // Row by row, each row's scores in memory order (a query's rows still ascend).
         let inv = &m.inv_norms[start..end];
-        for (qi, top) in tops.iter_mut().enumerate() {
-            for (offset, (row_scores, &inv)) in scores.chunks_exact(stride).zip(inv).enumerate() {
-                top.push((start + offset) as u32, row_scores[qi] * inv);
+        for (offset, (row_scores, &inv)) in scores.chunks_exact(stride).zip(inv).enumerate() {
+            let row = (start + offset) as u32;
+            for (top, &dot) in tops.iter_mut().zip(row_scores) {
+                top.push(row, dot * inv);
             }
         }
         start = end;
