@@ -462,14 +462,10 @@ impl WithSimd for DotRows<'_> {
     fn with_simd<S: Simd>(self, simd: S) {
         // One row at a time reads a single stream, and one core's stream runs at what the
         // hardware prefetcher keeps in flight (~16 GB/s here, short of what two cores'
-        // memory gives); rows from several parts of the block at once are several streams
-        // (100k rows on one core: 9.1 ms one stream, 7.3-8.0 ms four or eight). 8 rows x 2
-        // sums fill AVX-512's 32 registers, 4 x 2 AVX2's 16.
-        if std::mem::size_of::<S::f32s>() >= 64 {
-            dot_rows::<S, 8>(simd, self);
-        } else {
-            dot_rows::<S, 4>(simd, self);
-        }
+        // memory gives); rows from four parts of the block at once are four streams (100k
+        // rows on one core: 9.1 ms one stream, 7.3-8.0 ms four). Eight streams on AVX-512
+        // measured no better (four took 0.95-1.03x eight's time, interleaved).
+        dot_rows::<S, 4>(simd, self);
     }
 }
 
