@@ -83,6 +83,31 @@ impl std::fmt::Debug for Redis {
     }
 }
 
+/// The retry loop around one attempt: `$attempt`, a future that borrows this process's
+/// connection `$conn`, is retried after connection failures (see `failed`). A macro rather
+/// than a function taking a closure: the future of an async closure that borrows cannot be
+/// proven `Send` yet, and commits and loads run as runtime tasks.
+macro_rules! with_retries {
+    ($redis:expr, $retry:expr, |$conn:ident| $attempt:expr) => {{
+        let redis = $redis;
+        let mut backoff = redis.inner.options.retry.start();
+        loop {
+            let outcome = match redis.connect().await {
+                Ok(mut $conn) => $attempt.await,
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(value) => break Ok(value),
+                Err(err) => {
+                    if let Err(err) = redis.failed(err, $retry, &mut backoff).await {
+                        break Err(err);
+                    }
+                }
+            }
+        }
+    }};
+}
+
 impl Redis {
     /// The handle for `url` with `options`: the same one for every caller in this process.
     /// Does not connect; a URL that cannot be parsed is `InvalidArgument` (password hidden).
@@ -196,17 +221,7 @@ impl Redis {
     where
         F: AsyncFnMut(&mut ConnectionManager) -> std::result::Result<T, RedisError>,
     {
-        let mut backoff = self.inner.options.retry.start();
-        loop {
-            let outcome = match self.connect().await {
-                Ok(mut conn) => work(&mut conn).await,
-                Err(err) => Err(err),
-            };
-            match outcome {
-                Ok(value) => return Ok(value),
-                Err(err) => self.failed(err, retry, &mut backoff).await?,
-            }
-        }
+        with_retries!(self, retry, |conn| work(&mut conn))
     }
 
     /// [`run`](Self::run) of one script invocation. Not generic over a closure, so its
@@ -217,17 +232,7 @@ impl Redis {
         retry: Retry,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T> {
-        let mut backoff = self.inner.options.retry.start();
-        loop {
-            let outcome = match self.connect().await {
-                Ok(mut conn) => invocation.invoke_async(&mut conn).await,
-                Err(err) => Err(err),
-            };
-            match outcome {
-                Ok(value) => return Ok(value),
-                Err(err) => self.failed(err, retry, &mut backoff).await?,
-            }
-        }
+        with_retries!(self, retry, |conn| invocation.invoke_async(&mut conn))
     }
 
     /// [`run`](Self::run) of one pipeline; an atomic one is `MULTI` ... `EXEC`, written to
@@ -238,17 +243,7 @@ impl Redis {
         retry: Retry,
         pipeline: &redis::Pipeline,
     ) -> Result<T> {
-        let mut backoff = self.inner.options.retry.start();
-        loop {
-            let outcome = match self.connect().await {
-                Ok(mut conn) => pipeline.query_async(&mut conn).await,
-                Err(err) => Err(err),
-            };
-            match outcome {
-                Ok(value) => return Ok(value),
-                Err(err) => self.failed(err, retry, &mut backoff).await?,
-            }
-        }
+        with_retries!(self, retry, |conn| pipeline.query_async(&mut conn))
     }
 
     /// After a failed attempt: `Ok` once it is time to try again, or the error to give up
@@ -304,6 +299,23 @@ pub fn is_retryable(err: &RedisError) -> bool {
             err.kind(),
             ErrorKind::Server(ServerErrorKind::BusyLoading | ServerErrorKind::TryAgain)
         )
+}
+
+#[cfg(test)]
+impl Redis {
+    /// Deletes every key matching `pattern` (tests clean up their prefixes with it).
+    pub fn delete_matching(&self, pattern: &str) {
+        let _ = super::block_on(self.run(Retry::Safe, async |conn| {
+            let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(conn).await?;
+            if !keys.is_empty() {
+                redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async::<i64>(conn)
+                    .await?;
+            }
+            Ok(())
+        }));
+    }
 }
 
 #[cfg(test)]

@@ -891,17 +891,7 @@ mod tests {
 
     impl Drop for Fresh {
         fn drop(&mut self) {
-            let pattern = format!("{}:*", self.1);
-            let _ = block_on(self.0.redis.run(Retry::Safe, async |conn| {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(conn).await?;
-                if !keys.is_empty() {
-                    redis::cmd("DEL")
-                        .arg(&keys)
-                        .query_async::<i64>(conn)
-                        .await?;
-                }
-                Ok(())
-            }));
+            self.0.redis.delete_matching(&format!("{}:*", self.1));
         }
     }
 

@@ -72,18 +72,9 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        let redis = Redis::open(REDIS, RedisOptions::default()).unwrap();
-        let pattern = format!("{}:*", self.redis_prefix);
-        let _ = block_on(redis.run(Retry::Safe, async |conn| {
-            let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(conn).await?;
-            if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<i64>(conn)
-                    .await?;
-            }
-            Ok(())
-        }));
+        Redis::open(REDIS, RedisOptions::default())
+            .unwrap()
+            .delete_matching(&format!("{}:*", self.redis_prefix));
         let pg = Postgres::open(PG, PgOptions::default()).unwrap();
         let p = &self.pg_prefix;
         let _ = block_on(pg.run(async |c| {
