@@ -50,12 +50,13 @@ def redis_prefix() -> Iterator[str]:
     try:
         yield prefix
     finally:
+        # One key a line (keys may hold spaces: the hostile-id tests write some).
         keys = subprocess.run(
             ['redis-cli', '-h', '127.0.0.1', '--scan', '--pattern', f'{prefix}:*'],
             check=True,
             capture_output=True,
             text=True,
-        ).stdout.split()
+        ).stdout.splitlines()
         for start in range(0, len(keys), 500):
             subprocess.run(
                 ['redis-cli', '-h', '127.0.0.1', 'DEL', *keys[start : start + 500]],
