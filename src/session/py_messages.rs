@@ -23,8 +23,8 @@ use super::data::stored_message;
 pub struct MessageBuilder<'py> {
     py: Python<'py>,
     loads: Bound<'py, PyAny>,
-    keys: Shared<'py>,
-    values: Shared<'py>,
+    keys: Shared,
+    values: Shared,
 }
 
 /// Longest string value shared, in bytes ("assistant", "model", "system", "user", ...).
@@ -33,15 +33,16 @@ const SHARED_VALUE_MAX: usize = 12;
 /// str objects by their text. The first few are found by a scan: messages have a handful
 /// of keys, which a scan comparing short strings finds faster than hashing them (SipHash of
 /// every key was ~3% of a load). Past `scan` entries texts go to a map, up to `cap` in all;
-/// texts beyond that are built each time, not kept.
-struct Shared<'py> {
-    first: Vec<(Box<str>, Bound<'py, PyString>)>,
-    more: HashMap<Box<str>, Bound<'py, PyString>>,
+/// texts beyond that are built each time, not kept. Held as `Py` (not bound to one GIL
+/// scope), so a builder's strings carry over from one batch of a load to the next.
+struct Shared {
+    first: Vec<(Box<str>, Py<PyString>)>,
+    more: HashMap<Box<str>, Py<PyString>>,
     scan: usize,
     cap: usize,
 }
 
-impl<'py> Shared<'py> {
+impl Shared {
     fn new(scan: usize, cap: usize) -> Self {
         Shared {
             first: Vec::new(),
@@ -51,105 +52,55 @@ impl<'py> Shared<'py> {
         }
     }
 
-    fn get(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    fn get<'py>(&mut self, py: Python<'py>, text: &str) -> Bound<'py, PyString> {
         if let Some((_, string)) = self.first.iter().find(|(t, _)| **t == *text) {
-            return string.clone();
+            return string.bind(py).clone();
         }
         if let Some(string) = self.more.get(text) {
-            return string.clone();
+            return string.bind(py).clone();
         }
         let string = PyString::new(py, text);
         if self.first.len() < self.scan {
-            self.first.push((text.into(), string.clone()));
+            self.first.push((text.into(), string.clone().unbind()));
         } else if self.scan + self.more.len() < self.cap {
-            self.more.insert(text.into(), string.clone());
+            self.more.insert(text.into(), string.clone().unbind());
         }
         string
-    }
-}
-
-impl<'py> Shared<'py> {
-    fn unbind(self) -> Kept {
-        Kept {
-            first: self
-                .first
-                .into_iter()
-                .map(|(t, s)| (t, s.unbind()))
-                .collect(),
-            more: self
-                .more
-                .into_iter()
-                .map(|(t, s)| (t, s.unbind()))
-                .collect(),
-            scan: self.scan,
-            cap: self.cap,
-        }
-    }
-}
-
-/// [`Shared`] held between two batches of one load.
-struct Kept {
-    first: Vec<(Box<str>, Py<PyString>)>,
-    more: HashMap<Box<str>, Py<PyString>>,
-    scan: usize,
-    cap: usize,
-}
-
-impl Kept {
-    fn bind(self, py: Python<'_>) -> Shared<'_> {
-        Shared {
-            first: self
-                .first
-                .into_iter()
-                .map(|(t, s)| (t, s.into_bound(py)))
-                .collect(),
-            more: self
-                .more
-                .into_iter()
-                .map(|(t, s)| (t, s.into_bound(py)))
-                .collect(),
-            scan: self.scan,
-            cap: self.cap,
-        }
     }
 }
 
 /// A [`MessageBuilder`]'s shared strings between two batches of one session's messages
 /// (built as they arrive), so every batch shares the same keys.
 pub struct Suspended {
-    keys: Kept,
-    values: Kept,
+    keys: Shared,
+    values: Shared,
 }
 
 impl<'py> MessageBuilder<'py> {
     /// `loads` is Python's `json.loads`, for the messages serde cannot read exactly.
     pub fn new(py: Python<'py>, loads: Bound<'py, PyAny>) -> Self {
-        MessageBuilder {
-            py,
-            loads,
-            keys: Shared::new(16, usize::MAX),
-            values: Shared::new(16, 16),
-        }
+        Self::resume(py, loads, None)
     }
 
     /// A builder sharing the strings of the one `suspended` (if any).
     pub fn resume(py: Python<'py>, loads: Bound<'py, PyAny>, suspended: Option<Suspended>) -> Self {
-        match suspended {
-            None => Self::new(py, loads),
-            Some(Suspended { keys, values }) => MessageBuilder {
-                py,
-                loads,
-                keys: keys.bind(py),
-                values: values.bind(py),
-            },
+        let Suspended { keys, values } = suspended.unwrap_or_else(|| Suspended {
+            keys: Shared::new(16, usize::MAX),
+            values: Shared::new(16, 16),
+        });
+        MessageBuilder {
+            py,
+            loads,
+            keys,
+            values,
         }
     }
 
     /// Its shared strings, for the next batch's [`resume`](Self::resume).
     pub fn suspend(self) -> Suspended {
         Suspended {
-            keys: self.keys.unbind(),
-            values: self.values.unbind(),
+            keys: self.keys,
+            values: self.values,
         }
     }
 
