@@ -423,14 +423,7 @@ impl<'py> IntoPyObject<'py> for StreamedSession {
         {
             return Err(partial.invalid.swap_remove(at).2);
         }
-        let data = PyDict::new(py);
-        data.set_item(intern!(py, "id"), &self.id)?;
-        if let Some(text) = &self.state {
-            let loads = py
-                .import(intern!(py, "json"))?
-                .getattr(intern!(py, "loads"))?;
-            data.set_item(intern!(py, "state"), loads.call1((text,))?)?;
-        }
+        let state = state_value(py, self.state.as_deref())?;
         let lists = PyDict::new(py);
         for (name, arrival) in threads {
             let list = match partial.lists.iter().position(|(n, _)| **n == **name) {
@@ -449,9 +442,34 @@ impl<'py> IntoPyObject<'py> for StreamedSession {
             };
             lists.set_item(name, list)?;
         }
-        data.set_item(intern!(py, "threads"), lists)?;
-        (data, self.read.version).into_pyobject(py)
+        loaded_session(py, &self.id, state, lists, self.read.version)
     }
+}
+
+/// A loaded session's state text as Python's `json.loads` reads it (and raises on).
+fn state_value<'py>(py: Python<'py>, state: Option<&str>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(text) = state else { return Ok(None) };
+    let loads = py
+        .import(intern!(py, "json"))?
+        .getattr(intern!(py, "loads"))?;
+    loads.call1((text,)).map(Some)
+}
+
+/// What `load_versioned` resolves to: `({'id', 'state'?, 'threads'}, version)`.
+fn loaded_session<'py>(
+    py: Python<'py>,
+    id: &str,
+    state: Option<Bound<'py, PyAny>>,
+    threads: Bound<'py, PyDict>,
+    version: u64,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let data = PyDict::new(py);
+    data.set_item(intern!(py, "id"), id)?;
+    if let Some(state) = state {
+        data.set_item(intern!(py, "state"), state)?;
+    }
+    data.set_item(intern!(py, "threads"), threads)?;
+    (data, version).into_pyobject(py)
 }
 
 /// Runs `build` with Python's cyclic collector off (as it was before, after). The objects
@@ -492,14 +510,10 @@ impl<'py> IntoPyObject<'py> for ParsedSession {
 
 impl ParsedSession {
     fn build<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let state = state_value(py, self.state.as_deref())?;
         let loads = py
             .import(intern!(py, "json"))?
             .getattr(intern!(py, "loads"))?;
-        let data = PyDict::new(py);
-        data.set_item(intern!(py, "id"), &self.id)?;
-        if let Some(text) = &self.state {
-            data.set_item(intern!(py, "state"), loads.call1((text,))?)?;
-        }
         let mut builder = MessageBuilder::new(py, loads);
         let threads = PyDict::new(py);
         for (name, texts) in &self.threads {
@@ -510,8 +524,7 @@ impl ParsedSession {
                 .collect::<PyResult<Vec<_>>>()?;
             threads.set_item(name, PyList::new(py, messages)?)?;
         }
-        data.set_item(intern!(py, "threads"), threads)?;
-        (data, self.version).into_pyobject(py)
+        loaded_session(py, &self.id, state, threads, self.version)
     }
 }
 
@@ -531,10 +544,9 @@ pub struct SharedStoreCore {
     target: String,
 }
 
-/// The same store as `SharedStoreCore::store`, by engine. A Redis commit (one script, one
-/// round trip) and a load of either engine run as tasks on the runtime, with no
-/// blocking-pool thread parked in `block_on` in between; a PostgreSQL commit still goes
-/// through the blocking pool.
+/// The same store as `SharedStoreCore::store`, by engine. Commits and loads of either
+/// engine (one round trip each) run as tasks on the runtime, with no blocking-pool thread
+/// parked in `block_on` in between.
 enum Engine {
     Redis(Arc<RedisStore>),
     Postgres(Arc<PostgresStore>),
@@ -683,9 +695,9 @@ impl SharedStoreCore {
                             });
                         })
                         .await?;
-                    read.map(|read| {
+                    read.map(|mut read| {
                         Ok(StreamedSession {
-                            state: checked_state(&id, read.state.clone())?,
+                            state: checked_state(&id, read.state.take())?,
                             id,
                             read,
                             partial,
