@@ -37,6 +37,9 @@ SIZES = [int(s) for s in os.environ.get('BENCH_DISTRIBUTED_SIZES', '10,1000,1000
 RUNS = int(os.environ.get('BENCH_DISTRIBUTED_RUNS', '5'))
 TURNS = int(os.environ.get('BENCH_DISTRIBUTED_TURNS', '50'))
 WRITER_TURNS = int(os.environ.get('BENCH_DISTRIBUTED_WRITER_TURNS', '50'))
+# 'redis-save': only the Redis rows (save and load), no PostgreSQL and no writers; for A/B
+# runs of a change to the Redis save, one process per side, interleaved by the caller.
+ONLY = os.environ.get('BENCH_DISTRIBUTED_ONLY', '')
 REDIS_URL = 'redis://127.0.0.1:6379/0'
 PG_ADMIN = 'postgresql://postgres@127.0.0.1:5432/postgres'
 
@@ -194,14 +197,14 @@ async def measure_single(dsn: str) -> dict[str, dict[int, dict[str, list[float]]
 
     results: dict[str, dict[int, dict[str, list[float]]]] = {'redis': {}, 'postgres': {}}
     client = aioredis.from_url(REDIS_URL)
-    psy = await PsycopgStore.create(dsn)
+    psy = None if ONLY == 'redis-save' else await PsycopgStore.create(dsn)
     prefix = f'bench-{uuid.uuid4().hex[:8]}'
     ours_redis = RedisSessionStore(REDIS_URL, prefix=prefix)
-    ours_pg = PostgresSessionStore(dsn)
+    ours_pg = None if ONLY == 'redis-save' else PostgresSessionStore(dsn)
     try:
         for size in SIZES:
             turns = turns_for(size)
-            for engine in ('redis', 'postgres'):
+            for engine in ('redis',) if ONLY == 'redis-save' else ('redis', 'postgres'):
                 cell = results[engine].setdefault(
                     size, {'ours_save': [], 'base_save': [], 'ours_load': [], 'base_load': []}
                 )
@@ -220,7 +223,10 @@ async def measure_single(dsn: str) -> dict[str, dict[int, dict[str, list[float]]
         for start in range(0, len(keys), 500):
             await client.delete(*keys[start : start + 500])
         await client.aclose()
-        await psy.conn.close()
+        if psy is not None:
+            await psy.conn.close()
+    if ONLY == 'redis-save':
+        del results['postgres']
     return results
 
 
@@ -366,6 +372,8 @@ def report(
                 f'| {summary(micro["ours_load"], digits=0)} | {summary(micro["base_load"], digits=0)} '
                 f'| {summary(ratios(cell["base_load"], cell["ours_load"]), "×")} |'
             )
+    if not writers:
+        return '\n'.join(lines) + '\n'
     lines += [
         '',
         f'4 writer processes × {WRITER_TURNS} turns on one session (timed from a common start signal, '
@@ -383,6 +391,8 @@ def report(
 
 
 def main() -> str:
+    if ONLY == 'redis-save':
+        return report(asyncio.run(measure_single('')), {})
     name = f'gp_bench_{uuid.uuid4().hex[:8]}'
     subprocess.run(
         ['psql', '-h', '127.0.0.1', '-U', 'postgres', '-qc', f'CREATE DATABASE {name}'], check=True
