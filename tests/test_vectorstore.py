@@ -314,6 +314,37 @@ def test_search_many_and_bytes_vectors(tmp_path: Path) -> None:
         core.add(docs[:1], b'\x00\x00\x80')
 
 
+def test_rows_of_any_real_numbers_and_a_row_changed_while_it_is_read(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    class Float(float):
+        pass
+
+    core = LocalVectorIndex(tmp_path, 'mixed')
+    docs = [json.dumps({'content': [{'text': str(i)}]}) for i in range(3)]
+    # Exact floats are read directly; ints, bools, float subclasses and Decimals convert.
+    assert core.add(docs, [[1, 0.0], [Float(0.5), Decimal('2')], [True, 3.0]]) == 3
+    hits = core.search([1.0, 0.0], 3)
+    assert [json.loads(d)['content'][0]['text'] for d, _ in hits] == ['0', '2', '1']
+    assert [round(score, 6) for _, score in hits] == [1.0, round(1 / 10**0.5, 6), round(0.5 / 4.25**0.5, 6)]
+
+    class Clearing:
+        """A number whose conversion empties the row being read."""
+
+        def __init__(self, row: list[Any]) -> None:
+            self.row = row
+
+        def __float__(self) -> float:
+            self.row.clear()
+            return 1.0
+
+    row: list[Any] = [1.0, 2.0, 3.0]
+    row[1] = Clearing(row)
+    with pytest.raises(TypeError, match='index out of range'):
+        core.add([json.dumps({'content': [{'text': 'x'}]})], [row])
+    assert len(core) == 3, 'nothing of the failed add is stored'
+
+
 def test_approximate_recall_on_low_rank_data(tmp_path: Path) -> None:
     rng = random.Random(3)
     n, dims, rank = 6000, 48, 12

@@ -5,9 +5,17 @@
 //! of lists is read item by item without the generic sequence protocol: an exact `float`
 //! is read directly, anything else (ints, numpy scalars, tuples) takes PyO3's generic
 //! conversion.
+//!
+//! The one `unsafe` of the crate is here: an exact float is read through the list's
+//! borrowed reference instead of an owned one. Taking and dropping a reference writes to
+//! every float object, and for millions of them those writes (each dirtying a cache line
+//! that would otherwise only be read) made the read of 10k x 384 floats 25 ms instead of
+//! 18 ms here, and an index of 10k documents 68-78 ms instead of 58 ms.
+#![allow(unsafe_code)]
 
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyList};
+use pyo3::types::PyList;
 
 use super::local::Embedding;
 
@@ -79,13 +87,35 @@ fn read_rows<R: Row>(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<R>> {
         let dims = values.len();
         let mut vector = R::with_capacity(dims);
         for j in 0..dims {
-            let value = values.get_item(j)?;
-            match value.cast_exact::<PyFloat>() {
-                Ok(float) => vector.push(float.value() as f32),
-                Err(_) => vector.push(value.extract()?),
-            }
+            vector.push(float_at(values, j)?);
         }
         vectors.push(vector);
     }
     Ok(vectors)
+}
+
+/// Item `j` of `values` as an `f32`: an exact `float` read through the list's borrowed
+/// reference (no reference count touched), anything else converted through an owned one.
+#[inline]
+fn float_at(values: &Bound<'_, PyList>, j: usize) -> PyResult<f32> {
+    let py = values.py();
+    // SAFETY: we hold the GIL (`values` is bound to `py`) and `values` is a live list.
+    // `PyList_GetItem` checks the index (an item removed meanwhile is an `IndexError`,
+    // not a stale read) and lends the item, which stays alive while the list holds it.
+    // Nothing runs Python code between lending and reading an exact float, so no other
+    // code can take the item out of the list meanwhile. (An abi3 module does not load
+    // on free-threaded CPython, where a lent item could go at any time.)
+    let item = unsafe { ffi::PyList_GetItem(values.as_ptr(), j as ffi::Py_ssize_t) };
+    if item.is_null() {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `item` is a live object (above); an exact float's value cannot fail to read.
+    if unsafe { ffi::PyFloat_CheckExact(item) } != 0 {
+        return Ok(unsafe { ffi::PyFloat_AsDouble(item) } as f32);
+    }
+    // Anything else may run Python code (`__float__`, `__index__`) that changes the list,
+    // so it is held by an owned reference while it converts.
+    // SAFETY: `item` is a live object (above); the new reference owns it.
+    let value = unsafe { Bound::from_borrowed_ptr(py, item) };
+    value.extract()
 }
