@@ -8,7 +8,9 @@ caches and CPU frequency cool down, on any exporter and on none).
 Modes: ``untraced`` (OTEL_SDK_DISABLED: no spans), ``floor`` (an SDK TracerProvider with no
 processor: spans made, nothing exported), ``genkit`` (genkit 0.12's realtime processor),
 ``ours`` (genkit-parity's), ``dev`` (genkit-parity under ``genkit start``'s environment:
-genkit's reflection server and its OTLP log export to ``/api/otlp`` as well).
+genkit's reflection server and its OTLP log export to ``/api/otlp`` as well), ``post`` (the
+floor of exporting: ``floor`` plus, at each drain, one POST of the call's finished spans,
+encoded by genkit's own exporter; the least any exporter sends the server).
 """
 
 from __future__ import annotations
@@ -33,17 +35,40 @@ ai = Genkit()
 define_echo_model(ai)
 provider = _compat.tracer_provider()
 processor: Any = None
-if MODE in ('untraced', 'floor', 'genkit', 'ours'):
+if MODE in ('untraced', 'floor', 'genkit', 'ours', 'post'):
     _compat.remove_span_processors(provider, _compat.genkit_telemetry_processors(provider))
 if MODE == 'genkit':
     processor = GenkitProcessor(TraceServerExporter(telemetry_server_url=URL))
     provider.add_span_processor(processor)
 elif MODE == 'ours':
     enable_telemetry(TelemetryConfig(server_url=URL, realtime=True, queue_capacity=1_000_000))
+elif MODE == 'post':
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class Collector(SpanProcessor):
+        """Keeps the finished spans (a list append on the calling thread) for the drain."""
+
+        def __init__(self) -> None:
+            self.ended: list[Any] = []
+
+        def on_end(self, span: Any) -> None:
+            self.ended.append(span)
+
+    collector = Collector()
+    provider.add_span_processor(collector)
+    post_exporter = TraceServerExporter(telemetry_server_url=URL)
+
+
+def post_spans() -> None:
+    spans, collector.ended = collector.ended, []
+    post_exporter.export(spans)
+    post_exporter.force_flush(60_000)
 
 
 async def drain() -> None:
-    if processor is not None:
+    if MODE == 'post':
+        await asyncio.to_thread(post_spans)
+    elif processor is not None:
         await asyncio.to_thread(processor.force_flush, 60_000)
     elif MODE in ('ours', 'dev'):
         await flush_tracing(60)

@@ -140,6 +140,12 @@ def isolated_call(mode: str, url: str, idle: float) -> float:
 ISOLATED_CASES = [
     ('untraced (no spans)', 'untraced', 'server', 0.0),
     ('floor: TracerProvider, no processor', 'floor', 'server', 0.0),
+    (
+        "floor of exporting: floor + one POST of the call's spans at the drain (genkit's encoder), real server",
+        'post',
+        'server',
+        0.0,
+    ),
     ('genkit 0.12 realtime processor, real server', 'genkit', 'server', 0.0),
     ('genkit-parity, real server', 'ours', 'server', 0.0),
     (
@@ -152,6 +158,7 @@ ISOLATED_CASES = [
     ('genkit-parity, 50 ms sink', 'ours', 'sink', 0.0),
     ('untraced, 20 ms rest', 'untraced', 'server', 0.02),
     ('floor, 20 ms rest', 'floor', 'server', 0.02),
+    ('floor of exporting, real server, 20 ms rest', 'post', 'server', 0.02),
     ('genkit 0.12, real server, 20 ms rest', 'genkit', 'server', 0.02),
     ('genkit-parity, real server, 20 ms rest', 'ours', 'server', 0.02),
     ('genkit-parity under `genkit start` env, real server, 20 ms rest', 'dev', 'server', 0.02),
