@@ -58,11 +58,11 @@ elif MODE == 'post':
     provider.add_span_processor(collector)
     post_exporter = TraceServerExporter(telemetry_server_url=URL)
 
-
-def post_spans() -> None:
-    spans, collector.ended = collector.ended, []
-    post_exporter.export(spans)
-    post_exporter.force_flush(60_000)
+    def post_spans() -> None:
+        """One POST of the spans finished since the last drain, waited for."""
+        spans, collector.ended = collector.ended, []
+        post_exporter.export(spans)
+        post_exporter.force_flush(60_000)
 
 
 async def drain() -> None:
