@@ -8,6 +8,8 @@
 //! stay on the heap; from `MAPPED_MIN_BYTES` on, the floats live in an anonymous mapping
 //! advised for huge pages (a hint: where the kernel has none to give, nothing changes).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use memmap2::MmapMut;
 
 /// From this size on the floats move to a mapping advised for huge pages (2 MiB each).
@@ -21,21 +23,69 @@ pub struct Growth {
 }
 
 impl Growth {
-    /// The mapping to move to, with the pages the floats will fill faulted in. Made before
-    /// the lock is taken: with huge pages, faulting in a fresh 15 MB mapping has been seen
-    /// to take 35 ms while the kernel compacts memory, far more than copying into it.
+    /// The mapping to move to, made before the lock is taken; its pages are faulted in by
+    /// [`Spare::fault_in`], which any threads with time to spare call.
     pub fn make(self) -> Option<Spare> {
-        let mut map = new_mapping(self.needed, self.current)?;
+        let map = new_mapping(self.needed, self.current)?;
         let used = (self.needed * 4).min(map.len());
-        for page in (0..used).step_by(4096) {
-            map[page] = 0;
-        }
-        Some(Spare(map))
+        Some(Spare {
+            map,
+            used,
+            next_piece: AtomicUsize::new(0),
+        })
     }
 }
 
 /// A mapping made ready for a coming move ([`Growth::make`]).
-pub struct Spare(MmapMut);
+pub struct Spare {
+    map: MmapMut,
+    /// Bytes the floats will fill once moved in: the part worth faulting in ahead.
+    used: usize,
+    /// Start of the next piece of `used` no thread has claimed to fault in.
+    next_piece: AtomicUsize,
+}
+
+/// How much of a [`Spare`] one claim faults in: one huge page.
+const FAULT_PIECE: usize = 2 << 20;
+
+impl Spare {
+    /// Faults in the pages the floats will fill, a piece at a time, until none is left.
+    ///
+    /// Faulting in fresh memory is the slow part of a large add (on a VM whose host backs
+    /// guest memory on first touch, 15 MB has been seen to take 40 ms, far more than
+    /// copying into it), so it is done away from the lock, and several threads may share
+    /// it: each piece is claimed by one of them. Populating only maps pages and leaves
+    /// their contents alone, so the threads share the mapping by reference.
+    pub fn fault_in(&self) {
+        loop {
+            let start = self.next_piece.fetch_add(FAULT_PIECE, Ordering::Relaxed);
+            if start >= self.used {
+                return;
+            }
+            let len = FAULT_PIECE.min(self.used - start);
+            if !populate(&self.map, start, len) {
+                // Not supported here: the pages fault in as the floats are copied.
+                self.next_piece.store(self.used, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// Maps `len` bytes of `map` from `start` writable without touching them; `false` where
+/// the kernel cannot (`MADV_POPULATE_WRITE` is Linux 5.14 on).
+fn populate(map: &MmapMut, start: usize, len: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        map.advise_range(memmap2::Advice::PopulateWrite, start, len)
+            .is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (map, start, len);
+        false
+    }
+}
 
 /// A mapping for `needed` floats, grown from one of `current` (doubling, at least
 /// `MAPPED_MIN_BYTES`), advised for huge pages.
@@ -146,7 +196,7 @@ impl Floats {
     /// only slower to scan.
     fn move_to(&mut self, growth: Growth, spare: Option<Spare>) {
         let map = match spare {
-            Some(Spare(map)) if map.len() / 4 >= growth.needed => Some(map),
+            Some(spare) if spare.map.len() / 4 >= growth.needed => Some(spare.map),
             _ => new_mapping(growth.needed, growth.current),
         };
         match map {
@@ -187,6 +237,36 @@ mod tests {
         assert_eq!(floats.as_slice().len(), 3_840);
         floats.extend_from_slice(&[7.0; 384]);
         assert_eq!(floats.as_slice()[3_840..], [7.0; 384]);
+    }
+
+    #[test]
+    fn a_spare_faulted_in_by_several_threads_at_once_is_moved_into_with_every_value() {
+        let mut floats = Floats::default();
+        floats.extend_from_slice(&[1.0, 2.0, 3.0]);
+        // 5M floats: 20 MB, ten pieces for the threads to claim.
+        let spare = floats
+            .growth(5_000_000)
+            .and_then(Growth::make)
+            .expect("spare");
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| spare.fault_in());
+            }
+        });
+        assert!(spare.next_piece.load(Ordering::Relaxed) >= spare.used);
+        spare.fault_in(); // nothing left: returns at once
+        floats.reserve_with(5_000_000, Some(spare));
+        let Store::Mapped(map) = &floats.store else {
+            panic!("moved to the spare")
+        };
+        assert_eq!(map.len(), 5_000_003 * 4);
+        assert_eq!(floats.as_slice(), [1.0, 2.0, 3.0]);
+        floats.extend_from_slice(&[9.0; 5_000_000]);
+        assert_eq!(floats.as_slice()[5_000_002], 9.0);
+        assert!(
+            floats.growth(1).is_some(),
+            "full: the next float needs a move"
+        );
     }
 
     #[test]

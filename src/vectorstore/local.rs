@@ -526,7 +526,8 @@ impl LocalIndex {
 
     /// Memory for `rows` more rows of `dims` floats, made without holding the index's lock
     /// (see [`super::floats::Growth::make`]), for an add of that many rows to move into;
-    /// `None` when the add would not need it. A caller makes it while other work runs.
+    /// `None` when the add would not need it. A caller makes it, and faults it in
+    /// ([`Spare::fault_in`]), while other work runs.
     pub fn room_for(&self, rows: usize, dims: usize) -> Option<Spare> {
         let growth = {
             let st = self.read();

@@ -8,11 +8,12 @@
 //! blocking pool and report through a ticket (`genkit_parity._runtime.call`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+use super::floats::Spare;
 use super::local::{Embedding, Filter, Hit, LocalIndex, NewRow};
 use super::py_vectors::{FloatRows, embeddings_of};
 use super::{docid, jsfile};
@@ -234,10 +235,19 @@ impl LocalVectorIndex {
             .ok()
             .and_then(|rows| rows.get_item(0).ok())
             .and_then(|row| row.len().ok());
+        // Memory for the rows' floats, made on the other thread (it may wait for the index's
+        // lock, which must not happen with the GIL held) and faulted in by both threads once
+        // their own work is done.
+        let spare: OnceLock<Option<Spare>> = OnceLock::new();
         let (docs, vectors) = std::thread::scope(|scope| {
+            let spare = &spare;
             let hashing = scope.spawn(move || {
-                let docs = index.prepare_docs(docs)?;
-                Ok((docs, dims.and_then(|dims| index.room_for(count, dims))))
+                let room = spare.get_or_init(|| dims.and_then(|dims| index.room_for(count, dims)));
+                let docs = index.prepare_docs(docs);
+                if let Some(room) = room {
+                    room.fault_in();
+                }
+                docs
             });
             // Rows of numbers are read and checked in one pass; anything else (bytes, flat
             // values) or a failure takes the general conversion, which raises as `add` does.
@@ -253,14 +263,18 @@ impl LocalVectorIndex {
                 embeddings_of(embeddings).or_else(|_| general())
             };
             let docs = py.detach(|| {
+                if let Some(Some(room)) = spare.get() {
+                    room.fault_in();
+                }
                 hashing
                     .join()
                     .unwrap_or_else(|_| Err(Error::Internal("document hashing panicked".into())))
             });
             (docs, vectors)
         });
-        let ((docs, spare), vectors) = (docs?, vectors?);
+        let (docs, vectors) = (docs?, vectors?);
         let index = Arc::clone(&self.index);
+        let spare = spare.into_inner().flatten();
         ticket.run_blocking(move || index.add_documents(docs, vectors, spare))
     }
 
