@@ -218,6 +218,14 @@ impl Floats {
 mod tests {
     use super::*;
 
+    /// The size of the mapping holding `floats` (panics if they are on the heap).
+    fn mapped_bytes(floats: &Floats) -> usize {
+        match &floats.store {
+            Store::Mapped(map) => map.len(),
+            Store::Heap(_) => panic!("the floats are still on the heap"),
+        }
+    }
+
     #[test]
     fn grows_from_the_heap_into_a_mapping_keeping_every_value() {
         let mut floats = Floats::default();
@@ -256,10 +264,7 @@ mod tests {
         assert!(spare.next_piece.load(Ordering::Relaxed) >= spare.used);
         spare.fault_in(); // nothing left: returns at once
         floats.reserve_with(5_000_000, Some(spare));
-        let Store::Mapped(map) = &floats.store else {
-            panic!("moved to the spare")
-        };
-        assert_eq!(map.len(), 5_000_003 * 4);
+        assert_eq!(mapped_bytes(&floats), 5_000_003 * 4, "moved to the spare");
         assert_eq!(floats.as_slice(), [1.0, 2.0, 3.0]);
         floats.extend_from_slice(&[9.0; 5_000_000]);
         assert_eq!(floats.as_slice()[5_000_002], 9.0);
@@ -282,10 +287,7 @@ mod tests {
             .and_then(Growth::make)
             .expect("spare");
         floats.reserve_with(2_000_000, Some(spare));
-        let Store::Mapped(map) = &floats.store else {
-            panic!("moved to a mapping")
-        };
-        assert_eq!(map.len(), 2_000_003 * 4);
+        assert_eq!(mapped_bytes(&floats), 2_000_003 * 4, "moved to the spare");
         assert_eq!(floats.as_slice(), [1.0, 2.0, 3.0]);
         floats.extend_from_slice(&[4.0; 1_999_000]);
         assert_eq!(floats.len(), 1_999_003);
@@ -297,10 +299,7 @@ mod tests {
             .expect("spare");
         floats.extend_from_slice(&[5.0; 2_000_000]);
         floats.reserve_with(5_000_000, Some(small));
-        let Store::Mapped(map) = &floats.store else {
-            panic!("still mapped")
-        };
-        assert!(map.len() / 4 >= 3_999_003 + 5_000_000);
+        assert!(mapped_bytes(&floats) / 4 >= 3_999_003 + 5_000_000);
         assert_eq!(floats.as_slice()[3_999_002], 5.0);
         assert!(floats.growth(1).is_none(), "room is left");
     }
