@@ -237,14 +237,14 @@ impl LocalVectorIndex {
             .and_then(|row| row.len().ok());
         // Memory for the rows' floats, made on the other thread (it may wait for the index's
         // lock, which must not happen with the GIL held) and faulted in by both threads once
-        // their own work is done.
+        // their own work is done, unless it failed.
         let spare: OnceLock<Option<Spare>> = OnceLock::new();
         let (docs, vectors) = std::thread::scope(|scope| {
             let spare = &spare;
             let hashing = scope.spawn(move || {
                 let room = spare.get_or_init(|| dims.and_then(|dims| index.room_for(count, dims)));
                 let docs = index.prepare_docs(docs);
-                if let Some(room) = room {
+                if let (Ok(_), Some(room)) = (&docs, room) {
                     room.fault_in();
                 }
                 docs
@@ -262,8 +262,10 @@ impl LocalVectorIndex {
             } else {
                 embeddings_of(embeddings).or_else(|_| general())
             };
+            // A failed read raises: the memory would go unused.
+            let read = vectors.is_ok();
             let docs = py.detach(|| {
-                if let Some(Some(room)) = spare.get() {
+                if let (true, Some(Some(room))) = (read, spare.get()) {
                     room.fault_in();
                 }
                 hashing
