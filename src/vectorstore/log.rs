@@ -1,25 +1,36 @@
 //! The on-disk format of a local vector index: an append-only log of checksummed records.
 //!
 //! ```text
-//! file   := FILE_MAGIC (8 bytes) reserved (8 zero bytes) record*
-//! record := RECORD_MAGIC u32 | payload_len u32 | payload_crc u32 | header_crc u32 | payload
-//! payload:= row_count u32, then per row:
-//!           id [16] | dims u32 | doc_len u32 | doc (UTF-8 JSON) | meta_len u32 (u32::MAX = none)
-//!           | meta (UTF-8 JSON) | dims × f32
+//! file    := FILE_MAGIC (8 bytes) reserved (8 zero bytes) record*
+//! record  := "GKR2" | payload_len u32 | reserved u32 (0) | header_crc u32 | payload | payload_crc u32
+//!          | "GKVR" | payload_len u32 | payload_crc u32 | header_crc u32 | payload   (first format)
+//! payload := row_count u32, then per row:
+//!            id [16] | dims u32 | doc_len u32 | doc (UTF-8 JSON) | meta_len u32 (u32::MAX = none)
+//!            | meta (UTF-8 JSON) | dims × f32
 //! ```
-//! All integers and floats little-endian; CRC-32 (IEEE). One `index` call is one record, so
-//! a call is stored whole or not at all. A writer holds an exclusive lock while it appends,
-//! so when the lock is taken, an incomplete record can only be at the end, left by a writer
-//! that died before acknowledging it: it is *torn* and may be dropped. A complete record
-//! whose checksum fails, or bytes that are not a record, are *corruption*: reported, never
-//! skipped.
+//! All integers and floats little-endian; CRC-32 (IEEE); `header_crc` covers the header's
+//! first 12 bytes. One `index` call is one record, so a call is stored whole or not at all.
+//! A writer holds an exclusive lock while it appends, so when the lock is taken, an
+//! incomplete record can only be at the end, left by a writer that died before
+//! acknowledging it: it is *torn* and may be dropped. A complete record whose checksum
+//! fails, or bytes that are not a record, are *corruption*: reported, never skipped.
+//!
+//! Records are written front to back, so wherever a writer stops, what it wrote is a prefix
+//! of its record: a torn tail. The payload's checksum comes after the payload, so a record
+//! can be written while its rows are still arriving ([`RecordWriter`]); the first format
+//! put it in the header, which needed every row before the first byte could be written.
+//! Both formats are read; records are written in the current one.
 
 use super::docid::DocId;
 
 pub const FILE_MAGIC: &[u8; 8] = b"GKPVEC\x00\x01";
 pub const FILE_HEADER_LEN: usize = 16;
-const RECORD_MAGIC: [u8; 4] = *b"GKVR";
+/// The current record format: the payload's checksum after the payload.
+const RECORD_MAGIC: [u8; 4] = *b"GKR2";
+/// The first record format: the payload's checksum in the header.
+const RECORD_MAGIC_V1: [u8; 4] = *b"GKVR";
 const RECORD_HEADER_LEN: usize = 16;
+const RECORD_TRAILER_LEN: usize = 4;
 const NO_META: u32 = u32::MAX;
 
 /// One row as stored (borrowed from the read buffer while decoding).
@@ -98,9 +109,9 @@ pub fn decode(
             });
         }
         if rest.len() < RECORD_HEADER_LEN {
-            // A torn header still starts with the record magic.
+            // A torn header still starts with a record magic.
             let seen = rest.len().min(4);
-            if rest[..seen] != RECORD_MAGIC[..seen] {
+            if rest[..seen] != RECORD_MAGIC[..seen] && rest[..seen] != RECORD_MAGIC_V1[..seen] {
                 return Err(corrupt(
                     offset,
                     "bytes after the last record are not a record",
@@ -111,26 +122,37 @@ pub fn decode(
                 torn: true,
             });
         }
-        if rest[..4] != RECORD_MAGIC {
-            return Err(corrupt(offset, "bad record magic"));
-        }
+        let first_format = match &rest[..4] {
+            m if m == RECORD_MAGIC => false,
+            m if m == RECORD_MAGIC_V1 => true,
+            _ => return Err(corrupt(offset, "bad record magic")),
+        };
         let header_crc = u32_at(rest, 12);
         if crc32fast::hash(&rest[..12]) != header_crc {
             return Err(corrupt(offset, "record header checksum mismatch"));
         }
         let len = u32_at(rest, 4) as usize;
-        let payload_crc = u32_at(rest, 8);
-        let Some(payload) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
+        let trailer = if first_format { 0 } else { RECORD_TRAILER_LEN };
+        let Some(record) = rest.get(..RECORD_HEADER_LEN + len + trailer) else {
             return Ok(Decoded {
                 good_end: offset,
                 torn: true,
             });
         };
+        let payload = &record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+        let payload_crc = if first_format {
+            u32_at(rest, 8)
+        } else {
+            if u32_at(rest, 8) != 0 {
+                return Err(corrupt(offset, "record header has unknown flags"));
+            }
+            u32_at(record, RECORD_HEADER_LEN + len)
+        };
         if crc32fast::hash(payload) != payload_crc {
             return Err(corrupt(offset, "record checksum mismatch"));
         }
         decode_payload(payload, &mut row).map_err(|detail| corrupt(offset, detail))?;
-        pos += RECORD_HEADER_LEN + len;
+        pos += record.len();
     }
 }
 
@@ -212,98 +234,154 @@ pub struct RowOut<'a> {
 /// Largest payload one record may hold (its length field is a u32).
 pub const MAX_PAYLOAD: usize = u32::MAX as usize - 1;
 
-/// Bytes `rows` take in a payload.
-pub fn encoded_len(row: &RowOut<'_>) -> usize {
-    16 + 4 + 4 + row.doc.len() + 4 + row.embed_meta.map_or(0, str::len) + 4 * row.vector.len()
+/// Bytes a row takes in a payload: its document, embedding metadata and dimensions are
+/// all it takes to know, so a record's length is known before its vectors are.
+pub fn encoded_row_len(doc_len: usize, embed_meta_len: Option<usize>, dims: usize) -> usize {
+    16 + 4 + 4 + doc_len + 4 + embed_meta_len.unwrap_or(0) + 4 * dims
 }
 
-/// Payload bytes [`write_record`] produces before handing them on: large enough that the
+/// Bytes `row` takes in a payload.
+pub fn encoded_len(row: &RowOut<'_>) -> usize {
+    encoded_row_len(
+        row.doc.len(),
+        row.embed_meta.map(str::len),
+        row.vector.len(),
+    )
+}
+
+/// Payload bytes a [`RecordWriter`] gathers before handing them on: large enough that the
 /// writes are few, small enough to stay in cache between being made and being written.
 pub const CHUNK: usize = 1 << 20;
 
-fn header(payload_len: u32, payload_crc: u32) -> [u8; RECORD_HEADER_LEN] {
+/// The bytes of `row` in a payload, piece by piece, in order.
+fn row_pieces(row: &RowOut<'_>, mut piece: impl FnMut(&[u8])) {
+    let mut head = [0u8; 24];
+    head[..16].copy_from_slice(row.id);
+    head[16..20].copy_from_slice(&(row.vector.len() as u32).to_le_bytes());
+    head[20..24].copy_from_slice(&(row.doc.len() as u32).to_le_bytes());
+    piece(&head);
+    piece(row.doc.as_bytes());
+    match row.embed_meta {
+        None => piece(&NO_META.to_le_bytes()),
+        Some(meta) => {
+            piece(&(meta.len() as u32).to_le_bytes());
+            piece(meta.as_bytes());
+        }
+    }
+    if cfg!(target_endian = "little") {
+        piece(bytemuck::cast_slice(row.vector));
+    } else {
+        for value in row.vector {
+            piece(&value.to_le_bytes());
+        }
+    }
+}
+
+/// Writes one record front to back as its rows arrive, through `write_at(offset within the
+/// record, bytes)`, about [`CHUNK`] bytes at a time, never holding the record in memory.
+/// The rows' count and encoded length are given up front (the header carries the length);
+/// [`Self::finish`] checks that exactly those rows came.
+pub struct RecordWriter<W> {
+    write_at: W,
+    /// Offset in the record of `buf`'s first byte.
+    at: u64,
+    rows_left: usize,
+    bytes_left: usize,
+    crc: crc32fast::Hasher,
+    buf: Vec<u8>,
+}
+
+fn record_mismatch(detail: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, detail)
+}
+
+impl<W: FnMut(u64, &[u8]) -> std::io::Result<()>> RecordWriter<W> {
+    /// Starts a record of `row_count` rows taking `rows_len` payload bytes (the sum of their
+    /// [`encoded_row_len`]); the payload must stay within [`MAX_PAYLOAD`].
+    pub fn begin(row_count: usize, rows_len: usize, write_at: W) -> std::io::Result<Self> {
+        let too_big = || std::io::Error::other("a record's rows exceed the format's size limit");
+        let count = u32::try_from(row_count).map_err(|_| too_big())?;
+        let payload_len = rows_len
+            .checked_add(4)
+            .filter(|&len| len <= MAX_PAYLOAD)
+            .ok_or_else(too_big)?;
+        let mut buf = Vec::with_capacity(CHUNK.min(RECORD_HEADER_LEN + payload_len) + 64);
+        buf.extend_from_slice(&header(payload_len as u32));
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&count.to_le_bytes());
+        buf.extend_from_slice(&count.to_le_bytes());
+        Ok(RecordWriter {
+            write_at,
+            at: 0,
+            rows_left: row_count,
+            bytes_left: rows_len,
+            crc,
+            buf,
+        })
+    }
+
+    /// Adds the next row.
+    pub fn row(&mut self, row: &RowOut<'_>) -> std::io::Result<()> {
+        let len = encoded_len(row);
+        if self.rows_left == 0 || len > self.bytes_left {
+            return Err(record_mismatch("more rows than the record was begun for"));
+        }
+        self.rows_left -= 1;
+        self.bytes_left -= len;
+        let mut failed = None;
+        row_pieces(row, |bytes| {
+            if failed.is_some() {
+                return;
+            }
+            self.crc.update(bytes);
+            self.buf.extend_from_slice(bytes);
+            if self.buf.len() >= CHUNK {
+                failed = self.flush().err();
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (self.write_at)(self.at, &self.buf)?;
+        self.at += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Writes the checksum after the last row; returns the record's length.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        if self.rows_left != 0 || self.bytes_left != 0 {
+            return Err(record_mismatch("fewer rows than the record was begun for"));
+        }
+        let crc = std::mem::take(&mut self.crc).finalize();
+        self.buf.extend_from_slice(&crc.to_le_bytes());
+        self.flush()?;
+        Ok(self.at)
+    }
+}
+
+fn header(payload_len: u32) -> [u8; RECORD_HEADER_LEN] {
     let mut out = [0u8; RECORD_HEADER_LEN];
     out[..4].copy_from_slice(&RECORD_MAGIC);
     out[4..8].copy_from_slice(&payload_len.to_le_bytes());
-    out[8..12].copy_from_slice(&payload_crc.to_le_bytes());
     let header_crc = crc32fast::hash(&out[..12]);
     out[12..16].copy_from_slice(&header_crc.to_le_bytes());
     out
 }
 
-/// The payload's bytes, piece by piece, in order (what [`write_record`] writes after the
-/// header): the checksum pass and the writing pass read the rows the same way.
-fn for_each_piece(rows: &[RowOut<'_>], mut piece: impl FnMut(&[u8])) {
-    piece(&(rows.len() as u32).to_le_bytes());
-    let mut head = [0u8; 24];
-    for row in rows {
-        head[..16].copy_from_slice(row.id);
-        head[16..20].copy_from_slice(&(row.vector.len() as u32).to_le_bytes());
-        head[20..24].copy_from_slice(&(row.doc.len() as u32).to_le_bytes());
-        piece(&head);
-        piece(row.doc.as_bytes());
-        match row.embed_meta {
-            None => piece(&NO_META.to_le_bytes()),
-            Some(meta) => {
-                piece(&(meta.len() as u32).to_le_bytes());
-                piece(meta.as_bytes());
-            }
-        }
-        if cfg!(target_endian = "little") {
-            piece(bytemuck::cast_slice(row.vector));
-        } else {
-            for value in row.vector {
-                piece(&value.to_le_bytes());
-            }
-        }
-    }
-}
-
 /// Writes one record holding `rows` (their total `encoded_len` must be below
-/// [`MAX_PAYLOAD`]) through `write_at(offset within the record, bytes)`, in order of
-/// offset and about [`CHUNK`] bytes at a time, never building the record in memory;
-/// returns the record's length.
-///
-/// The payload's checksum is computed first, reading the rows where they are (no copy),
-/// so the real header is the first write: wherever a writer stops (killed mid-write
-/// included), what it wrote is a prefix of the record, which reads as a torn tail.
+/// [`MAX_PAYLOAD`]) through `write_at` (see [`RecordWriter`]); returns its length.
 pub fn write_record(
     rows: &[RowOut<'_>],
-    mut write_at: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+    write_at: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
-    let payload_len = 4 + rows.iter().map(encoded_len).sum::<usize>();
-    let payload_len = u32::try_from(payload_len)
-        .ok()
-        .filter(|&len| len as usize <= MAX_PAYLOAD)
-        .ok_or_else(|| std::io::Error::other("a record's rows exceed the format's size limit"))?;
-    let mut crc = crc32fast::Hasher::new();
-    for_each_piece(rows, |bytes| crc.update(bytes));
-    let mut buf = Vec::with_capacity(CHUNK.min(RECORD_HEADER_LEN + payload_len as usize) + 64);
-    buf.extend_from_slice(&header(payload_len, crc.finalize()));
-    let mut at = 0u64;
-    let mut failed = None;
-    for_each_piece(rows, |bytes| {
-        if failed.is_some() {
-            return;
-        }
-        buf.extend_from_slice(bytes);
-        if buf.len() >= CHUNK {
-            match write_at(at, &buf) {
-                Ok(()) => at += buf.len() as u64,
-                Err(e) => failed = Some(e),
-            }
-            buf.clear();
-        }
-    });
-    if let Some(e) = failed {
-        return Err(e);
+    let rows_len = rows.iter().map(encoded_len).sum();
+    let mut record = RecordWriter::begin(rows.len(), rows_len, write_at)?;
+    for row in rows {
+        record.row(row)?;
     }
-    if !buf.is_empty() {
-        write_at(at, &buf)?;
-        at += buf.len() as u64;
-    }
-    debug_assert_eq!(at, (RECORD_HEADER_LEN + payload_len as usize) as u64);
-    Ok(at)
+    record.finish()
 }
 
 /// One record holding `rows`, in memory (what [`write_record`] writes).
@@ -480,6 +558,77 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(calls, 2);
+    }
+
+    /// A record in the first format (checksum in the header), as earlier builds wrote it.
+    fn first_format_record(rows: &[RowOut<'_>]) -> Vec<u8> {
+        let mut payload = (rows.len() as u32).to_le_bytes().to_vec();
+        for row in rows {
+            row_pieces(row, |bytes| payload.extend_from_slice(bytes));
+        }
+        let mut out = RECORD_MAGIC_V1.to_vec();
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn records_of_the_first_format_still_read_beside_current_ones() {
+        let old = first_format_record(&[RowOut {
+            id: &[5u8; 16],
+            doc: "{\"old\":true}",
+            embed_meta: Some("{\"part\":2}"),
+            vector: &[0.25, 4.0, -2.0],
+        }]);
+        let mut bytes = old.clone();
+        bytes.extend(sample());
+        let (rows, decoded) = rows_of(&bytes).expect("decode");
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].1, "{\"old\":true}");
+        assert_eq!(rows[0].2.as_deref(), Some("{\"part\":2}"));
+        assert_eq!(rows[0].3, vec![0.25, 4.0, -2.0]);
+        assert!(!decoded.torn);
+        for cut in 1..old.len() {
+            let (rows, decoded) = rows_of(&old[..cut]).expect("a prefix is never corruption");
+            assert!(rows.is_empty() && decoded.torn, "cut {cut}");
+        }
+        for at in 0..old.len() {
+            let mut damaged = old.clone();
+            damaged[at] ^= 0x08;
+            assert!(rows_of(&damaged).is_err(), "byte {at} flipped was accepted");
+        }
+    }
+
+    #[test]
+    fn a_record_takes_exactly_the_rows_it_was_begun_for() {
+        let vectors = vec![vec![1.0f32, 2.0], vec![3.0, 4.0]];
+        let rows = big_rows(&vectors);
+        let rows_len: usize = rows.iter().map(encoded_len).sum();
+        let mut out = Vec::new();
+        let mut record = RecordWriter::begin(2, rows_len, |_, bytes: &[u8]| {
+            out.extend_from_slice(bytes);
+            Ok(())
+        })
+        .expect("begin");
+        record.row(&rows[0]).expect("first row");
+        let early = record.finish().expect_err("one row short");
+        assert_eq!(early.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            out.is_empty(),
+            "a record short of rows writes nothing past its buffer"
+        );
+
+        let mut record = RecordWriter::begin(1, rows_len, |_, _: &[u8]| Ok(())).expect("begin");
+        record.row(&rows[0]).expect("first row");
+        assert!(record.row(&rows[1]).is_err(), "a row past the count");
+        let rows_len_of_one = encoded_len(&rows[0]);
+        let mut record =
+            RecordWriter::begin(2, rows_len_of_one + 1, |_, _: &[u8]| Ok(())).expect("begin");
+        record.row(&rows[0]).expect("first row");
+        assert!(record.row(&rows[1]).is_err(), "a row longer than announced");
+        assert!(RecordWriter::begin(1, MAX_PAYLOAD, |_, _: &[u8]| Ok(())).is_err());
     }
 
     #[test]
