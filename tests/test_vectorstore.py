@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import random
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -469,3 +471,56 @@ async def test_a_value_only_genkits_encoder_handles_is_stored_as_genkit_dumps_it
     assert await store.index([Document.from_text('aaa', {'o': Odd()})]) == 1
     docs = await store.retrieve('a')
     assert dumped(docs) == [{'content': [{'text': 'aaa'}], 'metadata': {'o': 'odd value'}}]
+
+
+async def test_an_add_whose_vectors_fail_midway_stores_nothing(tmp_path: Path) -> None:
+    """`start_add_array` writes rows while it still reads the vectors: a value that fails
+    after the first rows were written leaves the index and its file as they were."""
+    from genkit_parity import _runtime
+
+    core = LocalVectorIndex(tmp_path, 'midway')
+    assert core.add([json.dumps({'content': [{'text': 'kept'}]})], [[1.0] * 64]) == 1
+    size = core.path.stat().st_size
+    docs = json.dumps([{'content': [{'text': f'doc {i}'}]} for i in range(1000)])
+
+    def rows() -> list[list[Any]]:
+        # Directions 0.01 radians apart: each row is its own nearest.
+        return [[math.cos(i / 100), math.sin(i / 100)] + [0.0] * 62 for i in range(1000)]
+
+    class Failing:
+        def __float__(self) -> float:
+            raise ValueError('this value is no number')
+
+    class UsingTheIndex:
+        def __float__(self) -> float:
+            return float(len(core))
+
+    def add(vectors: Any) -> Any:
+        return _runtime.call(lambda ticket: core.start_add_array(ticket, docs, vectors))
+
+    bad = rows()
+    bad[700][5] = Failing()
+    # As `add` raises it: the general conversion's error, naming the value's own.
+    with pytest.raises(TypeError, match='this value is no number'):
+        await add(bad)
+    reentrant = rows()
+    reentrant[700][5] = UsingTheIndex()
+    with pytest.raises(InvalidVectorError, match='while the embeddings of an add are being converted'):
+        await add(reentrant)
+    # The writers stopped; an add after them waits for their locks and finds nothing of theirs.
+    assert await add(rows()) == 1000
+    assert len(core) == 1001
+    assert core.path.stat().st_size > size
+    reloaded = LocalVectorIndex(tmp_path, 'midway')
+    assert len(reloaded) == 1001
+    for i in (0, 699, 700, 999):
+        hit, _ = reloaded.search(rows()[i], 1)[0]
+        assert json.loads(hit) == {'content': [{'text': f'doc {i}'}]}
+    # Flat values and bytes take the general conversion, as before.
+    other = LocalVectorIndex(tmp_path, 'general')
+    flat = json.dumps([{'content': [{'text': f'flat {i}'}]} for i in range(3)])
+    assert await _runtime.call(lambda t: other.start_add_array(t, flat, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])) == 3
+    packed = struct.pack('<6f', 1.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+    again = json.dumps([{'content': [{'text': f'bytes {i}'}]} for i in range(3)])
+    assert await _runtime.call(lambda t: other.start_add_array(t, again, packed)) == 3
+    assert len(other) == 6

@@ -57,18 +57,23 @@ impl Spare {
     /// it: each piece is claimed by one of them. Populating only maps pages and leaves
     /// their contents alone, so the threads share the mapping by reference.
     pub fn fault_in(&self) {
-        loop {
-            let start = self.next_piece.fetch_add(FAULT_PIECE, Ordering::Relaxed);
-            if start >= self.used {
-                return;
-            }
-            let len = FAULT_PIECE.min(self.used - start);
-            if !populate(&self.map, start, len) {
-                // Not supported here: the pages fault in as the floats are copied.
-                self.next_piece.store(self.used, Ordering::Relaxed);
-                return;
-            }
+        while self.fault_in_piece() {}
+    }
+
+    /// Faults in one piece of [`Self::fault_in`]'s work; `false` once none is left (for a
+    /// thread that does it between other work).
+    pub fn fault_in_piece(&self) -> bool {
+        let start = self.next_piece.fetch_add(FAULT_PIECE, Ordering::Relaxed);
+        if start >= self.used {
+            return false;
         }
+        let len = FAULT_PIECE.min(self.used - start);
+        if !populate(&self.map, start, len) {
+            // Not supported here: the pages fault in as the floats are copied.
+            self.next_piece.store(self.used, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 

@@ -10,13 +10,19 @@
 //! A search first compares the file's size (and inode) with what this process has read;
 //! only new bytes are read, under the shared lock. Every write is fsynced before it returns.
 //! No file handle outlives a call, so an index survives `fork()`.
+//!
+//! Locks, always taken in this order: `appending` (one writer of this process at a time),
+//! the file lock, the in-memory state. A writer whose vectors are still arriving
+//! ([`streamed`]) holds the first two for a while with the state unlocked, so a search
+//! that finds the file grown while this process is appending does not wait to read it: the
+//! new bytes are that writer's, not yet acknowledged.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Map, Value};
 
@@ -24,10 +30,14 @@ use super::ann::BinaryCodes;
 use super::docid::{self, DocId};
 use super::floats::{Floats, Spare};
 use super::jsjson;
-use super::log::{self, RowOut, RowView};
+use super::log::{self, RecordWriter, RowOut, RowView};
 use super::pool;
 use super::topk::{self, Matrix, Scored};
+use super::writeback;
 use crate::errors::{Error, Result};
+
+mod streamed;
+pub use streamed::{Arrival, SpareSlot, StreamedAdd};
 
 /// From this many rows per core, `prepare` runs on several threads.
 const PARALLEL_PREPARE_MIN_ROWS: usize = 2048;
@@ -260,6 +270,17 @@ pub struct Prepared {
     inv_norm: f32,
 }
 
+impl Prepared {
+    fn out(&self) -> RowOut<'_> {
+        RowOut {
+            id: &self.id,
+            doc: &self.doc,
+            embed_meta: self.embed_meta.as_deref(),
+            vector: &self.vector,
+        }
+    }
+}
+
 /// A document checked and hashed, waiting for its vector ([`LocalIndex::prepare_docs`]).
 pub struct PreparedDoc {
     id: DocId,
@@ -324,6 +345,8 @@ pub struct LocalIndex {
     directory: PathBuf,
     /// Shared with the scan pool's threads while a search runs (see [`topk::Source`]).
     state: Arc<RwLock<State>>,
+    /// Held by this process's writer for the whole of an append (see the module doc).
+    appending: Mutex<()>,
 }
 
 impl LocalIndex {
@@ -341,6 +364,7 @@ impl LocalIndex {
                 mark: None,
                 ann: None,
             })),
+            appending: Mutex::new(()),
         };
         if must_exist && !index.log_path.exists() {
             return Err(Error::VectorNotFound {
@@ -381,6 +405,11 @@ impl LocalIndex {
         self.state
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes this thread the process's one writer of the index (see the module doc).
+    fn appending(&self) -> MutexGuard<'_, ()> {
+        self.appending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
@@ -558,6 +587,7 @@ impl LocalIndex {
                 ),
             ));
         }
+        let _appending = self.appending();
         let mut st = self.write();
         fs::create_dir_all(&self.directory).map_err(|e| self.storage(&self.directory, e))?;
         let _lock = self.lock(true)?;
@@ -618,61 +648,28 @@ impl LocalIndex {
     /// Writes `rows` after the last complete record (cutting off a torn tail) and fsyncs.
     /// Call with the exclusive lock held and the state caught up.
     fn append(&self, mark: Option<FileMark>, rows: &[&Prepared]) -> Result<FileMark> {
-        let path = &self.log_path;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| self.storage(path, e))?;
-        let good_end = mark.map_or(0, |m| m.good_end);
-        let created = good_end < log::FILE_HEADER_LEN as u64;
-        let mut start = good_end;
-        if created {
-            file.set_len(0).map_err(|e| self.storage(path, e))?;
-            file.write_all_at(&log::file_header(), 0)
-                .map_err(|e| self.storage(path, e))?;
-            start = log::FILE_HEADER_LEN as u64;
-        } else if mark.is_some_and(|m| m.seen_len > good_end) {
-            // A writer died mid-record: that record was never acknowledged.
-            file.set_len(good_end).map_err(|e| self.storage(path, e))?;
-        }
-        let mut end = start;
+        let mut log = Appender::open(self, mark)?;
         let written = (|| -> std::io::Result<()> {
-            for chunk in record_chunks(rows) {
-                let out: Vec<RowOut<'_>> = chunk
-                    .iter()
-                    .map(|r| RowOut {
-                        id: &r.id,
-                        doc: &r.doc,
-                        embed_meta: r.embed_meta.as_deref(),
-                        vector: &r.vector,
-                    })
-                    .collect();
-                let base = end;
-                end += log::write_record(&out, |at, bytes| file.write_all_at(bytes, base + at))?;
+            let mut rest = rows;
+            for (count, bytes) in record_split(rows.iter().map(|r| log::encoded_len(&r.out()))) {
+                let (these, more) = rest.split_at(count);
+                rest = more;
+                let mut record = log.record(count, bytes)?;
+                for row in these {
+                    record.row(&row.out())?;
+                }
+                let len = record.finish()?;
+                log.end += len;
             }
-            file.sync_data()
+            log.file.sync_data()
         })();
-        if let Err(e) = written {
-            // Leave the file as it was: nothing of this call is acknowledged.
-            let _ = file.set_len(start.max(good_end));
-            return Err(self.storage(path, e));
-        }
-        if created {
-            // Make the new file's name durable too.
-            if let Ok(dir) = File::open(&self.directory) {
-                let _ = dir.sync_all();
+        match written {
+            Ok(()) => log.committed(),
+            Err(e) => {
+                log.abandon();
+                Err(log.failed(e))
             }
         }
-        let meta = file.metadata().map_err(|e| self.storage(path, e))?;
-        Ok(FileMark {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            seen_len: end,
-            good_end: end,
-        })
     }
 
     /// Takes the cross-process lock (held until the returned file is dropped).
@@ -705,12 +702,16 @@ impl LocalIndex {
         }
     }
 
-    /// Reads what other processes appended, if anything.
+    /// Reads what other processes appended, if anything. While a writer of this process is
+    /// appending, the new bytes are its own and not acknowledged yet: nothing to read.
     fn catch_up(&self) -> Result<()> {
         let mark = self.read().mark;
         if !self.changed(mark)? {
             return Ok(());
         }
+        let Ok(_appending) = self.appending.try_lock() else {
+            return Ok(());
+        };
         let mut st = self.write();
         if !self.changed(st.mark)? {
             return Ok(());
@@ -922,24 +923,118 @@ impl LocalIndex {
     }
 }
 
-/// Splits rows into records below the format's size limit (one record in practice).
-fn record_chunks<'a>(rows: &'a [&'a Prepared]) -> Vec<&'a [&'a Prepared]> {
-    const LIMIT: usize = 1 << 30;
-    let mut chunks = Vec::new();
-    let (mut start, mut size) = (0, 0);
-    for (i, row) in rows.iter().enumerate() {
-        let len = 40
-            + row.doc.len()
-            + row.embed_meta.as_ref().map_or(0, String::len)
-            + 4 * row.vector.len();
-        if size + len > LIMIT && i > start {
-            chunks.push(&rows[start..i]);
-            (start, size) = (i, 0);
+/// Writes a piece of a record at an offset within it (see [`RecordWriter`]).
+type LogWrite<'a> = Box<dyn FnMut(u64, &[u8]) -> std::io::Result<()> + 'a>;
+/// A record being written into the log.
+type LogRecord<'a> = RecordWriter<LogWrite<'a>>;
+
+/// An append in progress: the log opened after its last complete record (a torn tail cut
+/// off, the file created if need be), records written from `start` to `end`.
+struct Appender<'a> {
+    index: &'a LocalIndex,
+    file: File,
+    good_end: u64,
+    start: u64,
+    end: u64,
+    created: bool,
+}
+
+impl<'a> Appender<'a> {
+    /// Call with the exclusive lock held; `mark` is the state's, caught up.
+    fn open(index: &'a LocalIndex, mark: Option<FileMark>) -> Result<Self> {
+        let path = &index.log_path;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| index.storage(path, e))?;
+        let good_end = mark.map_or(0, |m| m.good_end);
+        let created = good_end < log::FILE_HEADER_LEN as u64;
+        let mut start = good_end;
+        if created {
+            file.set_len(0).map_err(|e| index.storage(path, e))?;
+            file.write_all_at(&log::file_header(), 0)
+                .map_err(|e| index.storage(path, e))?;
+            start = log::FILE_HEADER_LEN as u64;
+        } else if mark.is_some_and(|m| m.seen_len > good_end) {
+            // A writer died mid-record: that record was never acknowledged.
+            file.set_len(good_end).map_err(|e| index.storage(path, e))?;
         }
+        Ok(Appender {
+            index,
+            file,
+            good_end,
+            start,
+            end: start,
+            created,
+        })
+    }
+
+    /// Starts a record of `row_count` rows taking `rows_len` bytes at `end`. Each piece
+    /// it writes is handed to the disk at once, so the final `fdatasync` waits for the last
+    /// pieces only.
+    fn record(&self, row_count: usize, rows_len: usize) -> std::io::Result<LogRecord<'_>> {
+        let base = self.end;
+        let write_at: LogWrite<'_> = Box::new(move |at, bytes| {
+            self.file.write_all_at(bytes, base + at)?;
+            writeback::start(&self.file, base + at, bytes.len());
+            Ok(())
+        });
+        RecordWriter::begin(row_count, rows_len, write_at)
+    }
+
+    /// After the records were written and fsynced: what this process has now read.
+    fn committed(&self) -> Result<FileMark> {
+        let path = &self.index.log_path;
+        if self.created {
+            // Make the new file's name durable too.
+            if let Ok(dir) = File::open(&self.index.directory) {
+                let _ = dir.sync_all();
+            }
+        }
+        let meta = self
+            .file
+            .metadata()
+            .map_err(|e| self.index.storage(path, e))?;
+        Ok(FileMark {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            seen_len: self.end,
+            good_end: self.end,
+        })
+    }
+
+    /// A failure to write or sync the log, as the error to return.
+    fn failed(&self, e: impl std::fmt::Display) -> Error {
+        self.index.storage(&self.index.log_path, e)
+    }
+
+    /// Leaves the file as it was: nothing of the call is acknowledged.
+    fn abandon(&self) {
+        let _ = self.file.set_len(self.start.max(self.good_end));
+    }
+}
+
+/// How rows of these encoded lengths ([`log::encoded_row_len`]) split into records below
+/// the format's size limit (one record in practice): each record's row count and bytes.
+fn record_split(lens: impl IntoIterator<Item = usize>) -> Vec<(usize, usize)> {
+    const LIMIT: usize = 1 << 30;
+    let mut records = Vec::new();
+    let (mut rows, mut size) = (0, 0);
+    for len in lens {
+        if size + len > LIMIT && rows > 0 {
+            records.push((rows, size));
+            (rows, size) = (0, 0);
+        }
+        rows += 1;
         size += len;
     }
-    chunks.push(&rows[start..]);
-    chunks
+    if rows > 0 {
+        records.push((rows, size));
+    }
+    records
 }
 
 /// `1/‖v‖` of a usable vector, or an error naming what is wrong with it.

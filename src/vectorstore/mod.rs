@@ -16,3 +16,4 @@ pub mod pool;
 pub mod py;
 pub mod py_vectors;
 pub mod topk;
+pub mod writeback;

@@ -7,15 +7,15 @@
 //! releases the GIL for the scan and the disk I/O; the `start_*` variants run on the core's
 //! blocking pool and report through a ticket (`genkit_parity._runtime.call`).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, mpsc};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::floats::Spare;
-use super::local::{Embedding, Filter, Hit, LocalIndex, NewRow};
-use super::py_vectors::{FloatRows, embeddings_of};
+use super::local::{Arrival, Filter, Hit, LocalIndex, NewRow, SpareSlot, StreamedAdd};
+use super::py_vectors::{FloatRows, embeddings_in_batches};
 use super::{docid, jsfile};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
@@ -155,6 +155,7 @@ impl LocalVectorIndex {
     #[new]
     #[pyo3(signature = (directory, name, *, must_exist = false))]
     fn new(py: Python<'_>, directory: PathBuf, name: String, must_exist: bool) -> PyResult<Self> {
+        not_reading_an_add(&name)?;
         let index = py.detach(|| LocalIndex::open(&directory, &name, must_exist))?;
         Ok(LocalVectorIndex {
             index: Arc::new(index),
@@ -173,11 +174,13 @@ impl LocalVectorIndex {
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| self.index.len())?)
     }
 
     /// The stored vectors' dimension; `None` while the index is empty.
     fn dimensions(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| self.index.dims())?)
     }
 
@@ -191,6 +194,7 @@ impl LocalVectorIndex {
         embeddings: Vectors<'_>,
         embed_metadata: Option<Vec<Option<String>>>,
     ) -> PyResult<usize> {
+        not_reading_an_add(self.index.name())?;
         let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
         let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
         Ok(py.detach(|| self.index.add(rows))?)
@@ -213,71 +217,89 @@ impl LocalVectorIndex {
 
     /// `start_add` with the documents as one JSON array (row `i` is element `i`, no
     /// embedding metadata): one string crosses instead of one per document (Python makes
-    /// it with one serialiser call), and the documents are checked and hashed on other
-    /// threads while this one reads the vectors (which needs the GIL).
+    /// it with one serialiser call). The add runs while this thread reads the vectors (which
+    /// needs the GIL): another thread hashes the documents, takes the index's locks and
+    /// writes each row as its vector arrives (see `local::streamed`), so little is left to
+    /// write and sync once the reading is done.
     fn start_add_array(
         &self,
-        py: Python<'_>,
         ticket: &Ticket,
         docs_json: &str,
         embeddings: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let py = embeddings.py();
         let docs = docid::split_doc_array(docs_json).map_err(|detail| Error::InvalidJson {
             what: "the documents".into(),
             detail,
         })?;
         let count = docs.len();
-        let index = &*self.index;
-        // The rows' width, to make room for their floats beside the reading (a wrong guess
-        // only means no room is made ahead).
+        let index = &self.index;
+        // Anything but rows of numbers (bytes, flat values) takes the general conversion
+        // and the add that follows it.
+        let general = |docs: Vec<String>| -> PyResult<()> {
+            let vectors = embeddings
+                .extract::<Vectors<'_>>()?
+                .into_rows(index.name(), Split::Rows(count))?;
+            let rows = rows_of(index.name(), docs, vectors, None)?;
+            let index = Arc::clone(index);
+            ticket.run_blocking(move || index.add(rows))
+        };
+        if embeddings.cast::<PyBytes>().is_ok() {
+            return general(docs);
+        }
+        // The rows' width, to make room for their floats ahead (a wrong guess only means
+        // no room is made ahead).
         let dims = embeddings
             .cast::<PyList>()
             .ok()
             .and_then(|rows| rows.get_item(0).ok())
             .and_then(|row| row.len().ok());
-        // Memory for the rows' floats, made on the other thread (it may wait for the index's
-        // lock, which must not happen with the GIL held) and faulted in by both threads once
-        // their own work is done, unless it failed.
-        let spare: OnceLock<Option<Spare>> = OnceLock::new();
-        let (docs, vectors) = std::thread::scope(|scope| {
-            let spare = &spare;
-            let hashing = scope.spawn(move || {
-                let room = spare.get_or_init(|| dims.and_then(|dims| index.room_for(count, dims)));
-                let docs = index.prepare_docs(docs);
-                if let (Ok(_), Some(room)) = (&docs, room) {
-                    room.fault_in();
+        let spare = SpareSlot::default();
+        let (sender, arrivals) = mpsc::channel();
+        // The writer starts with the first batch, so that input this reading cannot take
+        // still finds the general conversion free to take it.
+        let mut waiting = Some((docs, arrivals));
+        let mut started: PyResult<()> = Ok(());
+        let mut writer_stopped = false;
+        let read = {
+            let _reading = ReadingAnAdd::begin();
+            embeddings_in_batches(embeddings, |batch| {
+                if let Some((docs, arrivals)) = waiting.take() {
+                    let add = StreamedAdd {
+                        docs,
+                        dims,
+                        arrivals,
+                        spare: Arc::clone(&spare),
+                    };
+                    let index = Arc::clone(index);
+                    started = ticket.run_blocking(move || index.add_streamed(add));
                 }
-                docs
-            });
-            // Rows of numbers are read and checked in one pass; anything else (bytes, flat
-            // values) or a failure takes the general conversion, which raises as `add` does.
-            let general = || {
-                embeddings.extract::<Vectors<'_>>().and_then(|v| {
-                    let rows = v.into_rows(index.name(), Split::Rows(count))?;
-                    Ok(rows.into_iter().map(Embedding::from).collect::<Vec<_>>())
-                })
-            };
-            let vectors = if embeddings.cast::<PyBytes>().is_ok() {
-                general()
-            } else {
-                embeddings_of(embeddings).or_else(|_| general())
-            };
-            // A failed read raises: the memory would go unused.
-            let read = vectors.is_ok();
-            let docs = py.detach(|| {
-                if let (true, Some(Some(room))) = (read, spare.get()) {
-                    room.fault_in();
-                }
-                hashing
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Internal("document hashing panicked".into())))
-            });
-            (docs, vectors)
+                // A writer that stopped (bad documents, a failed write) reports through the
+                // ticket; the rest of the vectors are read for nothing.
+                writer_stopped |= sender.send(Arrival::Rows(batch)).is_err();
+            })
+        };
+        started?;
+        let rows = match (read, waiting) {
+            (Ok(rows), None) => rows,
+            // Nothing was sent: no writer started.
+            (_, Some((docs, _))) => return general(docs),
+            // The writer sees the stream stop without an end and writes nothing; the error
+            // raised is the general conversion's, which names the bad value as `add` does.
+            (Err(e), None) => {
+                drop(sender);
+                return Err(general_error(embeddings, index.name(), count).unwrap_or(e));
+            }
+        };
+        py.detach(move || {
+            // Help fault in the memory the rows move to, unless they will not.
+            if let (false, Some(Some(room))) = (writer_stopped, spare.get()) {
+                room.fault_in();
+            }
+            drop(spare);
+            let _ = sender.send(Arrival::End { rows });
         });
-        let (docs, vectors) = (docs?, vectors?);
-        let index = Arc::clone(&self.index);
-        let spare = spare.into_inner().flatten();
-        ticket.run_blocking(move || index.add_documents(docs, vectors, spare))
+        Ok(())
     }
 
     /// The `k` nearest documents as `(doc_json, cosine)`, best first; ties keep indexing
@@ -291,6 +313,7 @@ impl LocalVectorIndex {
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<PyHits> {
+        not_reading_an_add(self.index.name())?;
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
         let mut results =
             py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?;
@@ -327,6 +350,7 @@ impl LocalVectorIndex {
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<Vec<PyHits>> {
+        not_reading_an_add(self.index.name())?;
         let queries = queries.into_rows(self.index.name(), Split::Dims(dims))?;
         if queries.is_empty() {
             return Ok(Vec::new());
@@ -337,11 +361,13 @@ impl LocalVectorIndex {
     /// Adds the entries of a JS `__db_<name>.json` file (keeping their ids); returns how
     /// many were new.
     fn import_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| jsfile::import_js(&self.index, Path::new(&path)))?)
     }
 
     /// Writes the index as a JS `__db_<name>.json` file (atomically); returns the entry count.
     fn export_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
+        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| jsfile::export_js(&self.index, Path::new(&path)))?)
     }
 
@@ -352,6 +378,50 @@ impl LocalVectorIndex {
             self.index.path().display().to_string()
         )
     }
+}
+
+/// The error the general conversion of `embeddings` raises, if it does.
+fn general_error(embeddings: &Bound<'_, PyAny>, index: &str, count: usize) -> Option<PyErr> {
+    embeddings
+        .extract::<Vectors<'_>>()
+        .and_then(|v| Ok(v.into_rows(index, Split::Rows(count))?))
+        .err()
+}
+
+thread_local! {
+    /// Set while this thread reads the vectors of a streamed add, whose writer holds an
+    /// index's locks meanwhile (see [`LocalVectorIndex::start_add_array`]).
+    static READING_AN_ADD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as reading an add's vectors until dropped.
+struct ReadingAnAdd(bool);
+
+impl ReadingAnAdd {
+    fn begin() -> Self {
+        ReadingAnAdd(READING_AN_ADD.replace(true))
+    }
+}
+
+impl Drop for ReadingAnAdd {
+    fn drop(&mut self) {
+        READING_AN_ADD.set(self.0);
+    }
+}
+
+/// Refuses a call that would wait for a lock an add's writer holds while this very thread
+/// reads that add's vectors: only Python code run by the reading (a value's `__float__`)
+/// can get here, and it would wait forever.
+fn not_reading_an_add(index: &str) -> Result<()> {
+    if READING_AN_ADD.get() {
+        return Err(Error::VectorInvalid {
+            index: index.to_owned(),
+            detail: "a local vector index cannot be used while the embeddings of an add are \
+                     being converted (from a value's __float__ or __index__)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// `json_text` re-written as JS's `JSON.stringify` writes it (compact, keys in order, `1`

@@ -36,9 +36,13 @@ pub fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
 }
 
 /// [`vectors_of`] with each row's checks gathered as its values are read (one pass over
-/// the millions of values, see [`Embedding`]).
-pub fn embeddings_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Embedding>> {
-    read_rows(embeddings)
+/// the millions of values, see [`Embedding`]), handed to `batch` a few rows at a time as
+/// they are read (so another thread can use them meanwhile); returns how many rows.
+pub fn embeddings_in_batches(
+    embeddings: &Bound<'_, PyAny>,
+    batch: impl FnMut(Vec<Embedding>),
+) -> PyResult<usize> {
+    read_rows_in_batches(embeddings, batch)
 }
 
 /// A row [`read_rows`] fills one value at a time: plain floats, or an [`Embedding`] that
@@ -70,28 +74,57 @@ impl Row for Embedding {
     }
 }
 
-/// The rows of `embeddings`. Lists are read by index: one C call and a reference count per
-/// value, where an iterator makes two calls.
+/// Rows [`read_rows_in_batches`] hands on at a time: a few hundred KB of floats.
+const BATCH_ROWS: usize = 256;
+
+/// The rows of `embeddings`.
 fn read_rows<R: Row>(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<R>> {
+    let mut rows = Vec::new();
+    read_rows_in_batches(embeddings, |batch| rows.extend(batch))?;
+    Ok(rows)
+}
+
+/// The rows of `embeddings`, [`BATCH_ROWS`] at a time, in order; returns how many. Lists
+/// are read by index: one C call and a reference count per value, where an iterator makes
+/// two calls.
+fn read_rows_in_batches<R: Row>(
+    embeddings: &Bound<'_, PyAny>,
+    mut batch: impl FnMut(Vec<R>),
+) -> PyResult<usize> {
     let Ok(rows) = embeddings.cast::<PyList>() else {
         let rows: Vec<Vec<f32>> = embeddings.extract()?;
-        return Ok(rows.into_iter().map(R::from).collect());
+        let count = rows.len();
+        batch(rows.into_iter().map(R::from).collect());
+        return Ok(count);
     };
-    let mut vectors = Vec::with_capacity(rows.len());
+    let mut count = 0;
+    let mut vectors = Vec::with_capacity(BATCH_ROWS.min(rows.len()));
     for i in 0..rows.len() {
         let row = rows.get_item(i)?;
-        let Ok(values) = row.cast::<PyList>() else {
-            vectors.push(R::from(row.extract::<Vec<f32>>()?));
-            continue;
+        let vector = match row.cast::<PyList>() {
+            Ok(values) => {
+                let dims = values.len();
+                let mut vector = R::with_capacity(dims);
+                for j in 0..dims {
+                    vector.push(float_at(values, j)?);
+                }
+                vector
+            }
+            Err(_) => R::from(row.extract::<Vec<f32>>()?),
         };
-        let dims = values.len();
-        let mut vector = R::with_capacity(dims);
-        for j in 0..dims {
-            vector.push(float_at(values, j)?);
-        }
         vectors.push(vector);
+        count += 1;
+        if vectors.len() == BATCH_ROWS {
+            batch(std::mem::replace(
+                &mut vectors,
+                Vec::with_capacity(BATCH_ROWS),
+            ));
+        }
     }
-    Ok(vectors)
+    if !vectors.is_empty() {
+        batch(vectors);
+    }
+    Ok(count)
 }
 
 /// Item `j` of `values` as an `f32`: an exact `float` read through the list's borrowed

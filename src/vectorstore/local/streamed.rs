@@ -1,0 +1,503 @@
+//! An add whose vectors are still being read while it runs.
+//!
+//! Reading millions of floats out of Python lists needs the GIL, so it runs on the calling
+//! thread and takes about as long as writing and fsyncing the record they go into. Done one
+//! after the other, the call costs both; here the writer takes the locks and writes the
+//! record while the reader is still reading: the documents are hashed first (which rows are
+//! new is known from their ids alone), each row is written as soon as its vector arrives,
+//! and the disk gets each piece as it is written. When the last vector arrives, little is
+//! left to write or sync. In between, the writer faults in the memory the rows will move to.
+//!
+//! The reader sends [`Arrival`]s in row order and ends with [`Arrival::End`]; a reader that
+//! fails simply stops sending (drops its sender), and the writer undoes what it wrote:
+//! nothing of the call is acknowledged.
+
+use std::collections::HashSet;
+use std::fs;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, OnceLock};
+
+use super::{Appender, Embedding, LocalIndex, invalid, log, record_split};
+use crate::errors::{Error, Result};
+use crate::vectorstore::floats::Spare;
+use crate::vectorstore::log::RowOut;
+
+/// What the reader of an add's vectors sends its writer, in order.
+pub enum Arrival {
+    /// The next rows' vectors.
+    Rows(Vec<Embedding>),
+    /// Every vector was read (this many), and the reader no longer uses the spare memory.
+    End { rows: usize },
+}
+
+/// Memory for an add's floats, shared by its writer and its reader (see
+/// [`StreamedAdd::spare`]).
+pub type SpareSlot = Arc<OnceLock<Option<Spare>>>;
+
+/// An add of documents (JSON texts, row `i` is document `i`, no embedding metadata) whose
+/// vectors arrive through `arrivals`.
+pub struct StreamedAdd {
+    pub docs: Vec<String>,
+    /// The vectors' width, if the reader could tell ahead (to make room for them early).
+    pub dims: Option<usize>,
+    pub arrivals: Receiver<Arrival>,
+    /// Memory for the rows' floats, made here (see [`LocalIndex::room_for`]) and faulted in
+    /// by both sides; the reader drops its share before it sends [`Arrival::End`].
+    pub spare: SpareSlot,
+}
+
+/// A row of the call whose vector has arrived and been checked.
+struct Arrived {
+    values: Vec<f32>,
+    inv_norm: f32,
+}
+
+impl LocalIndex {
+    /// Adds the documents with their vectors as they arrive; as [`Self::add`] (first write
+    /// wins, durable when it returns, returns how many rows were new).
+    pub fn add_streamed(&self, add: StreamedAdd) -> Result<usize> {
+        let StreamedAdd {
+            docs,
+            dims,
+            arrivals,
+            spare,
+        } = add;
+        let count = docs.len();
+        spare.get_or_init(|| dims.and_then(|dims| self.room_for(count, dims)));
+        let mut stream = Stream {
+            index: self,
+            arrivals,
+            spare,
+            count,
+            vectors: Vec::with_capacity(count),
+            dims: 0,
+            ended: false,
+        };
+        let docs = self.prepare_docs(docs)?;
+
+        let _appending = self.appending();
+        fs::create_dir_all(&self.directory).map_err(|e| self.storage(&self.directory, e))?;
+        let _lock = self.lock(true)?;
+        let (mark, stored_dims, fresh) = {
+            let mut st = self.write();
+            self.refresh(&mut st)?;
+            let mut seen = HashSet::new();
+            let fresh: Vec<usize> = (0..count)
+                .filter(|&i| !st.rows.by_id.contains_key(&docs[i].id) && seen.insert(docs[i].id))
+                .collect();
+            let stored_dims = (st.rows.len() > 0).then_some(st.rows.dims);
+            (st.mark, stored_dims, fresh)
+        };
+
+        // The first vector tells the width of every row, hence the records' lengths.
+        stream.wait_for(1)?;
+        if count == 0 || fresh.is_empty() {
+            stream.wait_for(count)?;
+            stream.wait_for_end()?;
+            return Ok(0);
+        }
+        let dims = stream.dims;
+        if let Some(stored) = stored_dims.filter(|&stored| stored != dims) {
+            return Err(invalid(
+                &self.name,
+                format!("embeddings have {dims} dimensions but the index stores {stored}"),
+            ));
+        }
+        let row_len = |i: &usize| log::encoded_row_len(docs[*i].doc.len(), None, dims);
+        let mut log = Appender::open(self, mark)?;
+        let written = (|| -> Result<()> {
+            let mut rest = &fresh[..];
+            for (rows, bytes) in record_split(fresh.iter().map(row_len)) {
+                let (these, more) = rest.split_at(rows);
+                rest = more;
+                let mut record = log.record(rows, bytes).map_err(|e| log.failed(e))?;
+                for &i in these {
+                    stream.wait_for(i + 1)?;
+                    let row = RowOut {
+                        id: &docs[i].id,
+                        doc: &docs[i].doc,
+                        embed_meta: None,
+                        vector: &stream.vectors[i].values,
+                    };
+                    record.row(&row).map_err(|e| log.failed(e))?;
+                }
+                let len = record.finish().map_err(|e| log.failed(e))?;
+                log.end += len;
+            }
+            // Rows after the last new one (duplicates) are checked all the same.
+            stream.wait_for(count)
+        })();
+        if let Err(e) = written {
+            log.abandon();
+            return Err(e);
+        }
+
+        // Durable on one thread; on this one, the rows move into memory, unseen until the
+        // sync is done (the state stays locked until then).
+        let log = &log;
+        let added = std::thread::scope(|scope| {
+            let synced = scope.spawn(|| log.file.sync_data().map_err(|e| log.failed(e)));
+            let ended = stream.wait_for_end();
+            let spare = stream.take_spare();
+            let mut st = self.write();
+            let before = st.rows.len();
+            if ended.is_ok() {
+                st.rows.dims = dims;
+                st.rows.reserve(fresh.len(), spare);
+                for &i in &fresh {
+                    let doc = &docs[i];
+                    let vector = &stream.vectors[i];
+                    st.rows.push(
+                        doc.id,
+                        doc.doc.as_str().into(),
+                        doc.metadata.clone(),
+                        None,
+                        &vector.values,
+                        vector.inv_norm,
+                    );
+                }
+            }
+            let synced = synced
+                .join()
+                .unwrap_or_else(|_| Err(log.failed("the thread syncing the index file panicked")));
+            let done = ended.and(synced).and_then(|()| log.committed());
+            match done {
+                Ok(mark) => st.mark = Some(mark),
+                Err(_) => st.rows.truncate(before),
+            }
+            done.map(|_| fresh.len())
+        });
+        if added.is_err() {
+            log.abandon();
+        }
+        added
+    }
+}
+
+/// The writer's side of the channel: the vectors that have arrived, checked.
+struct Stream<'a> {
+    index: &'a LocalIndex,
+    arrivals: Receiver<Arrival>,
+    spare: SpareSlot,
+    /// Rows the call has (one per document).
+    count: usize,
+    vectors: Vec<Arrived>,
+    /// Width of the first vector (0 until it arrives).
+    dims: usize,
+    ended: bool,
+}
+
+impl Stream<'_> {
+    /// Waits until `rows` vectors have arrived (or the reader ended), faulting in the spare
+    /// memory while none is waiting.
+    fn wait_for(&mut self, rows: usize) -> Result<()> {
+        while self.vectors.len() < rows.min(self.count) && !self.ended {
+            let arrival = match self.arrivals.try_recv() {
+                Ok(arrival) => arrival,
+                Err(TryRecvError::Empty) => {
+                    if self.room().is_some_and(Spare::fault_in_piece) {
+                        continue;
+                    }
+                    self.arrivals.recv().map_err(|_| self.reader_failed())?
+                }
+                Err(TryRecvError::Disconnected) => return Err(self.reader_failed()),
+            };
+            self.take(arrival)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for [`Arrival::End`], helping fault in the spare meanwhile.
+    fn wait_for_end(&mut self) -> Result<()> {
+        if let Some(room) = self.room() {
+            room.fault_in();
+        }
+        while !self.ended {
+            let arrival = self.arrivals.recv().map_err(|_| self.reader_failed())?;
+            self.take(arrival)?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, arrival: Arrival) -> Result<()> {
+        let batch = match arrival {
+            Arrival::Rows(batch) => batch,
+            Arrival::End { rows } => {
+                self.ended = true;
+                if rows != self.count || self.vectors.len() != rows {
+                    return Err(self.counts_differ(rows));
+                }
+                return Ok(());
+            }
+        };
+        if self.vectors.len() + batch.len() > self.count {
+            return Err(self.counts_differ(self.vectors.len() + batch.len()));
+        }
+        for vector in batch {
+            let position = self.vectors.len();
+            let inv_norm = vector.check(&self.index.name, || format!("embedding {position}"))?;
+            let width = vector.values.len();
+            if position == 0 {
+                self.dims = width;
+            } else if width != self.dims {
+                return Err(invalid(
+                    &self.index.name,
+                    format!(
+                        "embedding {position} has {width} dimensions, embedding 0 has {}",
+                        self.dims
+                    ),
+                ));
+            }
+            self.vectors.push(Arrived {
+                values: vector.values,
+                inv_norm,
+            });
+        }
+        Ok(())
+    }
+
+    fn counts_differ(&self, embeddings: usize) -> Error {
+        invalid(
+            &self.index.name,
+            format!("{} documents but {embeddings} embeddings", self.count),
+        )
+    }
+
+    /// The reader stopped without ending: it failed, and raised its own error in Python.
+    fn reader_failed(&self) -> Error {
+        invalid(
+            &self.index.name,
+            "reading the embeddings failed; nothing was stored",
+        )
+    }
+
+    fn room(&self) -> Option<&Spare> {
+        self.spare.get().and_then(Option::as_ref)
+    }
+
+    /// The spare memory, once the reader has let go of its share (it does before it ends);
+    /// `None` if it still holds it, and the rows move to memory made as they are copied.
+    fn take_spare(&mut self) -> Option<Spare> {
+        let spare = std::mem::take(&mut self.spare);
+        Arc::into_inner(spare)
+            .and_then(OnceLock::into_inner)
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::{self, Sender};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::vectorstore::local::NewRow;
+
+    fn doc(text: &str) -> String {
+        format!(r#"{{"content":[{{"text":"{text}"}}]}}"#)
+    }
+
+    fn vector(i: usize, dims: usize) -> Vec<f32> {
+        (0..dims)
+            .map(|j| ((i * 7 + j * 3) % 11) as f32 + 1.0)
+            .collect()
+    }
+
+    /// Starts a streamed add of `docs` on another thread; the caller plays the reader.
+    fn start(
+        index: &Arc<LocalIndex>,
+        docs: Vec<String>,
+        dims: Option<usize>,
+    ) -> (
+        Sender<Arrival>,
+        SpareSlot,
+        std::thread::JoinHandle<Result<usize>>,
+    ) {
+        let (sender, arrivals) = mpsc::channel();
+        let spare = SpareSlot::default();
+        let add = StreamedAdd {
+            docs,
+            dims,
+            arrivals,
+            spare: Arc::clone(&spare),
+        };
+        let index = Arc::clone(index);
+        (
+            sender,
+            spare,
+            std::thread::spawn(move || index.add_streamed(add)),
+        )
+    }
+
+    fn rows(range: std::ops::Range<usize>, dims: usize) -> Arrival {
+        Arrival::Rows(range.map(|i| Embedding::from(vector(i, dims))).collect())
+    }
+
+    fn file_len(index: &LocalIndex) -> u64 {
+        fs::metadata(index.path()).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn rows_arriving_in_batches_are_stored_as_an_add_stores_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
+        let twin = LocalIndex::open(dir.path(), "twin", false).expect("open");
+        // Stored before: document 1. Repeated within the call: document 2 (positions 2, 5).
+        let texts = ["d0", "d1", "d2", "d3", "d4", "d2", "d6"];
+        let dims = 300_000; // records of several chunks
+        index
+            .add(vec![NewRow {
+                doc_json: doc("d1"),
+                embed_meta_json: None,
+                vector: vector(100, dims),
+            }])
+            .expect("add");
+        let (sender, spare, writer) = start(&index, texts.map(doc).to_vec(), Some(dims));
+        for range in [0..2, 2..3, 3..7] {
+            sender.send(rows(range, dims)).expect("send");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(spare);
+        sender.send(Arrival::End { rows: 7 }).expect("send");
+        assert_eq!(writer.join().expect("writer").expect("add"), 5);
+        // The same rows through the plain add, into another index: the same answers.
+        let plain: Vec<NewRow> = std::iter::once(NewRow {
+            doc_json: doc("d1"),
+            embed_meta_json: None,
+            vector: vector(100, dims),
+        })
+        .chain(texts.iter().enumerate().map(|(i, t)| NewRow {
+            doc_json: doc(t),
+            embed_meta_json: None,
+            vector: vector(i, dims),
+        }))
+        .collect();
+        assert_eq!(twin.add(plain).expect("add"), 6);
+        let query = vector(3, dims);
+        let reopened = LocalIndex::open(dir.path(), "s", true).expect("reopen");
+        for store in [&*index, &reopened] {
+            assert_eq!(store.len().expect("len"), 6);
+            assert_eq!(
+                store.search(&query, 6, None, false).expect("search"),
+                twin.search(&query, 6, None, false).expect("search")
+            );
+        }
+    }
+
+    #[test]
+    fn a_reader_that_stops_or_miscounts_leaves_nothing_and_the_next_add_works() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
+        let docs = || (0..600).map(|i| doc(&format!("t{i}"))).collect::<Vec<_>>();
+        index
+            .add(vec![NewRow {
+                doc_json: doc("first"),
+                embed_meta_json: None,
+                vector: vector(1, 8),
+            }])
+            .expect("add");
+        let before = file_len(&index);
+
+        // Stops after two batches: the reader failed (it raises its own error).
+        let (sender, _spare, writer) = start(&index, docs(), Some(8));
+        sender.send(rows(0..256, 8)).expect("send");
+        sender.send(rows(256..512, 8)).expect("send");
+        std::thread::sleep(Duration::from_millis(20));
+        drop(sender);
+        let err = writer
+            .join()
+            .expect("writer")
+            .expect_err("a stopped reader");
+        assert!(err.to_string().contains("nothing was stored"), "{err}");
+        assert_eq!(file_len(&index), before);
+        assert_eq!(index.len().expect("len"), 1);
+
+        // Every row sent, but the reader counted more (a longer list than documents).
+        let (sender, spare, writer) = start(&index, docs(), Some(8));
+        sender.send(rows(0..600, 8)).expect("send");
+        drop(spare);
+        sender.send(Arrival::End { rows: 601 }).expect("send");
+        let err = writer.join().expect("writer").expect_err("a miscount");
+        assert!(
+            err.to_string().contains("600 documents but 601 embeddings"),
+            "{err}"
+        );
+        assert_eq!(file_len(&index), before);
+
+        // A bad vector in a row that is a duplicate fails the call all the same.
+        let mut dup = docs();
+        dup[599] = doc("first");
+        let (sender, spare, writer) = start(&index, dup, Some(8));
+        let mut batch: Vec<Embedding> = (0..600).map(|i| vector(i, 8).into()).collect();
+        batch[599] = vec![0.0; 8].into();
+        sender.send(Arrival::Rows(batch)).expect("send");
+        drop(spare);
+        let _ = sender.send(Arrival::End { rows: 600 });
+        let err = writer.join().expect("writer").expect_err("a zero vector");
+        assert!(
+            err.to_string().contains("embedding 599 is a zero vector"),
+            "{err}"
+        );
+        assert_eq!(file_len(&index), before);
+
+        // Vectors of another width than the store's.
+        let (sender, _spare, writer) = start(&index, docs(), Some(9));
+        let _ = sender.send(rows(0..600, 9));
+        let err = writer
+            .join()
+            .expect("writer")
+            .expect_err("a width mismatch");
+        assert!(err.to_string().contains("the index stores 8"), "{err}");
+
+        let reopened = LocalIndex::open(dir.path(), "s", true).expect("reopen");
+        assert_eq!(reopened.len().expect("len"), 1);
+        let (sender, spare, writer) = start(&index, docs(), Some(8));
+        sender.send(rows(0..600, 8)).expect("send");
+        drop(spare);
+        sender.send(Arrival::End { rows: 600 }).expect("send");
+        assert_eq!(writer.join().expect("writer").expect("add"), 600);
+        assert_eq!(reopened.len().expect("len"), 601);
+    }
+
+    #[test]
+    fn a_search_while_rows_are_arriving_answers_from_what_was_acknowledged() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
+        let dims = 100_000; // rows of 400 KB: the first ones reach the file at once
+        index
+            .add(vec![NewRow {
+                doc_json: doc("old"),
+                embed_meta_json: None,
+                vector: vector(1, dims),
+            }])
+            .expect("add");
+        let docs = (0..10).map(|i| doc(&i.to_string())).collect();
+        let (sender, spare, writer) = start(&index, docs, None);
+        let acknowledged = file_len(&index);
+        sender.send(rows(0..6, dims)).expect("send");
+        // The writer has written part of its record and holds its locks, waiting for rows.
+        let mut waited = 0;
+        while file_len(&index) == acknowledged {
+            assert!(waited < 1000, "the writer never wrote");
+            std::thread::sleep(Duration::from_millis(2));
+            waited += 1;
+        }
+        // A search does not wait for it (it would wait forever: the rows come from this
+        // thread) and sees only acknowledged rows.
+        let query = vector(1, dims);
+        assert_eq!(
+            index.search(&query, 5, None, false).expect("search").len(),
+            1
+        );
+        assert_eq!(index.len().expect("len"), 1);
+        sender.send(rows(6..10, dims)).expect("send");
+        drop(spare);
+        sender.send(Arrival::End { rows: 10 }).expect("send");
+        assert_eq!(writer.join().expect("writer").expect("add"), 10);
+        assert_eq!(
+            index.search(&query, 5, None, false).expect("search").len(),
+            5
+        );
+        assert_eq!(index.len().expect("len"), 11);
+    }
+}
