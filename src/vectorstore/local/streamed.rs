@@ -63,7 +63,6 @@ impl LocalIndex {
             spare,
         } = add;
         let count = docs.len();
-        spare.get_or_init(|| dims.and_then(|dims| self.room_for(count, dims)));
         let mut stream = Stream {
             index: self,
             arrivals,
@@ -88,6 +87,13 @@ impl LocalIndex {
             let stored_dims = (st.rows.len() > 0).then_some(st.rows.dims);
             (st.mark, stored_dims, fresh)
         };
+        // Room for the new rows only (none when there are none: the reader then skips
+        // faulting it in too).
+        let rows = fresh.len();
+        let wanted = dims.filter(|_| rows > 0);
+        stream
+            .spare
+            .get_or_init(|| wanted.and_then(|dims| self.room_for(rows, dims)));
 
         // The first vector tells the width of every row, hence the records' lengths.
         stream.wait_for(1)?;
