@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from genkit_parity.vectorstore import LocalVectorIndex
@@ -100,6 +101,62 @@ def test_kill_9_during_index_keeps_every_acknowledged_row(tmp_path: Path) -> Non
     # The store opens and takes writes after the crash.
     run_python(WRITER, str(tmp_path), 'after', '1', '2')
     assert {'after a0-0', 'after a0-1'} <= set(all_texts(tmp_path, 'shared'))
+
+
+STALLED_WRITER = """
+import math, time
+from genkit_parity import _runtime
+from genkit_parity.vectorstore import LocalVectorIndex
+
+core = LocalVectorIndex(sys.argv[1], 'stalled')
+dims = 384
+
+def row(i):
+    return [math.cos(i / 1000), math.sin(i / 1000)] + [0.25] * (dims - 2)
+
+core.add(['{"content":[{"text":"acknowledged"}]}'], [row(0)])
+print(f'acked {core.path.stat().st_size}', flush=True)
+
+class Stall:
+    # A value whose conversion never ends: the add is killed while its record is half written.
+    def __float__(self):
+        print('stalled', flush=True)
+        time.sleep(3600)
+        return 0.0
+
+rows = [row(i + 1) for i in range(6000)]
+rows[5000][7] = Stall()
+docs = json.dumps([{'content': [{'text': f'doc {i}'}]} for i in range(6000)])
+
+async def main():
+    await _runtime.call(lambda ticket: core.start_add_array(ticket, docs, rows))
+
+asyncio.run(main())
+"""
+
+
+def test_kill_9_while_an_add_is_still_reading_its_vectors_leaves_a_torn_tail(tmp_path: Path) -> None:
+    # The add writes its record while it reads the vectors: killed at row 5000, the file
+    # holds a partial record (megabytes of it), which must read as a torn tail.
+    writer = spawn_python(STALLED_WRITER, str(tmp_path))
+    assert writer.stdout is not None
+    acknowledged = int(writer.stdout.readline().split()[1])
+    assert writer.stdout.readline().strip() == 'stalled'
+    path = tmp_path / 'stalled.gkvec'
+    # The writer catches up with the rows read before the stall (4,864 of them: 7.8 MB).
+    deadline = time.monotonic() + 30
+    while path.stat().st_size < acknowledged + 7_000_000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    written = path.stat().st_size
+    assert written > acknowledged + 7_000_000, 'the record was being written before the kill'
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.communicate(timeout=30)
+    assert path.stat().st_size == written
+    assert all_texts(tmp_path, 'stalled') == ['acknowledged']
+    core = LocalVectorIndex(tmp_path, 'stalled')
+    core.add(['{"content":[{"text":"after"}]}'], [[1.0] * 384])
+    assert path.stat().st_size < written, 'the next writer cut the torn tail off'
+    assert sorted(all_texts(tmp_path, 'stalled')) == ['acknowledged', 'after']
 
 
 def test_a_torn_last_record_is_dropped_and_the_next_writer_cuts_it(tmp_path: Path) -> None:
