@@ -9,7 +9,9 @@
 //!            | meta (UTF-8 JSON) | dims × f32
 //! ```
 //! All integers and floats little-endian; CRC-32 (IEEE); `header_crc` covers the header's
-//! first 12 bytes. One `index` call is one record, so a call is stored whole or not at all.
+//! first 12 bytes. One `index` call is one record, so a call is stored whole or not at all
+//! (a call of more than 1 GiB of rows is split into several records, and a crash between
+//! them keeps the first ones).
 //! A writer holds an exclusive lock while it appends, so when the lock is taken, an
 //! incomplete record can only be at the end, left by a writer that died before
 //! acknowledging it: it is *torn* and may be dropped. A complete record whose checksum
@@ -131,6 +133,11 @@ pub fn decode(
         if crc32fast::hash(&rest[..12]) != header_crc {
             return Err(corrupt(offset, "record header checksum mismatch"));
         }
+        if !first_format && u32_at(rest, 8) != 0 {
+            // Checked before the length is trusted: a record of some later format, complete
+            // at the end of the file, must not pass for a torn tail and be cut off.
+            return Err(corrupt(offset, "record header has unknown flags"));
+        }
         let len = u32_at(rest, 4) as usize;
         let trailer = if first_format { 0 } else { RECORD_TRAILER_LEN };
         let Some(record) = rest.get(..RECORD_HEADER_LEN + len + trailer) else {
@@ -143,9 +150,6 @@ pub fn decode(
         let payload_crc = if first_format {
             u32_at(rest, 8)
         } else {
-            if u32_at(rest, 8) != 0 {
-                return Err(corrupt(offset, "record header has unknown flags"));
-            }
             u32_at(record, RECORD_HEADER_LEN + len)
         };
         if crc32fast::hash(payload) != payload_crc {
