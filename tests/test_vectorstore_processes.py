@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+from genkit import Document
+
 from genkit_parity.vectorstore import LocalVectorIndex
 
 from ._proc import run_python, spawn_python
@@ -186,6 +188,32 @@ def test_an_index_survives_fork(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(all_texts(tmp_path, 'forked')) == ['child', 'parent']
+
+
+def test_a_forked_child_of_a_plugin_store_uses_an_index_of_its_own(tmp_path: Path) -> None:
+    import asyncio
+
+    from genkit_parity import Genkit
+    from genkit_parity.testing import define_toy_embedder
+    from genkit_parity.vectorstore import DevLocalVectorStore
+
+    ai = Genkit()
+    define_toy_embedder(ai)
+    store = DevLocalVectorStore(ai, name='f', embedder='toyEmbedder', directory=tmp_path)
+    assert asyncio.run(store.index([Document.from_text('parent ab')])) == 1
+    parent_core = store.core
+    pid = os.fork()
+    if pid == 0:  # child: a fresh index (an inherited one could hold a writer thread's locks)
+        try:
+            fresh = store.core is not parent_core and store.core is store.core
+            added = asyncio.run(store.index([Document.from_text('child bc')]))
+            os._exit(0 if fresh and added == 1 and len(store.core) == 2 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.core is parent_core
+    assert sorted(all_texts(tmp_path, 'f')) == ['child bc', 'parent ab']
 
 
 def test_a_forked_child_searches_with_its_own_scan_threads(tmp_path: Path) -> None:
