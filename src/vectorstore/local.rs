@@ -11,12 +11,14 @@
 //! only new bytes are read, under the shared lock. Every write is fsynced before it returns.
 //! No file handle outlives a call, so an index survives `fork()`.
 //!
-//! Locks, always taken in this order: `appending` (one writer of this process at a time),
-//! the file lock, the in-memory state. A writer whose vectors are still arriving
-//! ([`streamed`]) holds the first two for a while with the state unlocked, so a search
-//! that finds the file grown while this process is appending does not wait to read it: the
-//! new bytes are that writer's, not yet acknowledged.
+//! Every call that takes the file lock first takes `appending`, which lets one thread of
+//! this process at a time hold the file lock; within it, the file lock and the in-memory
+//! state may be taken in either order. A writer whose vectors are still arriving
+//! ([`streamed`]) holds `appending` and the file lock while it waits for them, with the
+//! state unlocked and marked `streaming`: a search meanwhile finds the file grown by that
+//! writer's unacknowledged bytes and answers from the state as it is, without waiting.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
@@ -258,6 +260,9 @@ struct State {
     rows: Rows,
     mark: Option<FileMark>,
     ann: Option<BinaryCodes>,
+    /// Set while a writer of this process, caught up and holding the file lock, waits for
+    /// its rows ([`streamed`]): whatever the file holds past `mark` is that writer's.
+    streaming: bool,
 }
 
 /// A row ready to store: id computed, document canonical, vector checked.
@@ -345,7 +350,7 @@ pub struct LocalIndex {
     directory: PathBuf,
     /// Shared with the scan pool's threads while a search runs (see [`topk::Source`]).
     state: Arc<RwLock<State>>,
-    /// Held by this process's writer for the whole of an append (see the module doc).
+    /// Held around every use of the file lock (see the module doc).
     appending: Mutex<()>,
 }
 
@@ -363,6 +368,7 @@ impl LocalIndex {
                 rows: Rows::default(),
                 mark: None,
                 ann: None,
+                streaming: false,
             })),
             appending: Mutex::new(()),
         };
@@ -407,7 +413,7 @@ impl LocalIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes this thread the process's one writer of the index (see the module doc).
+    /// Makes this thread the process's one user of the file lock (see the module doc).
     fn appending(&self) -> MutexGuard<'_, ()> {
         self.appending.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -648,7 +654,7 @@ impl LocalIndex {
     /// Writes `rows` after the last complete record (cutting off a torn tail) and fsyncs.
     /// Call with the exclusive lock held and the state caught up.
     fn append(&self, mark: Option<FileMark>, rows: &[&Prepared]) -> Result<FileMark> {
-        let mut log = Appender::open(self, mark)?;
+        let log = Appender::open(self, mark)?;
         let written = (|| -> std::io::Result<()> {
             let mut rest = rows;
             for (count, bytes) in record_split(rows.iter().map(|r| log::encoded_len(&r.out()))) {
@@ -659,21 +665,18 @@ impl LocalIndex {
                     record.row(&row.out())?;
                 }
                 let len = record.finish()?;
-                log.end += len;
+                log.end.set(log.end.get() + len);
             }
             log.file.sync_data()
         })();
-        match written {
-            Ok(()) => log.committed(),
-            Err(e) => {
-                log.abandon();
-                Err(log.failed(e))
-            }
-        }
+        // On failure, dropping `log` undoes the append.
+        written
+            .map_err(|e| log.failed(e))
+            .and_then(|()| log.committed())
     }
 
-    /// Takes the cross-process lock (held until the returned file is dropped).
-    fn lock(&self, exclusive: bool) -> Result<File> {
+    /// Takes the cross-process lock (held until the returned guard is dropped).
+    fn lock(&self, exclusive: bool) -> Result<FileLock> {
         let path = &self.lock_path;
         let file = OpenOptions::new()
             .read(true)
@@ -688,7 +691,7 @@ impl LocalIndex {
             file.lock_shared()
         };
         locked.map_err(|e| self.storage(path, format!("cannot take lock: {e}")))?;
-        Ok(file)
+        Ok(FileLock(file))
     }
 
     /// Whether the log differs from what this process has read.
@@ -702,16 +705,16 @@ impl LocalIndex {
         }
     }
 
-    /// Reads what other processes appended, if anything. While a writer of this process is
-    /// appending, the new bytes are its own and not acknowledged yet: nothing to read.
+    /// Reads what other processes appended, if anything.
     fn catch_up(&self) -> Result<()> {
-        let mark = self.read().mark;
-        if !self.changed(mark)? {
+        let (mark, streaming) = {
+            let st = self.read();
+            (st.mark, st.streaming)
+        };
+        if streaming || !self.changed(mark)? {
             return Ok(());
         }
-        let Ok(_appending) = self.appending.try_lock() else {
-            return Ok(());
-        };
+        let _appending = self.appending();
         let mut st = self.write();
         if !self.changed(st.mark)? {
             return Ok(());
@@ -923,20 +926,34 @@ impl LocalIndex {
     }
 }
 
+/// The cross-process lock, released when dropped. Released explicitly, not by closing the
+/// file: a child forked meanwhile holds a copy of the descriptor, which would keep the lock
+/// taken for as long as the child lives.
+struct FileLock(File);
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 /// Writes a piece of a record at an offset within it (see [`RecordWriter`]).
 type LogWrite<'a> = Box<dyn FnMut(u64, &[u8]) -> std::io::Result<()> + 'a>;
 /// A record being written into the log.
 type LogRecord<'a> = RecordWriter<LogWrite<'a>>;
 
 /// An append in progress: the log opened after its last complete record (a torn tail cut
-/// off, the file created if need be), records written from `start` to `end`.
+/// off, the file created if need be), records written from `start` to `end`. Unless
+/// [`Self::committed`] is reached, dropping it undoes the append (so a failure or a panic
+/// anywhere between leaves nothing); drop it before the lock.
 struct Appender<'a> {
     index: &'a LocalIndex,
     file: File,
     good_end: u64,
     start: u64,
-    end: u64,
+    end: Cell<u64>,
     created: bool,
+    done: Cell<bool>,
 }
 
 impl<'a> Appender<'a> {
@@ -967,8 +984,9 @@ impl<'a> Appender<'a> {
             file,
             good_end,
             start,
-            end: start,
+            end: Cell::new(start),
             created,
+            done: Cell::new(false),
         })
     }
 
@@ -976,7 +994,7 @@ impl<'a> Appender<'a> {
     /// it writes is handed to the disk at once, so the final `fdatasync` waits for the last
     /// pieces only.
     fn record(&self, row_count: usize, rows_len: usize) -> std::io::Result<LogRecord<'_>> {
-        let base = self.end;
+        let base = self.end.get();
         let write_at: LogWrite<'_> = Box::new(move |at, bytes| {
             self.file.write_all_at(bytes, base + at)?;
             writeback::start(&self.file, base + at, bytes.len());
@@ -985,7 +1003,8 @@ impl<'a> Appender<'a> {
         RecordWriter::begin(row_count, rows_len, write_at)
     }
 
-    /// After the records were written and fsynced: what this process has now read.
+    /// After the records were written and fsynced: what this process has now read. The
+    /// append stays once this returns `Ok`.
     fn committed(&self) -> Result<FileMark> {
         let path = &self.index.log_path;
         if self.created {
@@ -1001,19 +1020,31 @@ impl<'a> Appender<'a> {
         Ok(FileMark {
             dev: meta.dev(),
             ino: meta.ino(),
-            seen_len: self.end,
-            good_end: self.end,
+            seen_len: self.end.get(),
+            good_end: self.end.get(),
         })
+        .inspect(|_| self.done.set(true))
     }
 
     /// A failure to write or sync the log, as the error to return.
     fn failed(&self, e: impl std::fmt::Display) -> Error {
         self.index.storage(&self.index.log_path, e)
     }
+}
 
-    /// Leaves the file as it was: nothing of the call is acknowledged.
-    fn abandon(&self) {
-        let _ = self.file.set_len(self.start.max(self.good_end));
+impl Drop for Appender<'_> {
+    /// Leaves the file as it was (nothing of the call is acknowledged): cut back and synced,
+    /// so even a complete record of a failed call cannot come back after a power loss; a
+    /// file this append created is removed (no one else can have read it: the lock is held).
+    fn drop(&mut self) {
+        if self.done.get() {
+            return;
+        }
+        if self.created {
+            let _ = fs::remove_file(&self.index.log_path);
+        } else if self.file.set_len(self.start.max(self.good_end)).is_ok() {
+            let _ = self.file.sync_data();
+        }
     }
 }
 

@@ -155,7 +155,6 @@ impl LocalVectorIndex {
     #[new]
     #[pyo3(signature = (directory, name, *, must_exist = false))]
     fn new(py: Python<'_>, directory: PathBuf, name: String, must_exist: bool) -> PyResult<Self> {
-        not_reading_an_add(&name)?;
         let index = py.detach(|| LocalIndex::open(&directory, &name, must_exist))?;
         Ok(LocalVectorIndex {
             index: Arc::new(index),
@@ -174,13 +173,11 @@ impl LocalVectorIndex {
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| self.index.len())?)
     }
 
     /// The stored vectors' dimension; `None` while the index is empty.
     fn dimensions(&self, py: Python<'_>) -> PyResult<Option<usize>> {
-        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| self.index.dims())?)
     }
 
@@ -194,7 +191,6 @@ impl LocalVectorIndex {
         embeddings: Vectors<'_>,
         embed_metadata: Option<Vec<Option<String>>>,
     ) -> PyResult<usize> {
-        not_reading_an_add(self.index.name())?;
         let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
         let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
         Ok(py.detach(|| self.index.add(rows))?)
@@ -261,9 +257,12 @@ impl LocalVectorIndex {
         let mut waiting = Some((docs, arrivals));
         let mut started: PyResult<()> = Ok(());
         let mut writer_stopped = false;
-        let read = {
-            let _reading = ReadingAnAdd::begin();
-            embeddings_in_batches(embeddings, |batch| {
+        // Before Python code runs to convert a value, the writer lets go of the index's
+        // locks (that code may wait for them, through another thread or process).
+        let python_ran = Cell::new(false);
+        let read = embeddings_in_batches(
+            embeddings,
+            |batch| {
                 if let Some((docs, arrivals)) = waiting.take() {
                     let add = StreamedAdd {
                         docs,
@@ -277,8 +276,14 @@ impl LocalVectorIndex {
                 // A writer that stopped (bad documents, a failed write) reports through the
                 // ticket; the rest of the vectors are read for nothing.
                 writer_stopped |= sender.send(Arrival::Rows(batch)).is_err();
-            })
-        };
+            },
+            || {
+                if !python_ran.replace(true) {
+                    // Queued before any rows if no writer runs yet: it is told as it starts.
+                    let _ = sender.send(Arrival::Slow);
+                }
+            },
+        );
         started?;
         let rows = match (read, waiting) {
             (Ok(rows), None) => rows,
@@ -313,7 +318,6 @@ impl LocalVectorIndex {
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<PyHits> {
-        not_reading_an_add(self.index.name())?;
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
         let mut results =
             py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?;
@@ -350,7 +354,6 @@ impl LocalVectorIndex {
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<Vec<PyHits>> {
-        not_reading_an_add(self.index.name())?;
         let queries = queries.into_rows(self.index.name(), Split::Dims(dims))?;
         if queries.is_empty() {
             return Ok(Vec::new());
@@ -361,13 +364,11 @@ impl LocalVectorIndex {
     /// Adds the entries of a JS `__db_<name>.json` file (keeping their ids); returns how
     /// many were new.
     fn import_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| jsfile::import_js(&self.index, Path::new(&path)))?)
     }
 
     /// Writes the index as a JS `__db_<name>.json` file (atomically); returns the entry count.
     fn export_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        not_reading_an_add(self.index.name())?;
         Ok(py.detach(|| jsfile::export_js(&self.index, Path::new(&path)))?)
     }
 
@@ -386,42 +387,6 @@ fn general_error(embeddings: &Bound<'_, PyAny>, index: &str, count: usize) -> Op
         .extract::<Vectors<'_>>()
         .and_then(|v| Ok(v.into_rows(index, Split::Rows(count))?))
         .err()
-}
-
-thread_local! {
-    /// Set while this thread reads the vectors of a streamed add, whose writer holds an
-    /// index's locks meanwhile (see [`LocalVectorIndex::start_add_array`]).
-    static READING_AN_ADD: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks this thread as reading an add's vectors until dropped.
-struct ReadingAnAdd(bool);
-
-impl ReadingAnAdd {
-    fn begin() -> Self {
-        ReadingAnAdd(READING_AN_ADD.replace(true))
-    }
-}
-
-impl Drop for ReadingAnAdd {
-    fn drop(&mut self) {
-        READING_AN_ADD.set(self.0);
-    }
-}
-
-/// Refuses a call that would wait for a lock an add's writer holds while this very thread
-/// reads that add's vectors: only Python code run by the reading (a value's `__float__`)
-/// can get here, and it would wait forever.
-fn not_reading_an_add(index: &str) -> Result<()> {
-    if READING_AN_ADD.get() {
-        return Err(Error::VectorInvalid {
-            index: index.to_owned(),
-            detail: "a local vector index cannot be used while the embeddings of an add are \
-                     being converted (from a value's __float__ or __index__)"
-                .into(),
-        });
-    }
-    Ok(())
 }
 
 /// `json_text` re-written as JS's `JSON.stringify` writes it (compact, keys in order, `1`

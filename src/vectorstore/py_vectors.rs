@@ -6,8 +6,8 @@
 //! is read directly, anything else (ints, numpy scalars, tuples) takes PyO3's generic
 //! conversion.
 //!
-//! The one `unsafe` of the crate is here: an exact float is read through the list's
-//! borrowed reference instead of an owned one. Taking and dropping a reference writes to
+//! One of the crate's two modules that allow `unsafe` (`writeback.rs` is the other): an
+//! exact float is read through the list's borrowed reference instead of an owned one. Taking and dropping a reference writes to
 //! every float object, and for millions of them those writes (each dirtying a cache line
 //! that would otherwise only be read) made the read of 10k x 384 floats 25 ms instead of
 //! 18 ms here, and an index of 10k documents 68-78 ms instead of 58 ms.
@@ -38,11 +38,13 @@ pub fn vectors_of(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<f32>>> {
 /// [`vectors_of`] with each row's checks gathered as its values are read (one pass over
 /// the millions of values, see [`Embedding`]), handed to `batch` a few rows at a time as
 /// they are read (so another thread can use them meanwhile); returns how many rows.
+/// `before_python` is called before the first conversion that may run Python code.
 pub fn embeddings_in_batches(
     embeddings: &Bound<'_, PyAny>,
     batch: impl FnMut(Vec<Embedding>),
+    before_python: impl FnMut(),
 ) -> PyResult<usize> {
-    read_rows_in_batches(embeddings, batch)
+    read_rows_in_batches(embeddings, batch, before_python)
 }
 
 /// A row [`read_rows`] fills one value at a time: plain floats, or an [`Embedding`] that
@@ -80,18 +82,21 @@ const BATCH_ROWS: usize = 256;
 /// The rows of `embeddings`.
 fn read_rows<R: Row>(embeddings: &Bound<'_, PyAny>) -> PyResult<Vec<R>> {
     let mut rows = Vec::new();
-    read_rows_in_batches(embeddings, |batch| rows.extend(batch))?;
+    read_rows_in_batches(embeddings, |batch| rows.extend(batch), || {})?;
     Ok(rows)
 }
 
 /// The rows of `embeddings`, [`BATCH_ROWS`] at a time, in order; returns how many. Lists
 /// are read by index: one C call and a reference count per value, where an iterator makes
-/// two calls.
+/// two calls. `before_python` is called before the first conversion that may run Python
+/// code (a value that is neither a float nor an exact int, a row that is not a list).
 fn read_rows_in_batches<R: Row>(
     embeddings: &Bound<'_, PyAny>,
     mut batch: impl FnMut(Vec<R>),
+    mut before_python: impl FnMut(),
 ) -> PyResult<usize> {
     let Ok(rows) = embeddings.cast::<PyList>() else {
+        before_python();
         let rows: Vec<Vec<f32>> = embeddings.extract()?;
         let count = rows.len();
         batch(rows.into_iter().map(R::from).collect());
@@ -106,11 +111,21 @@ fn read_rows_in_batches<R: Row>(
                 let dims = values.len();
                 let mut vector = R::with_capacity(dims);
                 for j in 0..dims {
-                    vector.push(float_at(values, j)?);
+                    let value = match float_at(values, j)? {
+                        Read::Value(x) => x,
+                        Read::Convert(item) => {
+                            before_python();
+                            item.extract()?
+                        }
+                    };
+                    vector.push(value);
                 }
                 vector
             }
-            Err(_) => R::from(row.extract::<Vec<f32>>()?),
+            Err(_) => {
+                before_python();
+                R::from(row.extract::<Vec<f32>>()?)
+            }
         };
         vectors.push(vector);
         count += 1;
@@ -127,28 +142,40 @@ fn read_rows_in_batches<R: Row>(
     Ok(count)
 }
 
-/// Item `j` of `values` as an `f32`: an exact `float` read through the list's borrowed
-/// reference (no reference count touched), anything else converted through an owned one.
+/// A list item, read or to be converted.
+enum Read<'py> {
+    Value(f32),
+    /// Neither a float nor an exact int: its conversion may run Python code (`__float__`,
+    /// `__index__`) that changes the list, so it is held by an owned reference.
+    Convert(Bound<'py, PyAny>),
+}
+
+/// Item `j` of `values`: a float (or a float subclass, whose value is read the same way)
+/// through the list's borrowed reference, no reference count touched; an exact int through
+/// an owned one (its conversion is C code); anything else handed back to convert.
 #[inline]
-fn float_at(values: &Bound<'_, PyList>, j: usize) -> PyResult<f32> {
+fn float_at<'py>(values: &Bound<'py, PyList>, j: usize) -> PyResult<Read<'py>> {
     let py = values.py();
     // SAFETY: we hold the GIL (`values` is bound to `py`) and `values` is a live list.
     // `PyList_GetItem` checks the index (an item removed meanwhile is an `IndexError`,
     // not a stale read) and lends the item, which stays alive while the list holds it.
-    // Nothing runs Python code between lending and reading an exact float, so no other
-    // code can take the item out of the list meanwhile. (An abi3 module does not load
-    // on free-threaded CPython, where a lent item could go at any time.)
+    // Nothing runs Python code between lending and reading a float, so no other code can
+    // take the item out of the list meanwhile. (An abi3 module does not load on
+    // free-threaded CPython, where a lent item could go at any time.)
     let item = unsafe { ffi::PyList_GetItem(values.as_ptr(), j as ffi::Py_ssize_t) };
     if item.is_null() {
         return Err(PyErr::fetch(py));
     }
-    // SAFETY: `item` is a live object (above); an exact float's value cannot fail to read.
-    if unsafe { ffi::PyFloat_CheckExact(item) } != 0 {
-        return Ok(unsafe { ffi::PyFloat_AsDouble(item) } as f32);
+    // SAFETY: `item` is a live object (above); a float's value (read from the object, for
+    // a subclass too, without calling anything) cannot fail to read.
+    if unsafe { ffi::PyFloat_Check(item) } != 0 {
+        return Ok(Read::Value(unsafe { ffi::PyFloat_AsDouble(item) } as f32));
     }
-    // Anything else may run Python code (`__float__`, `__index__`) that changes the list,
-    // so it is held by an owned reference while it converts.
     // SAFETY: `item` is a live object (above); the new reference owns it.
     let value = unsafe { Bound::from_borrowed_ptr(py, item) };
-    value.extract()
+    // SAFETY: `item` is a live object.
+    if unsafe { ffi::PyLong_CheckExact(item) } != 0 {
+        return Ok(Read::Value(value.extract()?));
+    }
+    Ok(Read::Convert(value))
 }

@@ -5,19 +5,24 @@
 //! after the other, the call costs both; here the writer takes the locks and writes the
 //! record while the reader is still reading: the documents are hashed first (which rows are
 //! new is known from their ids alone), each row is written as soon as its vector arrives,
-//! and the disk gets each piece as it is written. When the last vector arrives, little is
-//! left to write or sync. In between, the writer faults in the memory the rows will move to.
+//! and the disk gets each piece as it is written. Only the record's checksum waits for the
+//! reader's end, so a call that fails never leaves a complete record. When the last vector
+//! arrives, little is left to write or sync. In between, the writer faults in the memory the
+//! rows will move to.
 //!
 //! The reader sends [`Arrival`]s in row order and ends with [`Arrival::End`]; a reader that
 //! fails simply stops sending (drops its sender), and the writer undoes what it wrote:
-//! nothing of the call is acknowledged.
+//! nothing of the call is acknowledged. Before the reader runs Python code to convert a
+//! value (which may wait for this index's locks, through another thread or process), it
+//! sends [`Arrival::Slow`]: the writer undoes its partial record, lets go of the locks and
+//! adds the rows as a plain add once they are all in.
 
 use std::collections::HashSet;
 use std::fs;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
 
-use super::{Appender, Embedding, LocalIndex, invalid, log, record_split};
+use super::{Appender, Embedding, LocalIndex, Prepared, PreparedDoc, invalid, log, record_split};
 use crate::errors::{Error, Result};
 use crate::vectorstore::floats::Spare;
 use crate::vectorstore::log::RowOut;
@@ -28,6 +33,8 @@ pub enum Arrival {
     Rows(Vec<Embedding>),
     /// Every vector was read (this many), and the reader no longer uses the spare memory.
     End { rows: usize },
+    /// The reader is about to run Python code: hold no lock while it does.
+    Slow,
 }
 
 /// Memory for an add's floats, shared by its writer and its reader (see
@@ -52,6 +59,19 @@ struct Arrived {
     inv_norm: f32,
 }
 
+/// Why the streamed write stopped early.
+enum Stop {
+    /// The reader runs Python code: the add goes on without the locks.
+    Slow,
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
 impl LocalIndex {
     /// Adds the documents with their vectors as they arrive; as [`Self::add`] (first write
     /// wins, durable when it returns, returns how many rows were new).
@@ -71,9 +91,45 @@ impl LocalIndex {
             vectors: Vec::with_capacity(count),
             dims: 0,
             ended: false,
+            slow: false,
         };
         let docs = self.prepare_docs(docs)?;
+        match self.write_streamed(&docs, dims, &mut stream) {
+            Ok(added) => Ok(added),
+            Err(Stop::Failed(e)) => Err(e),
+            Err(Stop::Slow) => {
+                // The locks are let go and the partial record undone: gather the rest, then
+                // add as a plain add does.
+                stream
+                    .wait_for(count)
+                    .and_then(|()| stream.wait_for_end())
+                    .map_err(Stop::into_error)?;
+                let spare = stream.take_spare();
+                let rows = docs
+                    .into_iter()
+                    .zip(std::mem::take(&mut stream.vectors))
+                    .map(|(doc, vector)| Prepared {
+                        id: doc.id,
+                        doc: doc.doc,
+                        metadata: doc.metadata,
+                        embed_meta: None,
+                        vector: vector.values,
+                        inv_norm: vector.inv_norm,
+                    })
+                    .collect();
+                self.add_prepared_into(rows, spare)
+            }
+        }
+    }
 
+    /// The add with the locks held, each new row written as it arrives.
+    fn write_streamed(
+        &self,
+        docs: &[PreparedDoc],
+        dims_hint: Option<usize>,
+        stream: &mut Stream<'_>,
+    ) -> std::result::Result<usize, Stop> {
+        let count = docs.len();
         let _appending = self.appending();
         fs::create_dir_all(&self.directory).map_err(|e| self.storage(&self.directory, e))?;
         let _lock = self.lock(true)?;
@@ -85,98 +141,145 @@ impl LocalIndex {
                 .filter(|&i| !st.rows.by_id.contains_key(&docs[i].id) && seen.insert(docs[i].id))
                 .collect();
             let stored_dims = (st.rows.len() > 0).then_some(st.rows.dims);
+            st.streaming = true;
             (st.mark, stored_dims, fresh)
         };
+        let _streaming = StreamingMark(self);
         // Room for the new rows only (none when there are none: the reader then skips
         // faulting it in too).
         let rows = fresh.len();
-        let wanted = dims.filter(|_| rows > 0);
+        let wanted = dims_hint.filter(|_| rows > 0);
         stream
             .spare
             .get_or_init(|| wanted.and_then(|dims| self.room_for(rows, dims)));
 
         // The first vector tells the width of every row, hence the records' lengths.
         stream.wait_for(1)?;
-        if count == 0 || fresh.is_empty() {
+        let dims = stream.dims;
+        if let Some(stored) = stored_dims.filter(|&stored| count > 0 && stored != dims) {
+            return Err(invalid(
+                &self.name,
+                format!("embeddings have {dims} dimensions but the index stores {stored}"),
+            )
+            .into());
+        }
+        if fresh.is_empty() {
             stream.wait_for(count)?;
             stream.wait_for_end()?;
             return Ok(0);
         }
-        let dims = stream.dims;
-        if let Some(stored) = stored_dims.filter(|&stored| stored != dims) {
-            return Err(invalid(
-                &self.name,
-                format!("embeddings have {dims} dimensions but the index stores {stored}"),
-            ));
+        let records = record_split(
+            fresh
+                .iter()
+                .map(|&i| log::encoded_row_len(docs[i].doc.len(), None, dims)),
+        );
+        if records.len() > 1 {
+            // Over 1 GiB of rows: written only once all are in, so that no record of a
+            // call that fails is complete.
+            stream.wait_for(count)?;
+            stream.wait_for_end()?;
         }
-        let row_len = |i: &usize| log::encoded_row_len(docs[*i].doc.len(), None, dims);
-        let mut log = Appender::open(self, mark)?;
-        let written = (|| -> Result<()> {
-            let mut rest = &fresh[..];
-            for (rows, bytes) in record_split(fresh.iter().map(row_len)) {
-                let (these, more) = rest.split_at(rows);
-                rest = more;
-                let mut record = log.record(rows, bytes).map_err(|e| log.failed(e))?;
-                for &i in these {
-                    stream.wait_for(i + 1)?;
-                    let row = RowOut {
-                        id: &docs[i].id,
-                        doc: &docs[i].doc,
-                        embed_meta: None,
-                        vector: &stream.vectors[i].values,
-                    };
-                    record.row(&row).map_err(|e| log.failed(e))?;
-                }
-                let len = record.finish().map_err(|e| log.failed(e))?;
-                log.end += len;
+        // Dropped unless committed, `log` undoes the append (before the lock is let go).
+        let log = Appender::open(self, mark)?;
+        let mut rest = &fresh[..];
+        let mut last = None;
+        for (n, (rows, bytes)) in records.iter().copied().enumerate() {
+            let (these, more) = rest.split_at(rows);
+            rest = more;
+            let mut record = log.record(rows, bytes).map_err(|e| log.failed(e))?;
+            for &i in these {
+                stream.wait_for(i + 1)?;
+                let row = RowOut {
+                    id: &docs[i].id,
+                    doc: &docs[i].doc,
+                    embed_meta: None,
+                    vector: &stream.vectors[i].values,
+                };
+                record.row(&row).map_err(|e| log.failed(e))?;
             }
-            // Rows after the last new one (duplicates) are checked all the same.
-            stream.wait_for(count)
-        })();
-        if let Err(e) = written {
-            log.abandon();
-            return Err(e);
+            if n + 1 < records.len() {
+                let len = record.finish().map_err(|e| log.failed(e))?;
+                log.end.set(log.end.get() + len);
+            } else {
+                last = Some(record);
+            }
+        }
+        // Rows after the last new one (duplicates) are checked all the same, and the call
+        // must end well before its record is complete.
+        stream.wait_for(count)?;
+        stream.wait_for_end()?;
+        if let Some(record) = last {
+            let len = record.finish().map_err(|e| log.failed(e))?;
+            log.end.set(log.end.get() + len);
         }
 
         // Durable on one thread; on this one, the rows move into memory, unseen until the
         // sync is done (the state stays locked until then).
+        let spare = stream.take_spare();
         let log = &log;
-        let added = std::thread::scope(|scope| {
-            let synced = scope.spawn(|| log.file.sync_data().map_err(|e| log.failed(e)));
-            let ended = stream.wait_for_end();
-            let spare = stream.take_spare();
+        let file = &log.file;
+        std::thread::scope(|scope| {
+            let syncing = std::thread::Builder::new()
+                .name("gkp-sync".into())
+                .spawn_scoped(scope, move || file.sync_data());
             let mut st = self.write();
             let before = st.rows.len();
-            if ended.is_ok() {
-                st.rows.dims = dims;
-                st.rows.reserve(fresh.len(), spare);
-                for &i in &fresh {
-                    let doc = &docs[i];
-                    let vector = &stream.vectors[i];
-                    st.rows.push(
-                        doc.id,
-                        doc.doc.as_str().into(),
-                        doc.metadata.clone(),
-                        None,
-                        &vector.values,
-                        vector.inv_norm,
-                    );
+            st.rows.dims = dims;
+            st.rows.reserve(fresh.len(), spare);
+            for &i in &fresh {
+                let doc = &docs[i];
+                let vector = &stream.vectors[i];
+                st.rows.push(
+                    doc.id,
+                    doc.doc.as_str().into(),
+                    doc.metadata.clone(),
+                    None,
+                    &vector.values,
+                    vector.inv_norm,
+                );
+            }
+            let synced = match syncing {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(std::io::Error::other(
+                        "the thread syncing the index file panicked",
+                    ))
+                }),
+                // No thread to spare: sync here.
+                Err(_) => file.sync_data(),
+            };
+            let done = synced
+                .map_err(|e| log.failed(e))
+                .and_then(|()| log.committed());
+            match done {
+                Ok(mark) => {
+                    st.mark = Some(mark);
+                    Ok(fresh.len())
+                }
+                Err(e) => {
+                    st.rows.truncate(before);
+                    Err(e.into())
                 }
             }
-            let synced = synced
-                .join()
-                .unwrap_or_else(|_| Err(log.failed("the thread syncing the index file panicked")));
-            let done = ended.and(synced).and_then(|()| log.committed());
-            match done {
-                Ok(mark) => st.mark = Some(mark),
-                Err(_) => st.rows.truncate(before),
-            }
-            done.map(|_| fresh.len())
-        });
-        if added.is_err() {
-            log.abandon();
+        })
+    }
+}
+
+/// Clears [`super::State::streaming`] when the streamed write ends, however it ends.
+struct StreamingMark<'a>(&'a LocalIndex);
+
+impl Drop for StreamingMark<'_> {
+    fn drop(&mut self) {
+        self.0.write().streaming = false;
+    }
+}
+
+impl Stop {
+    /// After the locks were let go, nothing can ask for them again.
+    fn into_error(self) -> Error {
+        match self {
+            Stop::Failed(e) => e,
+            Stop::Slow => Error::Internal("a streamed add was told twice to let go".into()),
         }
-        added
     }
 }
 
@@ -191,12 +294,14 @@ struct Stream<'a> {
     /// Width of the first vector (0 until it arrives).
     dims: usize,
     ended: bool,
+    /// [`Arrival::Slow`] came.
+    slow: bool,
 }
 
 impl Stream<'_> {
     /// Waits until `rows` vectors have arrived (or the reader ended), faulting in the spare
     /// memory while none is waiting.
-    fn wait_for(&mut self, rows: usize) -> Result<()> {
+    fn wait_for(&mut self, rows: usize) -> std::result::Result<(), Stop> {
         while self.vectors.len() < rows.min(self.count) && !self.ended {
             let arrival = match self.arrivals.try_recv() {
                 Ok(arrival) => arrival,
@@ -204,9 +309,11 @@ impl Stream<'_> {
                     if self.room().is_some_and(Spare::fault_in_piece) {
                         continue;
                     }
-                    self.arrivals.recv().map_err(|_| self.reader_failed())?
+                    self.arrivals
+                        .recv()
+                        .map_err(|_| Stop::from(self.reader_failed()))?
                 }
-                Err(TryRecvError::Disconnected) => return Err(self.reader_failed()),
+                Err(TryRecvError::Disconnected) => return Err(self.reader_failed().into()),
             };
             self.take(arrival)?;
         }
@@ -214,30 +321,38 @@ impl Stream<'_> {
     }
 
     /// Waits for [`Arrival::End`], helping fault in the spare meanwhile.
-    fn wait_for_end(&mut self) -> Result<()> {
+    fn wait_for_end(&mut self) -> std::result::Result<(), Stop> {
         if let Some(room) = self.room() {
             room.fault_in();
         }
         while !self.ended {
-            let arrival = self.arrivals.recv().map_err(|_| self.reader_failed())?;
+            let arrival = self
+                .arrivals
+                .recv()
+                .map_err(|_| Stop::from(self.reader_failed()))?;
             self.take(arrival)?;
         }
         Ok(())
     }
 
-    fn take(&mut self, arrival: Arrival) -> Result<()> {
+    fn take(&mut self, arrival: Arrival) -> std::result::Result<(), Stop> {
         let batch = match arrival {
             Arrival::Rows(batch) => batch,
+            Arrival::Slow if !self.slow => {
+                self.slow = true;
+                return Err(Stop::Slow);
+            }
+            Arrival::Slow => return Ok(()),
             Arrival::End { rows } => {
                 self.ended = true;
                 if rows != self.count || self.vectors.len() != rows {
-                    return Err(self.counts_differ(rows));
+                    return Err(self.counts_differ(rows).into());
                 }
                 return Ok(());
             }
         };
         if self.vectors.len() + batch.len() > self.count {
-            return Err(self.counts_differ(self.vectors.len() + batch.len()));
+            return Err(self.counts_differ(self.vectors.len() + batch.len()).into());
         }
         for vector in batch {
             let position = self.vectors.len();
@@ -252,7 +367,8 @@ impl Stream<'_> {
                         "embedding {position} has {width} dimensions, embedding 0 has {}",
                         self.dims
                     ),
-                ));
+                )
+                .into());
             }
             self.vectors.push(Arrived {
                 values: vector.values,
@@ -505,5 +621,82 @@ mod tests {
             5
         );
         assert_eq!(index.len().expect("len"), 11);
+    }
+
+    #[test]
+    fn every_row_a_duplicate_still_has_its_width_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
+        index
+            .add(vec![NewRow {
+                doc_json: doc("only"),
+                embed_meta_json: None,
+                vector: vector(1, 8),
+            }])
+            .expect("add");
+        let (sender, _spare, writer) = start(&index, vec![doc("only")], Some(5));
+        let _ = sender.send(rows(0..1, 5));
+        let err = writer
+            .join()
+            .expect("writer")
+            .expect_err("a width mismatch");
+        assert!(err.to_string().contains("the index stores 8"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_first_add_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "new", false).expect("open"));
+        let docs = (0..600).map(|i| doc(&i.to_string())).collect();
+        let (sender, _spare, writer) = start(&index, docs, None);
+        sender.send(rows(0..512, 8)).expect("send");
+        drop(sender);
+        assert!(writer.join().expect("writer").is_err());
+        assert!(
+            !index.path().exists(),
+            "the file the failed add created is gone"
+        );
+        assert!(matches!(
+            LocalIndex::open(dir.path(), "new", true),
+            Err(Error::VectorNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn told_that_python_code_runs_the_writer_lets_go_of_the_locks_and_still_adds() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
+        let dims = 100_000; // rows of 400 KB: the first ones reach the file at once
+        let docs = (0..8).map(|i| doc(&i.to_string())).collect();
+        let (sender, spare, writer) = start(&index, docs, None);
+        sender.send(rows(0..4, dims)).expect("send");
+        let mut waited = 0;
+        while file_len(&index) == 0 {
+            assert!(waited < 1000, "the writer never wrote");
+            std::thread::sleep(Duration::from_millis(2));
+            waited += 1;
+        }
+        sender.send(Arrival::Slow).expect("send");
+        // What the Python code may do meanwhile: write to the index from another instance
+        // (another process, as far as the file lock knows). It would wait forever for a
+        // writer that kept its locks.
+        let other = LocalIndex::open(dir.path(), "s", false).expect("open");
+        assert_eq!(
+            other
+                .add(vec![NewRow {
+                    doc_json: doc("meanwhile"),
+                    embed_meta_json: None,
+                    vector: vector(9, dims),
+                }])
+                .expect("add meanwhile"),
+            1
+        );
+        sender.send(rows(4..8, dims)).expect("send");
+        drop(spare);
+        sender.send(Arrival::End { rows: 8 }).expect("send");
+        assert_eq!(writer.join().expect("writer").expect("add"), 8);
+        let reopened = LocalIndex::open(dir.path(), "s", true).expect("reopen");
+        assert_eq!(reopened.len().expect("len"), 9);
+        assert_eq!(index.len().expect("len"), 9);
     }
 }
