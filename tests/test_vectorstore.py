@@ -539,3 +539,22 @@ async def test_an_add_whose_vectors_fail_midway_stores_nothing(tmp_path: Path) -
     again = json.dumps([{'content': [{'text': f'bytes {i}'}]} for i in range(3)])
     assert await _runtime.call(lambda t: other.start_add_array(t, again, packed)) == 3
     assert len(other) == 6
+
+
+async def test_an_add_over_a_file_cut_short_before_its_header_stores_everything(tmp_path: Path) -> None:
+    """A creator killed while writing the file's header leaves a file with nothing
+    acknowledged; the next add writes afresh even when it gives up its first attempt (a
+    value converted by Python code makes the add let go of the file and add again)."""
+    from decimal import Decimal
+
+    from genkit_parity import _runtime
+
+    (tmp_path / 'short.gkvec').write_bytes(b'GKPVE')
+    core = LocalVectorIndex(tmp_path, 'short')
+    assert len(core) == 0
+    rows: list[list[Any]] = [[math.cos(i / 100), math.sin(i / 100), 1.0] for i in range(600)]
+    rows[400][2] = Decimal('1.0')
+    docs = json.dumps([{'content': [{'text': f'doc {i}'}]} for i in range(600)])
+    assert await _runtime.call(lambda ticket: core.start_add_array(ticket, docs, rows)) == 600
+    assert len(core) == 600
+    assert len(LocalVectorIndex(tmp_path, 'short', must_exist=True)) == 600

@@ -167,20 +167,7 @@ class DevLocalVectorStore:
         self.embedder = embedder
         self.embedder_options: dict[str, Any] | None = dict(embedder_options) if embedder_options else None
         self.directory = Path(directory) if directory is not None else DEFAULT_DIRECTORY
-        self._core = LocalVectorIndex(self.directory, name)
-        self._core_pid = os.getpid()
-
-    @property
-    def core(self) -> LocalVectorIndex:
-        """The :class:`LocalVectorIndex`; a child process made by ``fork()`` gets its own.
-
-        An index inherited across ``fork()`` while another thread was writing to it would
-        hold that thread's locks, and the child has no such thread to release them.
-        """
-        if self._core_pid != os.getpid():
-            self._core = LocalVectorIndex(self.directory, self.name)
-            self._core_pid = os.getpid()
-        return self._core
+        self.core = LocalVectorIndex(self.directory, name)
 
     async def _embed_documents(self, documents: list[Document]) -> tuple[list[Document], list[Any]]:
         """The rows' documents and embeddings, from one batch call or JS's per-document calls.

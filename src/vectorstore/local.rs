@@ -9,7 +9,8 @@
 //!
 //! A search first compares the file's size (and inode) with what this process has read;
 //! only new bytes are read, under the shared lock. Every write is fsynced before it returns.
-//! No file handle outlives a call, so an index survives `fork()`.
+//! No file handle outlives a call, and a child made by `fork()` opens the index afresh
+//! (`py.rs`), so an index survives `fork()`.
 //!
 //! Every call that takes the file lock first takes `appending`, which lets one thread of
 //! this process at a time hold the file lock; within it, the file lock and the in-memory
@@ -386,6 +387,11 @@ impl LocalIndex {
         &self.name
     }
 
+    /// The directory the index lives in.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
     pub fn path(&self) -> &Path {
         &self.log_path
     }
@@ -729,9 +735,12 @@ impl LocalIndex {
         let mut file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if st.mark.is_some() {
+                if st.mark.is_some_and(|m| m.good_end > 0) {
                     return Err(self.storage(path, "the index file disappeared"));
                 }
+                // Gone before anything was acknowledged in it (a failed first add removes
+                // the file it created): as if it had never been.
+                st.mark = None;
                 return Ok(());
             }
             Err(e) => return Err(self.storage(path, e)),

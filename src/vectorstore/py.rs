@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -83,7 +83,39 @@ fn to_py_hits(hits: Vec<Hit>) -> PyHits {
 /// A persistent local vector index (`<directory>/<name>.gkvec`), loaded once per process.
 #[pyclass(frozen, module = "genkit_parity._native")]
 pub struct LocalVectorIndex {
+    /// The index as opened, by process `opened_by`.
     index: Arc<LocalIndex>,
+    opened_by: u32,
+    /// In a child made by `fork()`: that process's own index (see [`Self::current`]).
+    forked: Mutex<Option<(u32, Arc<LocalIndex>)>>,
+}
+
+impl LocalVectorIndex {
+    /// The index for this process: the one opened or, in a child made by `fork()`, one of
+    /// its own, loaded from the file on first use (an inherited one may hold the locks of a
+    /// writer thread the child does not have).
+    fn current(&self, py: Python<'_>) -> PyResult<Arc<LocalIndex>> {
+        let pid = std::process::id();
+        if pid == self.opened_by {
+            return Ok(Arc::clone(&self.index));
+        }
+        let reopened = py.detach(|| {
+            let mut forked = self.forked.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((owner, index)) = &*forked
+                && *owner == pid
+            {
+                return Ok(Arc::clone(index));
+            }
+            let index = Arc::new(LocalIndex::open(
+                self.index.directory(),
+                self.index.name(),
+                false,
+            )?);
+            *forked = Some((pid, Arc::clone(&index)));
+            Ok::<_, Error>(index)
+        })?;
+        Ok(reopened)
+    }
 }
 
 fn rows_of(
@@ -158,6 +190,8 @@ impl LocalVectorIndex {
         let index = py.detach(|| LocalIndex::open(&directory, &name, must_exist))?;
         Ok(LocalVectorIndex {
             index: Arc::new(index),
+            opened_by: std::process::id(),
+            forked: Mutex::new(None),
         })
     }
 
@@ -173,12 +207,14 @@ impl LocalVectorIndex {
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(py.detach(|| self.index.len())?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| index.len())?)
     }
 
     /// The stored vectors' dimension; `None` while the index is empty.
     fn dimensions(&self, py: Python<'_>) -> PyResult<Option<usize>> {
-        Ok(py.detach(|| self.index.dims())?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| index.dims())?)
     }
 
     /// Stores rows (document JSON, embedding, optional embedding-metadata JSON); returns
@@ -193,13 +229,15 @@ impl LocalVectorIndex {
     ) -> PyResult<usize> {
         let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
         let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
-        Ok(py.detach(|| self.index.add(rows))?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| index.add(rows))?)
     }
 
     /// `add` on the core's blocking pool; the count arrives through `ticket`.
     #[pyo3(signature = (ticket, docs, embeddings, embed_metadata = None))]
     fn start_add(
         &self,
+        py: Python<'_>,
         ticket: &Ticket,
         docs: Vec<String>,
         embeddings: Vectors<'_>,
@@ -207,7 +245,7 @@ impl LocalVectorIndex {
     ) -> PyResult<()> {
         let vectors = embeddings.into_rows(self.index.name(), Split::Rows(docs.len()))?;
         let rows = rows_of(self.index.name(), docs, vectors, embed_metadata)?;
-        let index = Arc::clone(&self.index);
+        let index = self.current(py)?;
         ticket.run_blocking(move || index.add(rows))
     }
 
@@ -229,7 +267,7 @@ impl LocalVectorIndex {
             detail,
         })?;
         let count = docs.len();
-        let index = &self.index;
+        let index = &self.current(py)?;
         // Anything but rows of numbers (bytes, flat values) takes the general conversion
         // and the add that follows it.
         let general = |docs: Vec<String>| -> PyResult<()> {
@@ -319,8 +357,9 @@ impl LocalVectorIndex {
         approximate: bool,
     ) -> PyResult<PyHits> {
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
+        let index = self.current(py)?;
         let mut results =
-            py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?;
+            py.detach(|| search_job(&index, queries, k, where_json.as_deref(), approximate))?;
         Ok(results.pop().unwrap_or_default())
     }
 
@@ -328,6 +367,7 @@ impl LocalVectorIndex {
     #[pyo3(signature = (ticket, query, k, *, where_json = None, approximate = false))]
     fn start_search(
         &self,
+        py: Python<'_>,
         ticket: &Ticket,
         query: Vectors<'_>,
         k: usize,
@@ -335,7 +375,7 @@ impl LocalVectorIndex {
         approximate: bool,
     ) -> PyResult<()> {
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
-        let index = Arc::clone(&self.index);
+        let index = self.current(py)?;
         ticket.run_blocking(move || {
             search_job(&index, queries, k, where_json.as_deref(), approximate)
                 .map(|mut r| r.pop().unwrap_or_default())
@@ -358,18 +398,21 @@ impl LocalVectorIndex {
         if queries.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(py.detach(|| search_job(&self.index, queries, k, where_json.as_deref(), approximate))?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| search_job(&index, queries, k, where_json.as_deref(), approximate))?)
     }
 
     /// Adds the entries of a JS `__db_<name>.json` file (keeping their ids); returns how
     /// many were new.
     fn import_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        Ok(py.detach(|| jsfile::import_js(&self.index, Path::new(&path)))?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| jsfile::import_js(&index, Path::new(&path)))?)
     }
 
     /// Writes the index as a JS `__db_<name>.json` file (atomically); returns the entry count.
     fn export_js(&self, py: Python<'_>, path: PathBuf) -> PyResult<usize> {
-        Ok(py.detach(|| jsfile::export_js(&self.index, Path::new(&path)))?)
+        let index = self.current(py)?;
+        Ok(py.detach(|| jsfile::export_js(&index, Path::new(&path)))?)
     }
 
     fn __repr__(&self) -> String {

@@ -699,4 +699,81 @@ mod tests {
         assert_eq!(reopened.len().expect("len"), 9);
         assert_eq!(index.len().expect("len"), 9);
     }
+
+    /// Run by [`a_kill_9_in_the_middle_of_a_streamed_record_leaves_a_torn_tail`] in a child
+    /// process: acknowledges one row, streams part of an add, says how far and waits.
+    #[test]
+    #[ignore = "the child half of a kill -9 test; does nothing run alone"]
+    fn streaming_child_that_waits_to_be_killed() {
+        use std::io::Write;
+        let Some(dir) = std::env::var_os("GKP_STREAMING_CHILD_DIR") else {
+            return;
+        };
+        let index = Arc::new(LocalIndex::open(dir.as_ref(), "killed", false).expect("open"));
+        index
+            .add(vec![NewRow {
+                doc_json: doc("acknowledged"),
+                embed_meta_json: None,
+                vector: vector(1, 384),
+            }])
+            .expect("add");
+        let acknowledged = file_len(&index);
+        let docs = (0..3000).map(|i| doc(&i.to_string())).collect();
+        let (sender, _spare, _writer) = start(&index, docs, Some(384));
+        sender.send(rows(0..2000, 384)).expect("send");
+        let mut waited = 0;
+        while file_len(&index) < acknowledged + 2_000_000 {
+            assert!(waited < 15_000, "the writer never wrote"); // the parent then fails
+            std::thread::sleep(Duration::from_millis(2));
+            waited += 1;
+        }
+        writeln!(std::io::stdout(), "streaming {acknowledged}").expect("stdout");
+        std::io::stdout().flush().expect("stdout");
+        std::thread::sleep(Duration::from_secs(600));
+    }
+
+    #[test]
+    fn a_kill_9_in_the_middle_of_a_streamed_record_leaves_a_torn_tail() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "vectorstore::local::streamed::tests::streaming_child_that_waits_to_be_killed",
+                "--ignored",
+                "--nocapture",
+                "--quiet",
+            ])
+            .env("GKP_STREAMING_CHILD_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the child");
+        let stdout = child.stdout.take().expect("stdout");
+        let acknowledged: u64 = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(std::result::Result::ok)
+            .find_map(|line| line.strip_prefix("streaming ")?.parse().ok())
+            .expect("the child streams");
+        child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+        child.wait().expect("wait");
+        let path = dir.path().join("killed.gkvec");
+        let torn = fs::metadata(&path).expect("file").len();
+        assert!(torn > acknowledged + 2_000_000, "a partial record on disk");
+        let index = LocalIndex::open(dir.path(), "killed", true).expect("a torn tail opens");
+        assert_eq!(index.len().expect("len"), 1);
+        index
+            .add(vec![NewRow {
+                doc_json: doc("after"),
+                embed_meta_json: None,
+                vector: vector(2, 384),
+            }])
+            .expect("add after the crash");
+        assert!(
+            fs::metadata(&path).expect("file").len() < torn,
+            "the tail was cut off"
+        );
+        let reopened = LocalIndex::open(dir.path(), "killed", true).expect("reopen");
+        assert_eq!(reopened.len().expect("len"), 2);
+    }
 }
