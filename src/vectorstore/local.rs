@@ -203,6 +203,21 @@ impl Rows {
         self.inv_norms.push(inv_norm);
     }
 
+    /// The vectors' width, once a row is stored.
+    fn stored_dims(&self) -> Option<usize> {
+        (self.len() > 0).then_some(self.dims)
+    }
+
+    /// Positions of the `ids` that would be new rows: not stored, and not repeated earlier
+    /// in `ids` (first write wins).
+    fn new_positions<'a>(&self, ids: impl Iterator<Item = &'a DocId>) -> Vec<usize> {
+        let mut seen = HashSet::new();
+        ids.enumerate()
+            .filter(|(_, id)| !self.by_id.contains_key(*id) && seen.insert(**id))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Drops rows past `len` (undoes a partly applied record).
     fn truncate(&mut self, len: usize) {
         for id in self.ids.drain(len..) {
@@ -293,6 +308,20 @@ pub struct PreparedDoc {
     doc: String,
     metadata: Option<Map<String, Value>>,
     embed_meta: Option<String>,
+}
+
+impl PreparedDoc {
+    /// The row of this document and a vector already checked (`inv_norm` is its `1/‖v‖`).
+    fn with_checked_vector(self, vector: Vec<f32>, inv_norm: f32) -> Prepared {
+        Prepared {
+            id: self.id,
+            doc: self.doc,
+            metadata: self.metadata,
+            embed_meta: self.embed_meta,
+            vector,
+            inv_norm,
+        }
+    }
 }
 
 /// `[f(0, items[0]), f(1, items[1]), …]`, in order, the first error winning; large batches
@@ -438,6 +467,14 @@ impl LocalIndex {
         }
     }
 
+    /// Vectors of `dims` for an index that stores `stored`.
+    fn width_mismatch(&self, dims: usize, stored: usize) -> Error {
+        invalid(
+            &self.name,
+            format!("embeddings have {dims} dimensions but the index stores {stored}"),
+        )
+    }
+
     fn corrupt(&self, offset: u64, detail: impl Into<String>) -> Error {
         Error::VectorCorrupt {
             index: self.name.clone(),
@@ -501,14 +538,7 @@ impl LocalIndex {
         vector: Embedding,
     ) -> Result<Prepared> {
         let inv_norm = vector.check(&self.name, || format!("embedding {position}"))?;
-        Ok(Prepared {
-            id: doc.id,
-            doc: doc.doc,
-            metadata: doc.metadata,
-            embed_meta: doc.embed_meta,
-            vector: vector.into_values(),
-            inv_norm,
-        })
+        Ok(doc.with_checked_vector(vector.into_values(), inv_norm))
     }
 
     /// Adds rows; returns how many were new (an id already stored, or repeated within
@@ -524,40 +554,16 @@ impl LocalIndex {
         in_parallel(rows, |position, row| self.prepare(position, row, None))
     }
 
-    /// The documents of an [`Self::add_documents`] call, checked and hashed, on the calling
-    /// thread alone: it runs beside the reading of the vectors (which needs the GIL, on
-    /// another thread) and takes less time than that, so the pool's threads would only take
-    /// the reader's core (measured: 6.5 ms on one thread, 7 ms spread, for 10k documents).
+    /// The documents of a streamed add ([`Self::add_streamed`]), checked and hashed on its
+    /// writer's thread alone: it runs beside the reading of the vectors (which needs the
+    /// GIL, on another thread) and takes less time than that, so the pool's threads would
+    /// only take the reader's core (measured: 6.5 ms on one thread, 7 ms spread, for 10k
+    /// documents).
     pub fn prepare_docs(&self, docs: Vec<String>) -> Result<Vec<PreparedDoc>> {
         docs.iter()
             .enumerate()
             .map(|(position, doc)| self.prepare_doc(position, doc, None, None))
             .collect()
-    }
-
-    /// Adds documents made by [`Self::prepare_docs`] with their vectors (row `i` is
-    /// `docs[i]` with `vectors[i]`, no embedding metadata); as [`Self::add`]. The vectors'
-    /// checks were gathered as they were read, so what is left here is a look per row.
-    /// `spare`: memory for the rows' floats, from [`Self::room_for`].
-    pub fn add_documents(
-        &self,
-        docs: Vec<PreparedDoc>,
-        vectors: Vec<Embedding>,
-        spare: Option<Spare>,
-    ) -> Result<usize> {
-        if docs.len() != vectors.len() {
-            return Err(invalid(
-                &self.name,
-                format!("{} documents but {} embeddings", docs.len(), vectors.len()),
-            ));
-        }
-        let prepared = docs
-            .into_iter()
-            .zip(vectors)
-            .enumerate()
-            .map(|(position, (doc, vector))| self.with_vector(position, doc, vector))
-            .collect::<Result<Vec<_>>>()?;
-        self.add_prepared_into(prepared, spare)
     }
 
     /// Adds checked rows (see [`Self::add`]).
@@ -604,19 +610,14 @@ impl LocalIndex {
         fs::create_dir_all(&self.directory).map_err(|e| self.storage(&self.directory, e))?;
         let _lock = self.lock(true)?;
         self.refresh(&mut st)?;
-        if st.rows.len() > 0 && st.rows.dims != dims {
-            return Err(invalid(
-                &self.name,
-                format!(
-                    "embeddings have {dims} dimensions but the index stores {}",
-                    st.rows.dims
-                ),
-            ));
+        if let Some(stored) = st.rows.stored_dims().filter(|&stored| stored != dims) {
+            return Err(self.width_mismatch(dims, stored));
         }
-        let mut seen = HashSet::new();
-        let fresh: Vec<&Prepared> = rows
-            .iter()
-            .filter(|r| !st.rows.by_id.contains_key(&r.id) && seen.insert(r.id))
+        let fresh: Vec<&Prepared> = st
+            .rows
+            .new_positions(rows.iter().map(|r| &r.id))
+            .into_iter()
+            .map(|i| &rows[i])
             .collect();
         if fresh.is_empty() {
             return Ok(0);
@@ -670,8 +671,7 @@ impl LocalIndex {
                 for row in these {
                     record.row(&row.out())?;
                 }
-                let len = record.finish()?;
-                log.end.set(log.end.get() + len);
+                log.finish(record)?;
             }
             log.file.sync_data()
         })();
@@ -684,12 +684,7 @@ impl LocalIndex {
     /// Takes the cross-process lock (held until the returned guard is dropped).
     fn lock(&self, exclusive: bool) -> Result<FileLock> {
         let path = &self.lock_path;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
+        let file = open_read_write(path)
             .map_err(|e| self.storage(path, format!("cannot open lock file: {e}")))?;
         let locked = if exclusive {
             file.lock()
@@ -935,6 +930,16 @@ impl LocalIndex {
     }
 }
 
+/// `path` opened to read and write, created if missing, its contents kept.
+fn open_read_write(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
 /// The cross-process lock, released when dropped. Released explicitly, not by closing the
 /// file: a child forked meanwhile holds a copy of the descriptor, which would keep the lock
 /// taken for as long as the child lives.
@@ -969,13 +974,7 @@ impl<'a> Appender<'a> {
     /// Call with the exclusive lock held; `mark` is the state's, caught up.
     fn open(index: &'a LocalIndex, mark: Option<FileMark>) -> Result<Self> {
         let path = &index.log_path;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| index.storage(path, e))?;
+        let file = open_read_write(path).map_err(|e| index.storage(path, e))?;
         let good_end = mark.map_or(0, |m| m.good_end);
         let created = good_end < log::FILE_HEADER_LEN as u64;
         let mut start = good_end;
@@ -1033,6 +1032,13 @@ impl<'a> Appender<'a> {
             good_end: self.end.get(),
         })
         .inspect(|_| self.done.set(true))
+    }
+
+    /// Finishes `record` (see [`RecordWriter::finish`]); the next one goes after it.
+    fn finish(&self, record: LogRecord<'_>) -> std::io::Result<()> {
+        let len = record.finish()?;
+        self.end.set(self.end.get() + len);
+        Ok(())
     }
 
     /// A failure to write or sync the log, as the error to return.

@@ -375,7 +375,9 @@ fn header(payload_len: u32) -> [u8; RECORD_HEADER_LEN] {
 }
 
 /// Writes one record holding `rows` (their total `encoded_len` must be below
-/// [`MAX_PAYLOAD`]) through `write_at` (see [`RecordWriter`]); returns its length.
+/// [`MAX_PAYLOAD`]) through `write_at` (see [`RecordWriter`]); returns its length. (The
+/// store writes with a [`RecordWriter`] directly, rows as they come.)
+#[cfg(test)]
 pub fn write_record(
     rows: &[RowOut<'_>],
     write_at: impl FnMut(u64, &[u8]) -> std::io::Result<()>,

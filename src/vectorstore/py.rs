@@ -271,9 +271,7 @@ impl LocalVectorIndex {
         // Anything but rows of numbers (bytes, flat values) takes the general conversion
         // and the add that follows it.
         let general = |docs: Vec<String>| -> PyResult<()> {
-            let vectors = embeddings
-                .extract::<Vectors<'_>>()?
-                .into_rows(index.name(), Split::Rows(count))?;
+            let vectors = general_rows(embeddings, index.name(), count)?;
             let rows = rows_of(index.name(), docs, vectors, None)?;
             let index = Arc::clone(index);
             ticket.run_blocking(move || index.add(rows))
@@ -331,7 +329,9 @@ impl LocalVectorIndex {
             // raised is the general conversion's, which names the bad value as `add` does.
             (Err(e), None) => {
                 drop(sender);
-                return Err(general_error(embeddings, index.name(), count).unwrap_or(e));
+                return Err(general_rows(embeddings, index.name(), count)
+                    .err()
+                    .unwrap_or(e));
             }
         };
         py.detach(move || {
@@ -424,12 +424,15 @@ impl LocalVectorIndex {
     }
 }
 
-/// The error the general conversion of `embeddings` raises, if it does.
-fn general_error(embeddings: &Bound<'_, PyAny>, index: &str, count: usize) -> Option<PyErr> {
-    embeddings
-        .extract::<Vectors<'_>>()
-        .and_then(|v| Ok(v.into_rows(index, Split::Rows(count))?))
-        .err()
+/// `embeddings` (any form `add` takes) as `count` rows, or the error `add` raises.
+fn general_rows(
+    embeddings: &Bound<'_, PyAny>,
+    index: &str,
+    count: usize,
+) -> PyResult<Vec<Vec<f32>>> {
+    Ok(embeddings
+        .extract::<Vectors<'_>>()?
+        .into_rows(index, Split::Rows(count))?)
 }
 
 /// `json_text` re-written as JS's `JSON.stringify` writes it (compact, keys in order, `1`

@@ -17,12 +17,11 @@
 //! sends [`Arrival::Slow`]: the writer undoes its partial record, lets go of the locks and
 //! adds the rows as a plain add once they are all in.
 
-use std::collections::HashSet;
 use std::fs;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
 
-use super::{Appender, Embedding, LocalIndex, Prepared, PreparedDoc, invalid, log, record_split};
+use super::{Appender, Embedding, LocalIndex, PreparedDoc, invalid, log, record_split};
 use crate::errors::{Error, Result};
 use crate::vectorstore::floats::Spare;
 use crate::vectorstore::log::RowOut;
@@ -100,22 +99,12 @@ impl LocalIndex {
             Err(Stop::Slow) => {
                 // The locks are let go and the partial record undone: gather the rest, then
                 // add as a plain add does.
-                stream
-                    .wait_for(count)
-                    .and_then(|()| stream.wait_for_end())
-                    .map_err(Stop::into_error)?;
+                stream.wait_for_all().map_err(Stop::into_error)?;
                 let spare = stream.take_spare();
                 let rows = docs
                     .into_iter()
                     .zip(std::mem::take(&mut stream.vectors))
-                    .map(|(doc, vector)| Prepared {
-                        id: doc.id,
-                        doc: doc.doc,
-                        metadata: doc.metadata,
-                        embed_meta: None,
-                        vector: vector.values,
-                        inv_norm: vector.inv_norm,
-                    })
+                    .map(|(doc, vector)| doc.with_checked_vector(vector.values, vector.inv_norm))
                     .collect();
                 self.add_prepared_into(rows, spare)
             }
@@ -136,13 +125,9 @@ impl LocalIndex {
         let (mark, stored_dims, fresh) = {
             let mut st = self.write();
             self.refresh(&mut st)?;
-            let mut seen = HashSet::new();
-            let fresh: Vec<usize> = (0..count)
-                .filter(|&i| !st.rows.by_id.contains_key(&docs[i].id) && seen.insert(docs[i].id))
-                .collect();
-            let stored_dims = (st.rows.len() > 0).then_some(st.rows.dims);
+            let fresh = st.rows.new_positions(docs.iter().map(|doc| &doc.id));
             st.streaming = true;
-            (st.mark, stored_dims, fresh)
+            (st.mark, st.rows.stored_dims(), fresh)
         };
         let _streaming = StreamingMark(self);
         // Room for the new rows only (none when there are none: the reader then skips
@@ -157,15 +142,10 @@ impl LocalIndex {
         stream.wait_for(1)?;
         let dims = stream.dims;
         if let Some(stored) = stored_dims.filter(|&stored| count > 0 && stored != dims) {
-            return Err(invalid(
-                &self.name,
-                format!("embeddings have {dims} dimensions but the index stores {stored}"),
-            )
-            .into());
+            return Err(self.width_mismatch(dims, stored).into());
         }
         if fresh.is_empty() {
-            stream.wait_for(count)?;
-            stream.wait_for_end()?;
+            stream.wait_for_all()?;
             return Ok(0);
         }
         let records = record_split(
@@ -176,8 +156,7 @@ impl LocalIndex {
         if records.len() > 1 {
             // Over 1 GiB of rows: written only once all are in, so that no record of a
             // call that fails is complete.
-            stream.wait_for(count)?;
-            stream.wait_for_end()?;
+            stream.wait_for_all()?;
         }
         // Dropped unless committed, `log` undoes the append (before the lock is let go).
         let log = Appender::open(self, mark)?;
@@ -198,19 +177,16 @@ impl LocalIndex {
                 record.row(&row).map_err(|e| log.failed(e))?;
             }
             if n + 1 < records.len() {
-                let len = record.finish().map_err(|e| log.failed(e))?;
-                log.end.set(log.end.get() + len);
+                log.finish(record).map_err(|e| log.failed(e))?;
             } else {
                 last = Some(record);
             }
         }
         // Rows after the last new one (duplicates) are checked all the same, and the call
         // must end well before its record is complete.
-        stream.wait_for(count)?;
-        stream.wait_for_end()?;
+        stream.wait_for_all()?;
         if let Some(record) = last {
-            let len = record.finish().map_err(|e| log.failed(e))?;
-            log.end.set(log.end.get() + len);
+            log.finish(record).map_err(|e| log.failed(e))?;
         }
 
         // Durable on one thread; on this one, the rows move into memory, unseen until the
@@ -318,6 +294,12 @@ impl Stream<'_> {
             self.take(arrival)?;
         }
         Ok(())
+    }
+
+    /// Waits for every row and then [`Arrival::End`].
+    fn wait_for_all(&mut self) -> std::result::Result<(), Stop> {
+        self.wait_for(self.count)?;
+        self.wait_for_end()
     }
 
     /// Waits for [`Arrival::End`], helping fault in the spare meanwhile.
@@ -455,6 +437,17 @@ mod tests {
         Arrival::Rows(range.map(|i| Embedding::from(vector(i, dims))).collect())
     }
 
+    /// Adds one row through the plain add; returns how many were new.
+    fn add_one(index: &LocalIndex, text: &str, vector: Vec<f32>, what: &str) -> usize {
+        index
+            .add(vec![NewRow {
+                doc_json: doc(text),
+                embed_meta_json: None,
+                vector,
+            }])
+            .expect(what)
+    }
+
     fn file_len(index: &LocalIndex) -> u64 {
         fs::metadata(index.path()).map_or(0, |m| m.len())
     }
@@ -467,13 +460,7 @@ mod tests {
         // Stored before: document 1. Repeated within the call: document 2 (positions 2, 5).
         let texts = ["d0", "d1", "d2", "d3", "d4", "d2", "d6"];
         let dims = 300_000; // records of several chunks
-        index
-            .add(vec![NewRow {
-                doc_json: doc("d1"),
-                embed_meta_json: None,
-                vector: vector(100, dims),
-            }])
-            .expect("add");
+        add_one(&index, "d1", vector(100, dims), "add");
         let (sender, spare, writer) = start(&index, texts.map(doc).to_vec(), Some(dims));
         for range in [0..2, 2..3, 3..7] {
             sender.send(rows(range, dims)).expect("send");
@@ -511,13 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
         let docs = || (0..600).map(|i| doc(&format!("t{i}"))).collect::<Vec<_>>();
-        index
-            .add(vec![NewRow {
-                doc_json: doc("first"),
-                embed_meta_json: None,
-                vector: vector(1, 8),
-            }])
-            .expect("add");
+        add_one(&index, "first", vector(1, 8), "add");
         let before = file_len(&index);
 
         // Stops after two batches: the reader failed (it raises its own error).
@@ -586,13 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
         let dims = 100_000; // rows of 400 KB: the first ones reach the file at once
-        index
-            .add(vec![NewRow {
-                doc_json: doc("old"),
-                embed_meta_json: None,
-                vector: vector(1, dims),
-            }])
-            .expect("add");
+        add_one(&index, "old", vector(1, dims), "add");
         let docs = (0..10).map(|i| doc(&i.to_string())).collect();
         let (sender, spare, writer) = start(&index, docs, None);
         let acknowledged = file_len(&index);
@@ -627,13 +602,7 @@ mod tests {
     fn every_row_a_duplicate_still_has_its_width_checked() {
         let dir = tempfile::tempdir().expect("tmp");
         let index = Arc::new(LocalIndex::open(dir.path(), "s", false).expect("open"));
-        index
-            .add(vec![NewRow {
-                doc_json: doc("only"),
-                embed_meta_json: None,
-                vector: vector(1, 8),
-            }])
-            .expect("add");
+        add_one(&index, "only", vector(1, 8), "add");
         let (sender, _spare, writer) = start(&index, vec![doc("only")], Some(5));
         let _ = sender.send(rows(0..1, 5));
         let err = writer
@@ -682,13 +651,7 @@ mod tests {
         // writer that kept its locks.
         let other = LocalIndex::open(dir.path(), "s", false).expect("open");
         assert_eq!(
-            other
-                .add(vec![NewRow {
-                    doc_json: doc("meanwhile"),
-                    embed_meta_json: None,
-                    vector: vector(9, dims),
-                }])
-                .expect("add meanwhile"),
+            add_one(&other, "meanwhile", vector(9, dims), "add meanwhile"),
             1
         );
         sender.send(rows(4..8, dims)).expect("send");
@@ -710,13 +673,7 @@ mod tests {
             return;
         };
         let index = Arc::new(LocalIndex::open(dir.as_ref(), "killed", false).expect("open"));
-        index
-            .add(vec![NewRow {
-                doc_json: doc("acknowledged"),
-                embed_meta_json: None,
-                vector: vector(1, 384),
-            }])
-            .expect("add");
+        add_one(&index, "acknowledged", vector(1, 384), "add");
         let acknowledged = file_len(&index);
         let docs = (0..3000).map(|i| doc(&i.to_string())).collect();
         let (sender, _spare, _writer) = start(&index, docs, Some(384));
@@ -762,13 +719,7 @@ mod tests {
         assert!(torn > acknowledged + 2_000_000, "a partial record on disk");
         let index = LocalIndex::open(dir.path(), "killed", true).expect("a torn tail opens");
         assert_eq!(index.len().expect("len"), 1);
-        index
-            .add(vec![NewRow {
-                doc_json: doc("after"),
-                embed_meta_json: None,
-                vector: vector(2, 384),
-            }])
-            .expect("add after the crash");
+        add_one(&index, "after", vector(2, 384), "add after the crash");
         assert!(
             fs::metadata(&path).expect("file").len() < torn,
             "the tail was cut off"
