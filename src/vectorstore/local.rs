@@ -302,6 +302,13 @@ impl Prepared {
     }
 }
 
+/// A new row on its way into memory ([`LocalIndex::publish_once_durable`]).
+struct RowIn<'a> {
+    out: RowOut<'a>,
+    metadata: &'a Option<Map<String, Value>>,
+    inv_norm: f32,
+}
+
 /// A document checked and hashed, waiting for its vector ([`LocalIndex::prepare_docs`]).
 pub struct PreparedDoc {
     id: DocId,
@@ -622,34 +629,60 @@ impl LocalIndex {
         if fresh.is_empty() {
             return Ok(0);
         }
-        // The rows go into memory while another thread writes and fsyncs them: the write
-        // lock keeps them unseen until the log is durable, and a failed write takes them out
-        // again (nothing of the call is acknowledged).
-        let before = st.rows.len();
         let mark = st.mark;
-        let state = &mut *st;
-        let written = std::thread::scope(|scope| {
-            let writer = scope.spawn(|| self.append(mark, &fresh));
-            state.rows.dims = dims;
-            state.rows.reserve(fresh.len(), spare);
-            for row in &fresh {
-                state.rows.push(
-                    row.id,
-                    row.doc.as_str().into(),
+        let rows = fresh.iter().map(|row| RowIn {
+            out: row.out(),
+            metadata: &row.metadata,
+            inv_norm: row.inv_norm,
+        });
+        self.publish_once_durable(&mut st, dims, spare, rows, || self.append(mark, &fresh), Ok)
+    }
+
+    /// Moves the call's new rows into memory while `make_durable` runs on another thread,
+    /// and keeps them only once it and then `commit` (on this thread) succeed: `st`, write-
+    /// locked by the caller, keeps them unseen until then, and a failure takes them out
+    /// again (nothing of the call is acknowledged). Returns how many rows were added.
+    fn publish_once_durable<'r, T: Send>(
+        &self,
+        st: &mut State,
+        dims: usize,
+        spare: Option<Spare>,
+        rows: impl ExactSizeIterator<Item = RowIn<'r>>,
+        make_durable: impl FnOnce() -> Result<T> + Send,
+        commit: impl FnOnce(T) -> Result<FileMark>,
+    ) -> Result<usize> {
+        let count = rows.len();
+        let before = st.rows.len();
+        let durable = std::thread::scope(|scope| {
+            let worker = std::thread::Builder::new()
+                .name("gkp-sync".into())
+                .spawn_scoped(scope, make_durable);
+            st.rows.dims = dims;
+            st.rows.reserve(count, spare);
+            for row in rows {
+                st.rows.push(
+                    *row.out.id,
+                    row.out.doc.into(),
                     row.metadata.clone(),
-                    row.embed_meta.as_deref().map(Into::into),
-                    &row.vector,
+                    row.out.embed_meta.map(Into::into),
+                    row.out.vector,
                     row.inv_norm,
                 );
             }
-            writer
-                .join()
-                .unwrap_or_else(|_| Err(self.storage(&self.log_path, "the writer thread panicked")))
+            match worker {
+                Ok(worker) => worker.join().unwrap_or_else(|_| {
+                    Err(self.storage(&self.log_path, "the thread writing the index panicked"))
+                }),
+                Err(e) => Err(self.storage(
+                    &self.log_path,
+                    format!("cannot start a thread to write the index: {e}"),
+                )),
+            }
         });
-        match written {
+        match durable.and_then(commit) {
             Ok(end) => {
                 st.mark = Some(end);
-                Ok(fresh.len())
+                Ok(count)
             }
             Err(e) => {
                 st.rows.truncate(before);

@@ -21,7 +21,7 @@ use std::fs;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, OnceLock};
 
-use super::{Appender, Embedding, LocalIndex, PreparedDoc, invalid, log, record_split};
+use super::{Appender, Embedding, LocalIndex, PreparedDoc, RowIn, invalid, log, record_split};
 use crate::errors::{Error, Result};
 use crate::vectorstore::floats::Spare;
 use crate::vectorstore::log::RowOut;
@@ -168,12 +168,7 @@ impl LocalIndex {
             let mut record = log.record(rows, bytes).map_err(|e| log.failed(e))?;
             for &i in these {
                 stream.wait_for(i + 1)?;
-                let row = RowOut {
-                    id: &docs[i].id,
-                    doc: &docs[i].doc,
-                    embed_meta: None,
-                    vector: &stream.vectors[i].values,
-                };
+                let row = row_out(&docs[i], &stream.vectors[i]);
                 record.row(&row).map_err(|e| log.failed(e))?;
             }
             if n + 1 < records.len() {
@@ -190,53 +185,31 @@ impl LocalIndex {
         }
 
         // Durable on one thread; on this one, the rows move into memory, unseen until the
-        // sync is done (the state stays locked until then).
+        // sync is done.
         let spare = stream.take_spare();
-        let log = &log;
+        let rows = fresh.iter().map(|&i| RowIn {
+            out: row_out(&docs[i], &stream.vectors[i]),
+            metadata: &docs[i].metadata,
+            inv_norm: stream.vectors[i].inv_norm,
+        });
         let file = &log.file;
-        std::thread::scope(|scope| {
-            let syncing = std::thread::Builder::new()
-                .name("gkp-sync".into())
-                .spawn_scoped(scope, move || file.sync_data());
-            let mut st = self.write();
-            let before = st.rows.len();
-            st.rows.dims = dims;
-            st.rows.reserve(fresh.len(), spare);
-            for &i in &fresh {
-                let doc = &docs[i];
-                let vector = &stream.vectors[i];
-                st.rows.push(
-                    doc.id,
-                    doc.doc.as_str().into(),
-                    doc.metadata.clone(),
-                    None,
-                    &vector.values,
-                    vector.inv_norm,
-                );
-            }
-            let synced = match syncing {
-                Ok(thread) => thread.join().unwrap_or_else(|_| {
-                    Err(std::io::Error::other(
-                        "the thread syncing the index file panicked",
-                    ))
-                }),
-                // No thread to spare: sync here.
-                Err(_) => file.sync_data(),
-            };
-            let done = synced
-                .map_err(|e| log.failed(e))
-                .and_then(|()| log.committed());
-            match done {
-                Ok(mark) => {
-                    st.mark = Some(mark);
-                    Ok(fresh.len())
-                }
-                Err(e) => {
-                    st.rows.truncate(before);
-                    Err(e.into())
-                }
-            }
-        })
+        let sync = move || {
+            file.sync_data()
+                .map_err(|e| self.storage(&self.log_path, e))
+        };
+        let mut st = self.write();
+        self.publish_once_durable(&mut st, dims, spare, rows, sync, |()| log.committed())
+            .map_err(Stop::Failed)
+    }
+}
+
+/// Row `doc` with its vector, as written and kept (a streamed add has no embedding metadata).
+fn row_out<'a>(doc: &'a PreparedDoc, vector: &'a Arrived) -> RowOut<'a> {
+    RowOut {
+        id: &doc.id,
+        doc: &doc.doc,
+        embed_meta: None,
+        vector: &vector.values,
     }
 }
 
