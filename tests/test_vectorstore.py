@@ -233,9 +233,17 @@ async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
         with pytest.raises(InvalidVectorError):
             await ai.retrieve(retriever=retriever, query=text)
     assert len(LocalVectorIndex(store_dir, 'bad')) == 1, 'a failed call stores nothing, loses nothing'
-    for options, needle in [({'k': -1}, 'k'), ({'where': [1]}, 'where')]:
+    for options, needle in [
+        ({'k': -1}, 'k'),
+        ({'k': float('inf')}, 'k must be a non-negative integer'),
+        ({'k': float('nan')}, 'k must be a non-negative integer'),
+        ({'k': 2.5}, 'k must be a non-negative integer'),
+        ({'where': [1]}, 'where'),
+    ]:
         with pytest.raises(genkit.GenkitError, match=needle):
             await ai.retrieve(retriever=retriever, query='ok', options=options)
+    # A k past any index's size is every row, not an overflow.
+    assert len(await ai.retrieve(retriever=retriever, query='ok', options={'k': 1e30})) == 1
 
 
 def test_hostile_names_and_missing_indexes(tmp_path: Path) -> None:

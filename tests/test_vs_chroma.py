@@ -185,3 +185,41 @@ def test_doc_metadata_of_a_query_is_parsed_in_one_go_and_row_by_row_when_that_wo
         ('x', {'n': 1, 'score': 0.5}),
         ('', {'score': 1.0}),
     ]
+
+
+def _define_nan_embedder(ai) -> None:
+    """Embeds 'nan' as [nan, 1, 1] and anything else as the toy embedder would."""
+    import genkit
+
+    async def embed(request):
+        texts = [
+            Document.model_validate(doc).text if not isinstance(doc, Document) else doc.text
+            for doc in request.input
+        ]
+        vectors = [
+            [float('nan'), 1.0, 1.0] if text == 'nan' else [float(text.count(c)) for c in 'abc']
+            for text in texts
+        ]
+        return genkit.embedder.EmbedResponse(embeddings=[genkit.Embedding(embedding=v) for v in vectors])
+
+    ai.define_embedder('nanny', embed)
+
+
+async def test_a_document_twice_in_one_call_is_stored_once_and_bad_queries_are_refused(client):
+    ai = Genkit()
+    _define_nan_embedder(ai)
+    define_chroma_vector_store(
+        ai, collection_name='twice', embedder='nanny', client=client, create_collection_if_missing=True
+    )
+    same = Document.from_text('ccc', {'n': 1})
+    await ai.index(indexer='chroma/twice', documents=[same, Document.from_text('aab'), same])
+    assert client.get_collection('twice').count() == 2
+    found = await ai.retrieve(retriever='chroma/twice', query='c', options={'k': 5})
+    assert sorted(doc.text for doc in found) == ['aab', 'ccc']
+    # Chroma answers a NaN query with every row scored NaN in no order: refused instead.
+    with pytest.raises(VectorStoreError) as caught:
+        await ai.retrieve(retriever='chroma/twice', query='nan')
+    assert caught.value.status == 'INVALID_ARGUMENT' and 'NaN' in str(caught.value)
+    with pytest.raises(VectorStoreError) as caught:
+        await create_chroma_collection(name='twice', client=client)
+    assert caught.value.status == 'ALREADY_EXISTS'

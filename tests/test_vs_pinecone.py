@@ -8,7 +8,7 @@ import json
 import pytest
 from genkit import Document, GenkitError
 
-from genkit_parity import Genkit
+from genkit_parity import Genkit, VectorStoreError
 from genkit_parity.pinecone import define_pinecone_vector_store, pinecone_retriever_ref
 from genkit_parity.testing import define_toy_embedder
 
@@ -139,3 +139,29 @@ async def test_large_index_calls_are_split_into_upserts_of_100(server):
     sizes = [len(r.json()['vectors']) for r in server.requests]
     assert sizes == [100, 100, 50]
     assert len(server.namespaces['']) == 250
+
+
+async def test_nan_embeddings_and_index_ids_that_are_not_one_url_segment_are_refused(server):
+    import genkit
+
+    ai = Genkit()
+
+    async def embed(request):
+        texts = [Document.model_validate(doc).text for doc in request.input]
+        return genkit.embedder.EmbedResponse(
+            embeddings=[
+                genkit.Embedding(embedding=[float('nan') if t != 'a' else 0.5, 1.0, 1.0]) for t in texts
+            ]
+        )
+
+    ai.define_embedder('nan', embed)
+    define_pinecone_vector_store(ai, index_id='facts', embedder='nan', api_key='test-key', host=server.url)
+    with pytest.raises(VectorStoreError, match='embedding of document 1 contains NaN'):
+        await ai.index(indexer='pinecone/facts', documents=[Document.from_text('a'), Document.from_text('b')])
+    with pytest.raises(VectorStoreError, match='query embedding contains NaN'):
+        await ai.retrieve(retriever='pinecone/facts', query='b')
+    assert server.requests == []  # nothing sent
+    # Without a host the index id goes into the control plane's URL (with the API key).
+    for hostile in ('../x', 'facts/../facts', 'a?b=1', 'a#b', '.hidden'):
+        with pytest.raises(ValueError, match='index_id'):
+            define_pinecone_vector_store(ai, index_id=hostile, embedder='nan', api_key='k')

@@ -310,3 +310,92 @@ async def test_new_rows_and_rows_that_exist_in_one_batch_are_both_written(
     (found,) = await store.search([0.0, 0.0, 1.0], {'k': 1})
     assert found.text == 'v2 b'
     assert found.metadata == ({'id': ids[1], 'n': 10} if store_metadata else None)
+
+
+async def test_rows_written_by_something_else_are_typed_errors_or_no_neighbours(database):
+    ai = toy_ai()
+    engine = PostgresEngine.from_url(dsn(database))
+    psql(
+        'CREATE TABLE foreign_rows (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), content text, '
+        'embedding vector(3), json_metadata text)',
+        db=database,
+    )
+    define_postgres_vector_store(ai, table='foreign_rows', embedder='toy', engine=engine)
+    await ai.index(indexer='postgres/foreign_rows', documents=[Document.from_text('aab')])
+    # A row with no embedding has no distance: it is nobody's neighbour (as under an index scan).
+    psql("INSERT INTO foreign_rows (content) VALUES ('no vector')", db=database)
+    found = await ai.retrieve(retriever='postgres/foreign_rows', query='a', options={'k': 10})
+    assert [doc.text for doc in found] == ['aab']
+    # NULL content and metadata that is not JSON: DATA_LOSS naming the row, not a panic.
+    psql(
+        'INSERT INTO foreign_rows (id, content, embedding) VALUES '
+        "('00000000-0000-0000-0000-000000000001', NULL, '[1,0,0]')",
+        db=database,
+    )
+    with pytest.raises(VectorStoreError) as caught:
+        await ai.retrieve(retriever='postgres/foreign_rows', query='a', options={'k': 10})
+    assert caught.value.status == 'DATA_LOSS'
+    assert '00000000-0000-0000-0000-000000000001' in str(caught.value) and 'content' in str(caught.value)
+    psql(
+        "UPDATE foreign_rows SET content = 'x', json_metadata = '{broken' "
+        "WHERE id = '00000000-0000-0000-0000-000000000001'",
+        db=database,
+    )
+    with pytest.raises(VectorStoreError) as caught:
+        await ai.retrieve(retriever='postgres/foreign_rows', query='a', options={'k': 10})
+    assert caught.value.status == 'DATA_LOSS'
+    assert 'row 00000000-0000-0000-0000-000000000001' in str(caught.value)
+
+
+async def test_what_postgresql_cannot_keep_is_refused_before_anything_is_written(database):
+    ai = toy_ai()
+    engine = PostgresEngine.from_url(dsn(database))
+    await engine.init_vectorstore_table('refused', 3)
+    define_postgres_vector_store(ai, table='refused', embedder='toy', engine=engine)
+    # Media would come back as an empty text; a NUL in metadata would break every JSON filter.
+    for document, expected in (
+        (Document.from_media('https://x/y.png', 'image/png'), 'parts other than text (media)'),
+        (Document.from_text('aab', {'note': 'a\x00b'}), 'NUL'),
+        (Document.from_text('aab', {'x': float('nan')}), 'NaN'),
+        (Document.from_text('xyz'), 'all zeros'),  # no direction under the cosine distance
+    ):
+        with pytest.raises(GenkitError) as caught:
+            await ai.index(indexer='postgres/refused', documents=[Document.from_text('abc'), document])
+        assert caught.value.status == 'INVALID_ARGUMENT', caught.value
+        assert expected in str(caught.value)
+    assert psql('SELECT count(*) FROM refused', db=database) == '0'
+    await ai.index(indexer='postgres/refused', documents=[Document.from_text('abc', {'note': 'a\\u0000b'})])
+    found = await ai.retrieve(
+        retriever='postgres/refused', query='a', options={'filter': {'note': 'a\\u0000b'}}
+    )
+    assert [doc.metadata for doc in found] == [{'note': 'a\\u0000b'}]  # a backslash is no NUL
+    for options, expected in (({'filter': {'note': float('nan')}}, 'filter is not JSON'),):
+        with pytest.raises(GenkitError, match=expected):
+            await ai.retrieve(retriever='postgres/refused', query='a', options=options)
+    with pytest.raises(VectorStoreError, match='all zeros'):
+        await ai.retrieve(retriever='postgres/refused', query='xyz')
+
+
+async def test_names_and_knobs_postgresql_would_cut_short_or_misread_are_refused(database):
+    engine = PostgresEngine.from_url(dsn(database))
+    with pytest.raises(ValueError, match='64 bytes long; PostgreSQL names hold at most 63'):
+        await engine.init_vectorstore_table('t' * 64, 3)
+    assert psql(f"SELECT count(*) FROM pg_class WHERE relname LIKE '{'t' * 63}%'", db=database) == '0'
+    with pytest.raises(ValueError, match='63'):
+        define_postgres_vector_store(Genkit(), table='u' * 64, embedder='toy', engine=engine)
+    with pytest.raises(TypeError, match='vector_size'):
+        await engine.init_vectorstore_table('wide', 16001)
+    with pytest.raises(TypeError, match='pool_size'):
+        PostgresEngine.from_url(dsn(database), pool_size=-1)
+    with pytest.raises(TypeError, match=r'HNSWIndex\.m'):
+        HNSWIndex(m=-1)
+    with pytest.raises(TypeError, match=r'IVFFlatIndex\.lists'):
+        IVFFlatIndex(lists=0)
+    ai = toy_ai()
+    await engine.init_vectorstore_table('knobs', 3)
+    store = define_postgres_vector_store(ai, table='knobs', embedder='toy', engine=engine)
+    with pytest.raises(TypeError, match='HNSWIndex, IVFFlatIndex or ExactNearestNeighbor'):
+        await store.apply_vector_index('hnsw')  # type: ignore[arg-type]
+    for batch_size in (-5, 0, 'x'):
+        with pytest.raises(GenkitError, match='batch_size must be a positive int'):
+            await store.index([Document.from_text('a')], {'batch_size': batch_size})

@@ -180,10 +180,33 @@ async def test_bad_arguments_are_typed():
         vertex_rerankers(ai, project_id='')
     with pytest.raises(TypeError, match='models'):
         vertex_rerankers(ai, project_id='p', models=[''])
+    with pytest.raises(TypeError, match="not the str 'abc'"):  # not rerankers a, b and c
+        vertex_rerankers(ai, project_id='p', models='abc')
+    with pytest.raises(TypeError, match='credentials must be a callable'):
+        vertex_rerankers(ai, project_id='p', credentials=5)
+    # Both go into the URL the bearer token is sent to.
+    for hostile in ('../../x', 'a?x=1', 'a#b', 'a/b', '%2e%2e'):
+        with pytest.raises(ValueError, match='project_id'):
+            vertex_rerankers(ai, project_id=hostile)
+        with pytest.raises(ValueError, match='location'):
+            vertex_rerankers(ai, project_id='p', location=hostile)
+
+
+async def test_a_per_call_location_that_is_not_one_url_segment_is_refused_before_sending(server):
+    ai = make_ai(server)
+    for hostile in ('../../../evil', 'eu?x=1', 'eu#b'):
+        with pytest.raises(GenkitError) as caught:
+            await ai.rerank(
+                reranker=vertex_reranker_ref(), query='q', documents=DOCS, options={'location': hostile}
+            )
+        assert caught.value.status == 'INVALID_ARGUMENT' and 'location' in str(caught.value)
+    assert server.requests == []
 
 
 async def test_a_record_naming_no_input_document_is_an_error_not_a_wrong_document(server):
-    server.replies['next'] = (200, {'records': [{'id': '7', 'score': 0.5}]})
     ai = make_ai(server)
-    with pytest.raises(VectorStoreError, match='bad record'):
-        await ai.rerank(reranker=vertex_reranker_ref(), query='q', documents=DOCS)
+    # '-1' would be the last document by Python indexing; ' 1 ' and true name none either.
+    for bad_id in ('7', '-1', ' 1 ', True, 1.0):
+        server.replies['next'] = (200, {'records': [{'id': bad_id, 'score': 0.5}]})
+        with pytest.raises(VectorStoreError, match='bad record'):
+            await ai.rerank(reranker=vertex_reranker_ref(), query='q', documents=DOCS)

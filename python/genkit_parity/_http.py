@@ -8,6 +8,7 @@ status of the HTTP code (connection failures: ``UNAVAILABLE``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,30 @@ import httpx
 from ._vectordocs import http_status, js_json
 from .errors import VectorStoreError
 
-__all__ = ['request_json']
+__all__ = ['path_segment', 'request_json']
 
 #: Seconds to wait for a cloud API before the call fails as DEADLINE_EXCEEDED.
 TIMEOUT = 60.0
+
+
+# One plain path segment: no "/", "?", "#", "%" or leading dot, so that no name given by a
+# caller can point a request (and the credentials it carries) at another path.
+_SEGMENT = re.compile(r'[A-Za-z0-9][A-Za-z0-9._:-]*')
+
+
+def path_segment(value: object, what: str) -> str:
+    """``value`` checked to be one plain URL path segment (letters, digits, ``.``, ``_``, ``:``, ``-``).
+
+    Raises ``TypeError`` for a non-str or empty one and ``ValueError`` naming ``what`` for anything else.
+    """
+    if not isinstance(value, str) or not value:
+        raise TypeError(f'{what} must be a non-empty str, not {value!r}')
+    if not _SEGMENT.fullmatch(value):
+        raise ValueError(
+            f'{what} must start with a letter or digit and hold only letters, digits, ".", "_", ":" '
+            f'and "-" (it goes into the request URL), not {value!r}'
+        )
+    return value
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -51,7 +72,14 @@ async def request_json(
     ``error_prefix`` (default ``'Failed to fetch from <url>: Error fetching from <url>: '``,
     JS's wording) starts the message of an HTTP error, followed by ``[<code> <reason>] <text>``.
     """
-    content = None if body is None else js_json(body).encode()
+    try:
+        content = None if body is None else js_json(body).encode()
+    except (TypeError, ValueError) as error:
+        raise VectorStoreError(
+            f'{store}: the request cannot be sent as JSON: {error} (NaN and infinity have no JSON form)',
+            store,
+            'INVALID_ARGUMENT',
+        ) from None
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             response = await client.request(method, url, headers=dict(headers), content=content)

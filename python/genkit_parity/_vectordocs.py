@@ -9,6 +9,7 @@ with a JS app writing to the same collection.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,10 +18,11 @@ from pydantic import BaseModel
 
 from ._native import js_document_id, js_json_text
 from ._textdoc import text_document
-from .errors import VectorStoreError
+from .errors import InvalidVectorError, VectorStoreError
 from .rag import document_json
 
 __all__ = [
+    'checked_vector',
     'doc_from_data',
     'doc_id',
     'embed_documents',
@@ -43,11 +45,31 @@ def doc_id(document: Document) -> str:
 
     The same Rust code computes the local store's ids, so every store agrees with JS.
     """
-    return js_document_id(_json_text(document_json(document)))
+    try:
+        text = _json_text(document_json(document))
+    except ValueError as error:
+        raise GenkitError(
+            status='INVALID_ARGUMENT',
+            message=f'a document cannot be stored: its metadata holds NaN or infinity, which JSON '
+            f'has no form for ({error})',
+        ) from None
+    return js_document_id(text)
 
 
 # One encoder for every id: json.dumps with non-default arguments builds a new one per call.
-_json_text = json.JSONEncoder(ensure_ascii=False).encode
+_json_text = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+
+def checked_vector(vector: Sequence[float], store: str, what: str = 'the query embedding') -> Sequence[float]:
+    """``vector`` itself if it has values, all finite; else ``InvalidVectorError`` naming ``what``.
+
+    Engines take NaN without complaint and answer with scores of NaN in no order.
+    """
+    if len(vector) == 0:
+        raise InvalidVectorError(f'{store}: {what} is empty', store)
+    if not all(map(math.isfinite, vector)):
+        raise InvalidVectorError(f'{store}: {what} contains NaN or infinity', store)
+    return vector
 
 
 def doc_from_data(data: str, data_type: str | None, metadata: dict[str, Any] | None) -> Document:

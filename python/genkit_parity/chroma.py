@@ -35,7 +35,7 @@ from pydantic import ConfigDict, Field
 from . import rag
 from ._json import compact_json
 from ._offload import run_in_worker
-from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
+from ._vectordocs import checked_vector, doc_from_data, doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
 __all__ = [
@@ -95,7 +95,9 @@ def _store_error(error: Exception, store: str) -> Exception:
         error, (errors.InvalidArgumentError, errors.InvalidDimensionException)
     ) or 'dimension' in str(error):
         return VectorStoreError(text, store, 'INVALID_ARGUMENT')
-    if isinstance(error, (errors.UniqueConstraintError, errors.IDAlreadyExistsError)):
+    if isinstance(
+        error, (errors.UniqueConstraintError, errors.IDAlreadyExistsError)
+    ) or 'already exists' in str(error):
         return VectorStoreError(text, store, 'ALREADY_EXISTS')
     import httpx
 
@@ -253,7 +255,9 @@ def define_chroma_vector_store(
 
     async def retrieve(query: Document, options: Any) -> list[Document]:
         k = top_k(options, DEFAULT_K, name, maximum=10000)
-        embedding = (await embed_documents(ai, embedder, [query], embedder_options, name))[0]
+        embedding = checked_vector(
+            (await embed_documents(ai, embedder, [query], embedder_options, name))[0], name
+        )
         include = list(option(options, 'include', []) or [])
         with_score = bool(option(options, 'with_score', False)) or 'distances' in include
         wanted = sorted({*include, 'documents', 'metadatas', *(['distances'] if with_score else [])})
@@ -283,10 +287,17 @@ def define_chroma_vector_store(
         # batch written before it.
         for start in range(0, len(documents), BATCH_SIZE):
             batch = documents[start : start + BATCH_SIZE]
-            embeddings = _matrix(await embed_documents(ai, embedder, batch, embedder_options, name))
-            ids = [doc_id(document) for document in batch]
-            texts = [document.data for document in batch]
-            metadatas = [_chroma_metadata(document) for document in batch]
+            vectors = await embed_documents(ai, embedder, batch, embedder_options, name)
+            # A document given twice is stored once, as the other stores do (Chroma refuses a
+            # write naming one id twice, failing the whole batch).
+            first: dict[str, int] = {}
+            for position, document in enumerate(batch):
+                first.setdefault(doc_id(document), position)
+            ids = list(first)
+            kept = [batch[position] for position in first.values()]
+            embeddings = _matrix([vectors[position] for position in first.values()])
+            texts = [document.data for document in kept]
+            metadatas = [_chroma_metadata(document) for document in kept]
 
             def run(
                 ids: Any = ids, embeddings: Any = embeddings, texts: Any = texts, metadatas: Any = metadatas

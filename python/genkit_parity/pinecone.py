@@ -28,9 +28,9 @@ from genkit import Document, GenkitError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import rag
-from ._http import request_json
+from ._http import path_segment, request_json
 from ._json import compact_json
-from ._vectordocs import doc_from_data, doc_id, embed_documents, option, top_k
+from ._vectordocs import checked_vector, doc_from_data, doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
 __all__ = [
@@ -118,8 +118,7 @@ def define_pinecone_vector_store(
     JS's message). ``host`` is the index's data-plane URL; without it the index is described
     once through ``control_plane`` to find it. Returns ``(retriever, indexer)``.
     """
-    if not isinstance(index_id, str) or not index_id:
-        raise TypeError('index_id must be a non-empty str')
+    path_segment(index_id, 'index_id')  # the control plane's URL names it
     key = api_key or os.environ.get('PINECONE_API_KEY')
     if not key:
         raise GenkitError(status='FAILED_PRECONDITION', message=_MISSING_KEY)
@@ -142,7 +141,9 @@ def define_pinecone_vector_store(
 
     async def retrieve(query: Document, options: Any) -> list[Document]:
         k = top_k(options, DEFAULT_K, name)
-        vector = (await embed_documents(ai, embedder, [query], embedder_options, name))[0]
+        vector = checked_vector(
+            (await embed_documents(ai, embedder, [query], embedder_options, name))[0], name
+        )
         body: dict[str, Any] = {'topK': k, 'vector': vector, 'includeValues': False, 'includeMetadata': True}
         query_filter = option(options, 'filter')
         if query_filter is not None:
@@ -177,12 +178,13 @@ def define_pinecone_vector_store(
         # Pinecone takes up to 1000 records (2 MB) per upsert: write in batches, each kept
         # even if a later one fails.
         for start in range(0, len(documents), UPSERT_BATCH):
-            await upsert(documents[start : start + UPSERT_BATCH], options)
+            await upsert(documents[start : start + UPSERT_BATCH], options, start)
 
-    async def upsert(documents: list[Document], options: Any) -> None:
+    async def upsert(documents: list[Document], options: Any, first: int) -> None:
         embeddings = await embed_documents(ai, embedder, documents, embedder_options, name)
         vectors = []
-        for document, values in zip(documents, embeddings, strict=True):
+        for position, (document, values) in enumerate(zip(documents, embeddings, strict=True)):
+            checked_vector(values, name, f'the embedding of document {first + position}')
             metadata: dict[str, Any] = {}
             if document.metadata is not None:
                 metadata['docMetadata'] = compact_json(document.metadata)

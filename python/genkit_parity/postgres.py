@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import _native, _runtime, rag
 from ._vectordocs import doc_id, embed_documents, option, top_k
+from .errors import VectorStoreError
 
 __all__ = [
     'Column',
@@ -60,6 +61,7 @@ __all__ = [
 
 DEFAULT_K = 4
 DEFAULT_BATCH_SIZE = 100
+MAX_DIMENSIONS = 16000  # pgvector's widest vector column
 
 
 class DistanceStrategy(str, enum.Enum):
@@ -79,6 +81,12 @@ class Column:
     nullable: bool = True
 
 
+def _positive(value: object, what: str) -> None:
+    # pgvector checks the ranges itself; this keeps other values from reaching it as u32s.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
+        raise TypeError(f'{what} must be a positive int, not {value!r}')
+
+
 @dataclass(frozen=True)
 class HNSWIndex:
     """An HNSW index (JS ``HNSWIndex``); ``name`` defaults to ``<table>genkitvectorindex``."""
@@ -87,6 +95,10 @@ class HNSWIndex:
     ef_construction: int = 64
     name: str | None = None
 
+    def __post_init__(self) -> None:
+        _positive(self.m, 'HNSWIndex.m')
+        _positive(self.ef_construction, 'HNSWIndex.ef_construction')
+
 
 @dataclass(frozen=True)
 class IVFFlatIndex:
@@ -94,6 +106,9 @@ class IVFFlatIndex:
 
     lists: int = 100
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        _positive(self.lists, 'IVFFlatIndex.lists')
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,8 @@ class PostgresEngine:
         """
         if not isinstance(dsn, str) or not dsn:
             raise TypeError('dsn must be a non-empty str')
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise TypeError(f'pool_size must be a positive int, not {pool_size!r}')
         native = _native.PgVectorEngine(
             dsn, pool_size=pool_size, connect_timeout=connect_timeout, retry_seconds=retry_seconds
         )
@@ -197,8 +214,14 @@ class PostgresEngine:
         metadata unless ``store_metadata=False``. An existing table is an error
         (``ALREADY_EXISTS``) unless ``overwrite_existing=True`` drops it first.
         """
-        if isinstance(vector_size, bool) or not isinstance(vector_size, int) or vector_size < 1:
-            raise TypeError(f'vector_size must be a positive int, not {vector_size!r}')
+        if (
+            isinstance(vector_size, bool)
+            or not isinstance(vector_size, int)
+            or not 1 <= vector_size <= MAX_DIMENSIONS
+        ):
+            raise TypeError(
+                f'vector_size must be an int from 1 to {MAX_DIMENSIONS} (pgvector), not {vector_size!r}'
+            )
         if isinstance(id_column, Column):
             id_name, id_type = id_column.name, id_column.data_type
         else:
@@ -252,13 +275,40 @@ def _uuid_of(document: Document) -> str:
     return str(uuid.UUID(hex=doc_id(document)))
 
 
-def _text(document: Document) -> str:
-    # JS joins the text parts with a space.
+def _text(document: Document, store: str) -> str:
+    """The document's text parts joined with a space, as JS stores them (the content column is text)."""
     parts = document.content
     if len(parts) == 1:  # the usual case, without the generator
         text = getattr(parts[0], 'text', None)
-        return str(text) if text else ''
-    return ' '.join(str(part.text) for part in parts if getattr(part, 'text', None))
+        if text is not None:
+            return str(text)
+    texts = [getattr(part, 'text', None) for part in parts]
+    if None in texts:
+        # JS drops such parts silently: the row would come back without them.
+        kinds = sorted({_part_kind(part) for part, text in zip(parts, texts, strict=True) if text is None})
+        raise GenkitError(
+            status='INVALID_ARGUMENT',
+            message=f'{store}: a document has parts other than text ({", ".join(kinds)}), which a '
+            'PostgreSQL store cannot keep (its content column holds text); use a store that keeps '
+            'whole documents, such as the local store',
+        )
+    return ' '.join(str(text) for text in texts if text)
+
+
+def _part_kind(part: Any) -> str:
+    fields = getattr(part, 'model_fields_set', None) or ()
+    return next((name for name in sorted(fields) if getattr(part, name, None) is not None), 'empty')
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value has a NUL character in a string or key (PostgreSQL's jsonb refuses it)."""
+    if isinstance(value, str):
+        return '\x00' in value
+    if isinstance(value, Mapping):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 # One encoder for every row: json.dumps with non-default arguments builds a new one per call.
@@ -306,11 +356,23 @@ class PostgresVectorStore:
             raise GenkitError(
                 status='INVALID_ARGUMENT', message=f'{self.name}: document metadata is not JSON: {error}'
             ) from None
-        return row_id, _text(document), stored, values
+        if stored is not None and '\\u0000' in stored and _holds_nul(metadata):
+            # Stored, it would break every filter on the JSON metadata of the whole table.
+            raise GenkitError(
+                status='INVALID_ARGUMENT',
+                message=f'{self.name}: document metadata holds a NUL character, which PostgreSQL JSON '
+                'cannot hold',
+            )
+        return row_id, _text(document, self.name), stored, values
 
     async def index(self, documents: Sequence[Document], options: Any = None) -> None:
         """Embed and upsert ``documents`` in batches; each batch is all-or-nothing."""
-        batch_size = int(option(options, 'batch_size', DEFAULT_BATCH_SIZE))
+        batch_size = option(options, 'batch_size', DEFAULT_BATCH_SIZE)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise GenkitError(
+                status='INVALID_ARGUMENT',
+                message=f'{self.name}: batch_size must be a positive int, not {batch_size!r}',
+            )
         for start in range(0, len(documents), batch_size):
             batch = list(documents[start : start + batch_size])
             embeddings = await embed_documents(
@@ -358,7 +420,12 @@ class PostgresVectorStore:
                     'a raw SQL condition is only taken as the explicit option unsafe_sql_filter'
                 ),
             )
-        filter_json = None if raw_filter is None else json.dumps(raw_filter, ensure_ascii=False)
+        try:
+            filter_json = None if raw_filter is None else _encode_json(raw_filter)
+        except (TypeError, ValueError) as error:
+            raise GenkitError(
+                status='INVALID_ARGUMENT', message=f'{self.name}: filter is not JSON: {error}'
+            ) from None
         unsafe = option(options, 'unsafe_sql_filter')
         settings = list(self._query_settings)
         for name, setting in (('ef_search', 'hnsw.ef_search'), ('probes', 'ivfflat.probes')):
@@ -375,16 +442,21 @@ class PostgresVectorStore:
         return [self._document(row, with_score) for row in rows]
 
     def _document(self, row: tuple[str, str, str | None, str | None, float], with_score: bool) -> Document:
-        _id, content, metadata_json, columns_json, distance = row
+        row_id, content, metadata_json, columns_json, distance = row
         metadata: dict[str, Any] = {}
-        if metadata_json:
-            stored = json.loads(metadata_json)
-            if isinstance(stored, dict):
-                metadata.update(stored)
-        if columns_json:
-            metadata.update(
-                {key: value for key, value in json.loads(columns_json).items() if value is not None}
-            )
+        try:
+            if metadata_json:
+                stored = json.loads(metadata_json)
+                if isinstance(stored, dict):
+                    metadata.update(stored)
+            if columns_json:
+                metadata.update(
+                    {key: value for key, value in json.loads(columns_json).items() if value is not None}
+                )
+        except ValueError as error:  # a TEXT metadata column written by something else
+            raise VectorStoreError(
+                f'{self.name}: the metadata of row {row_id} is not JSON: {error}', self.name, 'DATA_LOSS'
+            ) from None
         if with_score:
             metadata['score'] = distance
         return Document.from_text(content, metadata or None)
@@ -401,6 +473,8 @@ class PostgresVectorStore:
 
         ``ExactNearestNeighbor()`` drops it instead (exact scans).
         """
+        if not isinstance(index, (HNSWIndex, IVFFlatIndex, ExactNearestNeighbor)):
+            raise TypeError(f'index must be HNSWIndex, IVFFlatIndex or ExactNearestNeighbor, not {index!r}')
         name = self._index_name(index.name)
         if isinstance(index, ExactNearestNeighbor):
             await self.drop_vector_index(name)
@@ -414,12 +488,10 @@ class PostgresVectorStore:
                 ef_construction=index.ef_construction,
                 concurrently=concurrently,
             )
-        elif isinstance(index, IVFFlatIndex):
+        else:
             start = lambda ticket: self._table.apply_index(  # noqa: E731
                 ticket, index_name=name, kind='ivfflat', lists=index.lists, concurrently=concurrently
             )
-        else:
-            raise TypeError(f'index must be HNSWIndex, IVFFlatIndex or ExactNearestNeighbor, not {index!r}')
         await _runtime.call(start)
 
     async def drop_vector_index(self, name: str | None = None) -> None:

@@ -124,15 +124,24 @@ def _options(options: Any) -> Mapping[str, Any]:
     return options
 
 
+_LARGEST_K = 2**48
+
+
 def _k(options: Mapping[str, Any]) -> int:
     k = options.get('k')
     if k is None:
         k = options.get('limit')
     if k is None:
         return _DEFAULT_K
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or k != int(k) or k < 0:
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, (int, float))
+        or (isinstance(k, float) and not k.is_integer())
+        or k < 0
+    ):
         raise _invalid(f'options.k must be a non-negative integer, not {k!r}')
-    return int(k)
+    # Past any index's size, a larger k changes nothing (the core's u64 cannot take 1e30).
+    return min(int(k), _LARGEST_K)
 
 
 def _where_json(options: Mapping[str, Any]) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any
 from genkit import Document, GenkitError
 
 from . import rag
-from ._http import request_json
+from ._http import path_segment, request_json
 from .errors import VectorStoreError
 
 __all__ = [
@@ -81,6 +81,11 @@ class _Tokens:
     """Access tokens from a token provider callable or google-auth credentials."""
 
     def __init__(self, credentials: Any) -> None:
+        if credentials is not None and not (callable(credentials) or _is_google_credentials(credentials)):
+            raise TypeError(
+                'credentials must be a callable returning an access token or google-auth credentials, '
+                f'not {type(credentials).__name__}'
+            )
         self._credentials = credentials
         self._lock: asyncio.Lock | None = None
 
@@ -88,7 +93,7 @@ class _Tokens:
         source = self._credentials
         if source is None:
             source = self._credentials = _default_credentials()
-        if hasattr(source, 'refresh') and hasattr(source, 'token'):
+        if _is_google_credentials(source):
             return await self._google_token(source)
         made = source()
         if inspect.isawaitable(made):
@@ -104,6 +109,10 @@ class _Tokens:
 
             await asyncio.to_thread(credentials.refresh, Request())
         return str(credentials.token)
+
+
+def _is_google_credentials(source: Any) -> bool:
+    return hasattr(source, 'refresh') and hasattr(source, 'token')
 
 
 def _default_credentials() -> Any:
@@ -144,8 +153,12 @@ def _ranked(documents: Sequence[Document], reply: Any, name: str) -> list[Docume
     ranked = []
     for record in records:
         try:
-            position = int(record['id'])
-            source = documents[position]
+            # The ids sent are the documents' positions as decimal text: nothing else names one
+            # (not "-1", which Python would read from the end, nor " 1 " or true).
+            record_id = record['id']
+            if not isinstance(record_id, str) or not record_id.isascii() or not record_id.isdigit():
+                raise ValueError(record_id)
+            source = documents[int(record_id)]
             score = float(record['score'])
         except (KeyError, TypeError, ValueError, IndexError):
             raise VectorStoreError(
@@ -173,10 +186,10 @@ def vertex_rerankers(
     ``endpoint`` replaces ``https://discoveryengine.googleapis.com`` (a proxy, a test server).
     Returns the reranker actions.
     """
-    if not isinstance(project_id, str) or not project_id:
-        raise TypeError('project_id must be a non-empty str')
-    if not isinstance(location, str) or not location:
-        raise TypeError('location must be a non-empty str')
+    path_segment(project_id, 'project_id')
+    path_segment(location, 'location')
+    if isinstance(models, str):
+        raise TypeError(f'models must be a list of model names, not the str {models!r}')
     names = list(KNOWN_MODELS if models is None else models)
     if not names or not all(isinstance(model, str) and model for model in names):
         raise TypeError('models must be a non-empty list of model names')
@@ -190,6 +203,10 @@ def vertex_rerankers(
             extra = _options_dict(options)
             # Fix of JS's quirk: a per-call location picks the URL and is not sent in the body.
             where = extra.pop('location', None) or location
+            try:
+                path_segment(where, 'location')
+            except (TypeError, ValueError) as error:
+                raise GenkitError(status='INVALID_ARGUMENT', message=f'{name}: {error}') from None
             url = f'{base}/v1/projects/{project_id}/locations/{where}/{_RANK_PATH}'
             body = {
                 'model': model,

@@ -94,6 +94,7 @@ impl PgVectorEngine {
             metadata_json_column,
             metadata_columns: columns.iter().map(|c| c.name.clone()).collect(),
         };
+        layout.check()?;
         let ddl = sql::create_table(&layout, vector_size, &id_type, &columns, overwrite_existing)?;
         let pg = self.pg.clone();
         ticket.run_blocking(move || block_on(store::run_ddl(&pg, &name, &ddl)))
@@ -143,6 +144,7 @@ impl PgVectorTable {
             metadata_json_column,
             metadata_columns,
         };
+        layout.check()?;
         let store =
             PgVectorStore::new(engine.pg.clone(), name, layout, Distance::parse(distance)?)?;
         Ok(PgVectorTable {

@@ -96,7 +96,45 @@ pub struct Layout {
     pub metadata_columns: Vec<String>,
 }
 
+/// PostgreSQL's longest identifier (NAMEDATALEN - 1 bytes); a longer one is cut short in
+/// DDL, after which the name given no longer finds the table.
+const MAX_IDENT_BYTES: usize = 63;
+
 impl Layout {
+    /// Each name is a usable identifier: not empty, no NUL, at most 63 bytes.
+    pub fn check(&self) -> Result<()> {
+        let names = [
+            ("schema", &self.schema),
+            ("table", &self.table),
+            ("id_column", &self.id_column),
+            ("content_column", &self.content_column),
+            ("embedding_column", &self.embedding_column),
+        ]
+        .into_iter()
+        .chain(
+            self.metadata_json_column
+                .iter()
+                .map(|name| ("metadata_json_column", name)),
+        )
+        .chain(
+            self.metadata_columns
+                .iter()
+                .map(|name| ("metadata column", name)),
+        );
+        for (what, name) in names {
+            quote_ident(name)?;
+            if name.len() > MAX_IDENT_BYTES {
+                return Err(Error::InvalidArgument {
+                    detail: format!(
+                        "{what} {name:?} is {} bytes long; PostgreSQL names hold at most {MAX_IDENT_BYTES}",
+                        name.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn qualified(&self) -> Result<String> {
         Ok(format!(
             "{}.{}",
@@ -502,7 +540,7 @@ pub fn knn_query(layout: &Layout, distance: Distance, filter: Option<&str>) -> R
     let op = distance.operator();
     let filter = filter.map_or_else(String::new, |f| format!(" WHERE {f}"));
     Ok(format!(
-        "SELECT {}::text, {}, {json}, {columns}, ({embedding} {op} $1)::float8 \
+        "SELECT {}::text, {}::text, {json}, {columns}, ({embedding} {op} $1)::float8 \
          FROM {table}{filter} ORDER BY {embedding} {op} $1 LIMIT $2",
         quote_ident(&layout.id_column)?,
         quote_ident(&layout.content_column)?,

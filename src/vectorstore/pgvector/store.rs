@@ -231,6 +231,13 @@ impl PgVectorStore {
             _ if vector.iter().any(|v| !v.is_finite()) => {
                 Err(self.fail("INVALID_ARGUMENT", "embedding contains NaN or infinity"))
             }
+            // A zero vector has no direction: its cosine distance to anything is NaN, which
+            // sorts after every real distance and scores nothing.
+            _ if self.distance == Distance::Cosine && vector.iter().all(|&v| v == 0.0) => Err(self
+                .fail(
+                    "INVALID_ARGUMENT",
+                    "embedding is all zeros, which has no cosine distance to anything",
+                )),
             _ => Ok(()),
         }
     }
@@ -483,19 +490,52 @@ impl PgVectorStore {
             err
         })?;
         let flip = self.distance == Distance::InnerProduct;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let distance: f64 = row.get(4);
-                Hit {
-                    id: row.get(0),
-                    content: row.get(1),
-                    metadata_json: row.get(2),
-                    columns_json: row.get(3),
-                    distance: if flip { -distance } else { distance },
-                }
-            })
-            .collect())
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let column_error = |column: usize, e: tokio_postgres::Error| {
+                self.fail(
+                    "DATA_LOSS",
+                    format!("a row cannot be read (column {column}): {e}"),
+                )
+            };
+            // A row with no embedding has no distance: it is no neighbour of anything (an
+            // index scan would not return it either). NULLs sort last, so only rows past the
+            // nearest ones are skipped.
+            let Some(distance) = row
+                .try_get::<_, Option<f64>>(4)
+                .map_err(|e| column_error(4, e))?
+            else {
+                continue;
+            };
+            let id: Option<String> = row.try_get(0).map_err(|e| column_error(0, e))?;
+            let id = id.ok_or_else(|| {
+                self.fail(
+                    "DATA_LOSS",
+                    format!(
+                        "a row has NULL in its id column {:?}",
+                        self.layout.id_column
+                    ),
+                )
+            })?;
+            let content: Option<String> = row.try_get(1).map_err(|e| column_error(1, e))?;
+            let content = content.ok_or_else(|| {
+                self.fail(
+                    "DATA_LOSS",
+                    format!(
+                        "row {id} has NULL in its content column {:?}",
+                        self.layout.content_column
+                    ),
+                )
+            })?;
+            hits.push(Hit {
+                id,
+                content,
+                metadata_json: row.try_get(2).map_err(|e| column_error(2, e))?,
+                columns_json: row.try_get(3).map_err(|e| column_error(3, e))?,
+                distance: if flip { -distance } else { distance },
+            });
+        }
+        Ok(hits)
     }
 
     /// Builds a vector index (replacing one of the same name), JS `applyVectorIndex`.
