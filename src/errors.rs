@@ -45,6 +45,11 @@ pub enum Error {
     #[error("invalid operation: {detail}")]
     InvalidOperation { detail: String },
 
+    /// A stored operation record that is not the operation it is stored as (written by
+    /// something else, or damaged): DATA_LOSS. Never read as a valid state.
+    #[error("operation {id:?}: the stored record is corrupt: {detail}")]
+    OperationCorrupt { id: String, detail: String },
+
     /// An argument outside its allowed range.
     #[error("{detail}")]
     InvalidArgument { detail: String },
@@ -150,6 +155,7 @@ impl Error {
 pyo3::import_exception!(genkit_parity.errors, SessionStoreError);
 pyo3::import_exception!(genkit_parity.errors, CorruptSessionError);
 pyo3::import_exception!(genkit_parity.errors, InvalidOperationError);
+pyo3::import_exception!(genkit_parity.errors, CorruptOperationError);
 // Vector index errors take `(message, index_name)`.
 pyo3::import_exception!(genkit_parity.errors, VectorStoreError);
 pyo3::import_exception!(genkit_parity.errors, InvalidVectorError);
@@ -168,6 +174,7 @@ impl From<Error> for PyErr {
             | Error::InvalidThread { .. }
             | Error::InvalidArgument { .. } => PyValueError::new_err(message),
             Error::InvalidOperation { .. } => InvalidOperationError::new_err((message,)),
+            Error::OperationCorrupt { id, .. } => CorruptOperationError::new_err((message, id)),
             Error::InvalidJson { .. } => PyTypeError::new_err(message),
             Error::Corrupt { session_id, .. } => {
                 CorruptSessionError::new_err((message, session_id))

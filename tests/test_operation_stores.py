@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from genkit_parity import Genkit, NotFoundError, PostgresOperationStore, RedisOperationStore, extend
+from genkit_parity import (
+    CorruptOperationError,
+    Genkit,
+    NotFoundError,
+    PostgresOperationStore,
+    RedisOperationStore,
+    extend,
+)
 from genkit_parity.background import OperationStore
 
 from ._engines import REDIS_URL, WORKER_PRELUDE, finish, spawn
@@ -112,6 +119,58 @@ async def test_unknown_or_expired_ids_are_not_found(engine):
     assert await store.get('short') is None
     with pytest.raises(NotFoundError):
         await ai.wait_for_operation('short', timeout=1)
+
+
+async def test_a_record_written_by_something_else_is_data_loss_never_a_state(engine):
+    store = make_store(engine)
+    ai = extend(Genkit(), operation_store=store)
+    ai.define_background_action('noop', start=lambda _: {'id': 'x', 'done': False}, check=lambda op: op)
+    kind, location = engine
+    # '"done": "yes"' would otherwise read as done (the provider never asked again).
+    for n, record in enumerate(
+        ['not json', '42', '{"id": "OTHER", "done": true}', '{"id": "ID", "done": "yes"}']
+    ):
+        op_id = f'tampered-{n}'
+        text = record.replace('"ID"', f'"{op_id}"')
+        await store.put({'id': op_id, 'action': '/background-model/noop', 'done': False})
+        if kind == 'redis':
+            subprocess.run(
+                ['redis-cli', '-h', '127.0.0.1', 'SET', f'{location}:op:{{{op_id}}}', text],
+                check=True,
+                capture_output=True,
+            )
+        else:
+            value = f"'{text}'::json" if text != 'not json' else "to_json('not json'::text)"
+            subprocess.run(
+                [
+                    'psql',
+                    location,
+                    '-qAtc',
+                    f"UPDATE genkit_operations SET operation = {value} WHERE id = '{op_id}'",
+                ],
+                check=True,
+                capture_output=True,
+            )
+        for read in (store.get, ai.check_operation):
+            with pytest.raises(CorruptOperationError) as corrupt:
+                await read(op_id)
+            assert corrupt.value.status == 'DATA_LOSS' and corrupt.value.operation_id == op_id
+
+
+async def test_an_id_that_starts_with_a_brace_is_checked_by_id(engine):
+    store = make_store(engine)
+    ai = extend(Genkit(), operation_store=store)
+    guid = '{3F2504E0-4F89-11D3-9A0C-0305E82C3301}'  # a GUID-style id, not JSON
+    action = ai.define_background_action(
+        'guid',
+        start=lambda _: {'id': guid, 'done': False},
+        check=lambda op: {**op.model_dump(), 'done': True},
+    )
+    started = await action.start({})
+    assert started.id == guid
+    checked = await ai.check_operation(guid)
+    assert checked.id == guid and checked.done is True
+    assert (await store.get(guid)).done is True
 
 
 def test_bad_operation_store_options():

@@ -35,8 +35,9 @@ async def test_partition_is_unavailable_in_time_and_the_retried_turn_is_stored_o
         elapsed = time.monotonic() - started
         assert failed.value.status == 'UNAVAILABLE'
         assert f'127.0.0.1:{proxy.port}' in str(failed.value)
-        # The 1 s retry budget plus one response timeout (2 s), not an indefinite hang.
-        assert elapsed < 5.0, elapsed
+        # Within the 1 s timeout: an unanswered attempt is bounded by it too (it waited the
+        # fixed 2 s response timeout before).
+        assert elapsed < 1.8, elapsed
 
         proxy.drop_replies = False
         # The same turn again: the server had applied it, so it is reported, not repeated.

@@ -450,6 +450,80 @@ def test_bad_options_are_rejected_by_name():
         RedisSessionStore(REDIS_URL, ttl=-1)
     with pytest.raises(ValueError, match='invalid PostgreSQL DSN'):
         PostgresSessionStore('postgresql://u:hunter2@h:notaport/db')
+    # However the password is written, a DSN or URL that cannot be parsed never shows it.
+    for make, bad in [
+        (PostgresSessionStore, 'host=127.0.0.1 password = hunter2 port=x'),
+        (PostgresSessionStore, "host=127.0.0.1 password='hunter2 x' port=x"),
+        (PostgresSessionStore, 'postgresql://h:notaport/db?password=hunter2'),
+        (RedisSessionStore, 'hunter2'),  # a password pasted where the URL goes
+    ]:
+        with pytest.raises(ValueError) as refused:
+            make(bad)
+        assert 'hunter2' not in str(refused.value), refused.value
+
+
+def redis_cli(*args: str) -> str:
+    return subprocess.run(
+        ['redis-cli', '-h', '127.0.0.1', *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+async def test_a_negative_stored_version_is_data_loss_not_a_huge_version(engine):
+    prefix = table_prefix()
+    store = make_store(engine, table_prefix=prefix)
+    message = '{"role":"user","content":[{"text":"x"}]}'
+    await store._commit('neg', turn_id='t-1', expected_version=0, threads=[('main', 0, False, [message])])
+    kind, location = engine
+    if kind == 'redis':
+        redis_cli('HSET', f'{location}:{prefix}:s:{{neg}}', 'v', '-1')
+    else:
+        psql(
+            f"UPDATE {prefix}sessions SET version = -1 WHERE session_id = 'neg'",
+            dbname=location.rsplit('/', 1)[1],
+        )
+    with pytest.raises(GenkitError) as corrupt:
+        await store._load_versioned('neg')
+    assert corrupt.value.status == 'DATA_LOSS' and 'negative' in str(corrupt.value)
+
+
+async def test_keys_a_lost_redis_session_left_behind_do_not_come_back(redis_location):
+    store = RedisSessionStore(REDIS_URL, prefix=redis_location)
+    ai = make_ai()
+    chat = ai.chat(store=store, session_id='orphan')
+    await chat.send('one')
+    chat2 = ai.chat(store=store, session_id='orphan2')
+    await chat2.send('kept')
+    # Eviction took the session's hash alone: the session reads as unknown, and a new one
+    # under the id starts over, not on top of the old thread.
+    redis_cli('DEL', f'{redis_location}:s:{{orphan}}')
+    assert await store.get('orphan') is None
+    fresh = ai.chat(store=store, session_id='orphan')
+    await fresh.send('fresh')
+    stored = await store.get('orphan')
+    assert stored is not None
+    assert [text(m) for m in stored['threads']['main']] == ['fresh', 're fresh saw 1']
+    # The thread index alone lost: a thread made anew does not append to the list it forgot.
+    redis_cli('DEL', f'{redis_location}:s:{{orphan2}}:threads')
+    again = ai.chat(store=store, session_id='orphan2')
+    await again.send('after')
+    stored = await store.get('orphan2')
+    assert stored is not None
+    assert [text(m) for m in stored['threads']['main']] == ['after', 're after saw 1']
+
+
+async def test_a_postgres_state_holding_a_nul_is_refused_on_every_write(database):
+    store = PostgresSessionStore(database, table_prefix=table_prefix())
+    ai = make_ai()
+    session = ai.create_session(store=store, session_id='nul', initial_state={'ok': 1})
+    await session.update_state({'ok': 1})
+    for patch in ({'k': 'x\x00y'}, {'k\x00': 1}, {'k': ['\x00']}):
+        with pytest.raises(ValueError, match='NUL character'):
+            await session.update_state(patch)
+    with pytest.raises(ValueError, match='NUL character'):
+        await ai.create_session(store=store, session_id='nul2', initial_state={'k': 'a\x00'}).update_state({})
+    await session.update_state({'k': 'a backslash \\u0000 is no NUL'})
+    loaded = await ai.load_session('nul', store=store)
+    assert loaded is not None and loaded.state == {'ok': 1, 'k': 'a backslash \\u0000 is no NUL'}
 
 
 async def test_expired_postgres_sessions_are_swept(database):

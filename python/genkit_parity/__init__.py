@@ -14,6 +14,7 @@ from ._native import __version__
 from .background import Operation, OperationStore, PostgresOperationStore, RedisOperationStore
 from .chat import Chat, ChatStreamResponse
 from .errors import (
+    CorruptOperationError,
     CorruptSessionError,
     CorruptVectorStoreError,
     InvalidOperationError,
@@ -58,6 +59,7 @@ __all__ = [
     'cleanup_tracing',
     'CommonRerankerOptions',
     'CommonRetrieverOptions',
+    'CorruptOperationError',
     'CorruptSessionError',
     'CorruptVectorStoreError',
     'current_session',

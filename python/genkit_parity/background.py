@@ -22,7 +22,7 @@ from genkit.model import Operation as GenkitOperation
 from pydantic import BaseModel, ConfigDict
 
 from . import _compat, _native, _runtime
-from .errors import InvalidOperationError, NotFoundError, OperationTimeoutError
+from .errors import CorruptOperationError, InvalidOperationError, NotFoundError, OperationTimeoutError
 from .schemas import dev_ui_schema, generation_common_config_schema
 
 __all__ = [
@@ -351,6 +351,16 @@ def _operation_json(operation: Operation) -> str:
     return operation.model_dump_json(by_alias=True, exclude_none=True)
 
 
+def _stored_operation(operation_id: str, stored: str) -> Operation:
+    """A record the core read back and checked (JSON of that operation), as an ``Operation``."""
+    try:
+        return Operation.model_validate_json(stored)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise CorruptOperationError(
+            f'operation {operation_id!r}: the stored record is corrupt: {error}', operation_id
+        ) from None
+
+
 class OperationStore:
     """Where operations live so that any worker can check them (base; see the two stores below).
 
@@ -365,16 +375,17 @@ class OperationStore:
 
     async def put(self, operation: object) -> Operation:
         """Store ``operation`` unless it would revert a done one; return what is stored now."""
-        text = _operation_json(to_operation(operation))
+        checked = to_operation(operation)
+        text = _operation_json(checked)
         stored: str = await _runtime.call(lambda ticket: self._core.put(ticket, text))
-        return Operation.model_validate_json(stored)
+        return _stored_operation(checked.id, stored)
 
     async def get(self, operation_id: str) -> Operation | None:
         """The stored operation, or None for an unknown or expired id."""
         if not isinstance(operation_id, str):
             raise TypeError(f'operation_id must be a str, not {type(operation_id).__name__}')
         stored: str | None = await _runtime.call(lambda ticket: self._core.get(ticket, operation_id))
-        return None if stored is None else Operation.model_validate_json(stored)
+        return None if stored is None else _stored_operation(operation_id, stored)
 
     @property
     def lease(self) -> float | None:
@@ -482,11 +493,19 @@ def set_operation_store(registry: Any, store: OperationStore | None) -> None:
 async def _current(registry: Any, operation: object) -> Operation:
     """The operation to act on: an id is looked up in the registry's store (NOT_FOUND if absent)."""
     store = _operation_stores.get(registry)
-    if store is not None and isinstance(operation, str) and not operation.lstrip().startswith('{'):
-        found = await store.get(operation)
-        if found is None:
+    if store is not None and isinstance(operation, str):
+        # An id may itself start with '{' ('{3F25...}'): looked up first, then read as JSON.
+        as_json = operation.lstrip().startswith('{')
+        try:
+            found = await store.get(operation)
+        except InvalidOperationError:  # no valid id (a long or multi-line JSON text)
+            if not as_json:
+                raise
+            found = None
+        if found is not None:
+            return found
+        if not as_json:
             raise NotFoundError(f'operation {operation!r} is unknown or has expired')
-        return found
     return to_operation(operation)
 
 

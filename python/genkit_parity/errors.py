@@ -12,6 +12,7 @@ from typing import Any
 from genkit import GenkitError
 
 __all__ = [
+    'CorruptOperationError',
     'CorruptSessionError',
     'CorruptVectorStoreError',
     'InvalidOperationError',
@@ -105,6 +106,21 @@ class InvalidOperationError(GenkitError, ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message=message, status='INVALID_ARGUMENT')
+
+
+class CorruptOperationError(GenkitError):
+    """An operation store holds a record under the id that is not that operation.
+
+    Written by something else, or damaged: not JSON, a field of the wrong type, another
+    operation's id.
+
+    Status ``DATA_LOSS``; ``operation_id`` names the operation. Never read as a valid state
+    (a ``"done": "yes"`` is not done), so the provider is not skipped on the strength of it.
+    """
+
+    def __init__(self, message: str, operation_id: str | None = None) -> None:
+        super().__init__(message=message, status='DATA_LOSS')
+        self.operation_id: str | None = operation_id
 
 
 class OperationTimeoutError(GenkitError, TimeoutError):

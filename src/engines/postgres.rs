@@ -481,35 +481,84 @@ fn target_of(config: &Config) -> Result<String> {
     }
 }
 
-/// The DSN with any password replaced by `***`, for error messages.
+/// The DSN (or URL) with any password replaced by `***`, for error messages: in the
+/// URL's user info and its `password=` query parameter, or as the `password` value of the
+/// key=value form (spaces around `=`, quoted values). Text that cannot be split into its
+/// parts is not shown at all, nor is a schemeless text with no `=` (a pasted password).
 pub fn redact_dsn(dsn: &str) -> String {
+    const HIDDEN: &str = "<not shown: it may hold a password>";
     if let Some(scheme_end) = dsn.find("://") {
-        let rest = &dsn[scheme_end + 3..];
+        let (head, rest) = dsn.split_at(scheme_end + 3);
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &dsn[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
+        let (authority, path) = rest.split_at(authority_end);
+        let authority = match authority.rfind('@') {
+            Some(at) => match authority[..at].find(':') {
+                Some(colon) => format!("{}:***{}", &authority[..colon], &authority[at..]),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let path = match path.split_once('?') {
+            Some((path, query)) => {
+                let query = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                            format!("{key}=***")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&");
+                format!("{path}?{query}")
             }
-        }
-        return dsn.to_owned();
+            None => path.to_owned(),
+        };
+        return format!("{head}{authority}{path}");
     }
-    // key=value form: blank out the value of `password=`.
-    dsn.split_whitespace()
-        .map(|pair| {
-            if pair.to_ascii_lowercase().starts_with("password=") {
-                "password=***"
-            } else {
-                pair
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    match key_value_pairs(dsn) {
+        Some(pairs) if !pairs.is_empty() => pairs
+            .into_iter()
+            .map(|(key, value)| {
+                if key.eq_ignore_ascii_case("password") {
+                    format!("{key}=***")
+                } else {
+                    format!("{key}={value}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => HIDDEN.to_owned(),
+    }
+}
+
+/// libpq's key=value form split into (key, raw value): `key = value`, values unquoted (up
+/// to whitespace) or in single quotes with backslash escapes. `None` if it is not that form.
+fn key_value_pairs(dsn: &str) -> Option<Vec<(&str, &str)>> {
+    let mut pairs = Vec::new();
+    let mut rest = dsn.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
+        let key = &rest[..key_end];
+        rest = rest[key_end..].trim_start().strip_prefix('=')?.trim_start();
+        let value_end = if rest.starts_with('\'') {
+            let mut escaped = false;
+            let close = rest.char_indices().skip(1).find(|&(_, c)| {
+                let closes = c == '\'' && !escaped;
+                escaped = c == '\\' && !escaped;
+                closes
+            })?;
+            close.0 + 1
+        } else {
+            rest.find(char::is_whitespace).unwrap_or(rest.len())
+        };
+        if key.is_empty() {
+            return None;
+        }
+        pairs.push((key, &rest[..value_end]));
+        rest = rest[value_end..].trim_start();
+    }
+    Some(pairs)
 }
 
 #[cfg(test)]
@@ -531,6 +580,29 @@ mod tests {
             "host=db password=*** user=bob"
         );
         assert_eq!(redact_dsn("postgresql://db/app"), "postgresql://db/app");
+        // Spaces around `=`, quoted values with spaces and escapes, a URL query parameter.
+        for (dsn, shown) in [
+            (
+                "host=db password = s3cret port=x",
+                "host=db password=*** port=x",
+            ),
+            (
+                "host=db password='s3 cret' port=x",
+                "host=db password=*** port=x",
+            ),
+            (r"password='it\'s s3cret' host=db", "password=*** host=db"),
+            ("host=db port=5432", "host=db port=5432"),
+            (
+                "postgresql://db/app?user=u&password=s3cret",
+                "postgresql://db/app?user=u&password=***",
+            ),
+        ] {
+            assert_eq!(redact_dsn(dsn), shown, "{dsn}");
+        }
+        // Not the key=value form, or cut short: nothing of it is shown.
+        for dsn in ["s3cret", "host=db password='s3cret", "=s3cret"] {
+            assert!(!redact_dsn(dsn).contains("s3cret"), "{dsn}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 
@@ -109,9 +109,7 @@ fn ttl_seconds(ttl: f64) -> PyResult<std::time::Duration> {
 
 fn retry(timeout: f64) -> PyResult<RetryPolicy> {
     if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
-        Ok(RetryPolicy::with_budget(
-            std::time::Duration::from_secs_f64(timeout),
-        ))
+        Ok(RetryPolicy::with_budget(Duration::from_secs_f64(timeout)))
     } else {
         Err(crate::errors::Error::InvalidArgument {
             detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
@@ -133,6 +131,9 @@ impl OperationStoreCore {
     ) -> PyResult<Self> {
         let options = RedisOptions {
             retry: retry(timeout)?,
+            // An attempt that gets no answer (a partition) gives up within the timeout too
+            // (at least 1 s, as for PostgreSQL).
+            response_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
             ..RedisOptions::default()
         };
         let store = RedisOperationStore::open(url, prefix, ttl_seconds(ttl)?, options)?;
@@ -153,6 +154,7 @@ impl OperationStoreCore {
     ) -> PyResult<Self> {
         let options = PgOptions {
             retry: retry(timeout)?,
+            attempt_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
             ..PgOptions::default()
         };
         let store = PostgresOperationStore::open(dsn, table_prefix, ttl_seconds(ttl)?, options)?;

@@ -49,6 +49,23 @@ fn check_id(id: &str) -> Result<&str> {
     Ok(id)
 }
 
+/// A record read back for `id`, checked to be that operation (an engine holds whatever was
+/// written to it): anything else is [`Error::OperationCorrupt`], never a state to act on.
+fn checked_record(id: &str, stored: String) -> Result<String> {
+    let corrupt = |detail: String| Error::OperationCorrupt {
+        id: id.to_owned(),
+        detail,
+    };
+    let operation = Operation::from_json(&stored).map_err(|e| corrupt(e.to_string()))?;
+    if operation.id != id {
+        return Err(corrupt(format!(
+            "it holds operation {:?}",
+            operation.id.chars().take(64).collect::<String>()
+        )));
+    }
+    Ok(stored)
+}
+
 fn check_ttl(ttl: Duration) -> Result<Duration> {
     if ttl < Duration::from_millis(1) {
         return Err(Error::InvalidArgument {
@@ -115,7 +132,7 @@ impl OperationStore for RedisOperationStore {
         };
         let ttl_ms = self.ttl.as_millis() as u64;
         // Idempotent (the same write twice stores the same thing): safe to retry.
-        block_on(self.redis.run(Retry::Safe, async |conn| {
+        let stored = block_on(self.redis.run(Retry::Safe, async |conn| {
             self.put
                 .key(&key)
                 .arg(&json)
@@ -123,14 +140,16 @@ impl OperationStore for RedisOperationStore {
                 .arg(ttl_ms)
                 .invoke_async(conn)
                 .await
-        }))
+        }))?;
+        checked_record(&operation.id, stored)
     }
 
     fn get(&self, id: &str) -> Result<Option<String>> {
         let key = self.key(check_id(id)?);
-        block_on(self.redis.run(Retry::Safe, async |conn| {
+        let stored: Option<String> = block_on(self.redis.run(Retry::Safe, async |conn| {
             redis::cmd("GET").arg(&key).query_async(conn).await
-        }))
+        }))?;
+        stored.map(|stored| checked_record(id, stored)).transpose()
     }
 
     fn try_lease(&self, id: &str, lease: Duration) -> Result<bool> {
@@ -223,7 +242,7 @@ impl OperationStore for PostgresOperationStore {
             t = self.table
         );
         let current = format!("SELECT operation::text FROM {} WHERE id = $1", self.table);
-        block_on(async {
+        let stored = block_on(async {
             self.ready().await?;
             self.pg
                 .transaction(async |tx| {
@@ -234,16 +253,18 @@ impl OperationStore for PostgresOperationStore {
                         )
                         .await?;
                     match written {
-                        Some(row) => Ok(row.get(0)),
+                        Some(row) => Ok(row.try_get(0)?),
                         // The stored one is done and this write was not: keep it.
                         None => Ok(tx
                             .query_one(&tx.prepare_cached(&current).await?, &[&id])
                             .await?
-                            .get(0)),
+                            .try_get::<_, Option<String>>(0)?
+                            .unwrap_or_default()),
                     }
                 })
                 .await
-        })
+        })?;
+        checked_record(&id, stored)
     }
 
     fn get(&self, id: &str) -> Result<Option<String>> {
@@ -252,17 +273,21 @@ impl OperationStore for PostgresOperationStore {
             "SELECT operation::text FROM {} WHERE id = $1 AND (expires_at IS NULL OR expires_at > now())",
             self.table
         );
-        block_on(async {
+        let stored: Option<Option<String>> = block_on(async {
             self.ready().await?;
             self.pg
                 .run(async |client| {
                     let row = client
                         .query_opt(&client.prepare_cached(&select).await?, &[&id])
                         .await?;
-                    Ok(row.map(|r| r.get(0)))
+                    Ok(row.map(|r| r.try_get(0)).transpose()?)
                 })
                 .await
-        })
+        })?;
+        // A row whose operation is NULL is as corrupt as one holding something else.
+        stored
+            .map(|stored| checked_record(id, stored.unwrap_or_default()))
+            .transpose()
     }
 
     fn try_lease(&self, id: &str, lease: Duration) -> Result<bool> {

@@ -18,7 +18,9 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use super::data::{SessionData, StoredSession, stored_message};
-use super::store::{Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind};
+use super::store::{
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, stored_version,
+};
 use crate::engines::block_on;
 use crate::engines::postgres::{PgOptions, Postgres};
 use crate::errors::{Error, Result};
@@ -431,7 +433,7 @@ impl PostgresStore {
         order.sort_unstable_by_key(|(position, _)| *position);
         let mut read = ReadSession {
             attempt,
-            version: version as u64,
+            version: stored_version(session_id, "sessions row", version)?,
             state,
             threads: Vec::with_capacity(order.len()),
         };
@@ -497,6 +499,9 @@ impl PostgresStore {
                 ("m", Some(patch.get()))
             }
         };
+        if let Some(state) = state {
+            check_no_nul(session_id, state)?;
+        }
         let names: Vec<&str> = commit.threads.iter().map(|d| d.thread.as_str()).collect();
         let loaded: Vec<i32> = commit
             .threads
@@ -551,7 +556,7 @@ impl PostgresStore {
             .await?;
         let status: String = row.get(0);
         let version: Option<i64> = row.get(1);
-        let version = version.unwrap_or(0) as u64;
+        let version = stored_version(session_id, "session commit", version.unwrap_or(0))?;
         match status.as_str() {
             "ok" | "dup" => {
                 let duplicate = status == "dup";
@@ -778,6 +783,28 @@ fn check_patch(session_id: &str, patch: &RawValue) -> Result<()> {
         })
 }
 
+/// PostgreSQL's JSON functions (which merge a state patch) cannot read a NUL character
+/// (`\u0000`, anywhere in the object), so a state holding one is refused on every write,
+/// not stored to break the session's next merge.
+fn check_no_nul(session_id: &str, json: &str) -> Result<()> {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while let Some(offset) = bytes[i..].iter().position(|&b| b == b'\\') {
+        let at = i + offset;
+        if bytes[at + 1..].starts_with(b"u0000") {
+            return Err(Error::InvalidArgument {
+                detail: format!(
+                    "session {session_id:?}: the state holds a NUL character (\\u0000), which \
+                     PostgreSQL's JSON functions cannot read"
+                ),
+            });
+        }
+        // Past the escaped character: in `\\u0000` the second backslash is escaped, not escaping.
+        i = (at + 2).min(bytes.len());
+    }
+    Ok(())
+}
+
 fn conflict_error(session_id: &str, expected: u64, stored: u64) -> Error {
     Error::Conflict {
         session_id: session_id.to_owned(),
@@ -826,5 +853,20 @@ impl SessionStore for PostgresStore {
 
     fn sweep_expired(&self) -> Result<u64> {
         block_on(self.sweep_expired_async())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_no_nul;
+
+    #[test]
+    fn a_nul_is_found_in_json_text_and_an_escaped_backslash_is_not_one() {
+        assert!(check_no_nul("s", r#"{"k":"x\u0000y"}"#).is_err());
+        assert!(check_no_nul("s", r#"{"k\u0000":1}"#).is_err());
+        assert!(check_no_nul("s", r#"{"k":"x\\u0000y"}"#).is_ok());
+        assert!(check_no_nul("s", r#"{"k":"x\\\u0000y"}"#).is_err());
+        assert!(check_no_nul("s", r#"{"k":"\u00001"}"#).is_err());
+        assert!(check_no_nul("s", r#"{"k":"\u0001","j":"\\"}"#).is_ok());
     }
 }

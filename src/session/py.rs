@@ -594,6 +594,9 @@ impl SharedStoreCore {
     ) -> PyResult<Self> {
         let options = RedisOptions {
             retry: retry_from(timeout)?,
+            // An attempt that gets no answer (a partition) gives up within the timeout too
+            // (at least 1 s, as for PostgreSQL).
+            response_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
             ..RedisOptions::default()
         };
         let store = RedisStore::open(

@@ -25,7 +25,9 @@ use redis::{Script, Value};
 use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData, StoredSession, stored_message};
-use super::store::{Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind};
+use super::store::{
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, stored_version,
+};
 use crate::engines::block_on;
 use crate::engines::redis::{Redis, RedisOptions, Retry};
 use crate::errors::{Error, Result};
@@ -78,6 +80,14 @@ if stored then
 elseif expected > 0 and mode ~= 'f' and mode ~= 'w' then
   return {'lost'}
 end
+if not stored then
+  -- A new session. Keys left by one whose hash was evicted (or expired first) are not its
+  -- history: that one read as unknown, so nothing of it may come back now.
+  local all = redis.call('ZRANGE', threadsk, 0, -1, 'WITHSCORES')
+  for j = 2, #all, 2 do redis.call('DEL', thread_key(all[j])) end
+  redis.call('DEL', statek, threadsk, turnsk, turnlog)
+  redis.call('HDEL', meta, 'sk', 's')
+end
 
 local force = (mode == 'f' or mode == 'w')
 local conflict = (not force) and v ~= expected
@@ -105,11 +115,16 @@ local gaps = {}
 for t = 1, nthreads do
   local p = plan[t]
   local idx = p.idx
+  local key
   if not idx then
     idx = redis.call('ZCARD', threadsk)
     redis.call('ZADD', threadsk, idx, p.name)
+    key = thread_key(idx)
+    -- A new thread starts empty, even over a list its index lost track of.
+    redis.call('DEL', key)
+  else
+    key = thread_key(idx)
   end
-  local key = thread_key(idx)
   local gap = {}
   if p.kind == 'r' then
     redis.call('DEL', key)
@@ -423,7 +438,7 @@ impl RedisStore {
                     .ok_or_else(|| bad("no version"))?;
                 let state = items.next().ok_or_else(|| bad("no state"))?;
                 let mut outcome = Committed {
-                    version: version as u64,
+                    version: stored_version(session_id, "Redis save reply", version)?,
                     duplicate: tag == "dup",
                     ..Committed::default()
                 };
@@ -756,7 +771,7 @@ impl RedisStore {
         }
         let mut lists: Vec<Value> = reply.collect();
         let mut stored = StoredSession {
-            version: version as u64,
+            version: stored_version(session_id, "Redis load reply", version)?,
             state: state.map(|s| s.get().to_owned()),
             threads: Vec::with_capacity(threads.len()),
         };
@@ -822,7 +837,7 @@ impl RedisStore {
             .and_then(into_array)
             .ok_or_else(|| bad("no threads"))?;
         let mut stored = StoredSession {
-            version: version as u64,
+            version: stored_version(session_id, &format!("Redis key {}", keys.meta), version)?,
             state: state.map(|s| s.get().to_owned()),
             threads: Vec::new(),
         };

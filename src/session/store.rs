@@ -283,6 +283,18 @@ pub fn merge_state(
     RawValue::from_string(text).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// A session version read back from an engine (a signed integer there), checked: a negative
+/// one was written by something else, and read `as u64` it would wrap to a huge version.
+pub fn stored_version(session_id: &str, location: &str, version: i64) -> Result<u64> {
+    u64::try_from(version).map_err(|_| {
+        Error::corrupt(
+            session_id,
+            location,
+            format!("version {version} is negative"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
