@@ -42,6 +42,11 @@ async def test_wrong_argument_types_name_the_argument(ai, memory_store):
         FileSessionStore(3.5)
     with pytest.raises(TypeError, match='path must be a str or path'):
         SqliteSessionStore(None)
+    # Not truthiness: durable='no' would have turned durability on.
+    with pytest.raises(TypeError, match="durable must be True or False, not 'no'"):
+        SqliteSessionStore(':memory:', durable='no')
+    with pytest.raises(TypeError, match='durable must be True or False'):
+        FileSessionStore('.', durable=1)
     session = ai.create_session()
     with pytest.raises(TypeError, match='patch must be a mapping'):
         await session.update_state([('a', 1)])

@@ -450,6 +450,12 @@ def test_bad_options_are_rejected_by_name():
         RedisSessionStore(REDIS_URL, ttl=-1)
     with pytest.raises(ValueError, match='invalid PostgreSQL DSN'):
         PostgresSessionStore('postgresql://u:hunter2@h:notaport/db')
+    with pytest.raises(TypeError, match='pool_size'):
+        PostgresSessionStore('postgresql://postgres@127.0.0.1/postgres', pool_size='8')  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='pool_size'):
+        PostgresSessionStore('postgresql://postgres@127.0.0.1/postgres', pool_size=2**70)
+    with pytest.raises(ValueError, match=r'TLS \(rediss://\) is not built in'):
+        RedisSessionStore('rediss://127.0.0.1:6380/0')
     # However the password is written, a DSN or URL that cannot be parsed never shows it.
     for make, bad in [
         (PostgresSessionStore, 'host=127.0.0.1 password = hunter2 port=x'),

@@ -167,6 +167,13 @@ class _DiskSessionStore(NativeSessionStore):
         await _runtime.call(lambda ticket: self._core.set_state(ticket, session_id, state_json))
 
 
+def _check_bool(value: object, what: str = 'durable') -> bool:
+    # Not bool(value): durable='no' would turn durability on.
+    if not isinstance(value, bool):
+        raise TypeError(f'{what} must be True or False, not {value!r}')
+    return value
+
+
 def _check_path(value: object, name: str) -> str:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f'{name} must be a str or path, not {type(value).__name__}')
@@ -193,7 +200,9 @@ class FileSessionStore(_DiskSessionStore):
 
     def __init__(self, directory: str | os.PathLike[str], *, durable: bool = False) -> None:
         """Open (creating if needed) a store in ``directory``."""
-        self._core = _native.DiskStoreCore.file(_check_path(directory, 'directory'), durable=bool(durable))
+        self._core = _native.DiskStoreCore.file(
+            _check_path(directory, 'directory'), durable=_check_bool(durable)
+        )
 
     @property
     def directory(self) -> Path:
@@ -218,7 +227,7 @@ class SqliteSessionStore(_DiskSessionStore):
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = False) -> None:
         """Open (creating if needed) the database at ``path``."""
-        self._core = _native.DiskStoreCore.sqlite(_check_path(path, 'path'), durable=bool(durable))
+        self._core = _native.DiskStoreCore.sqlite(_check_path(path, 'path'), durable=_check_bool(durable))
 
     @property
     def path(self) -> Path:
@@ -411,8 +420,10 @@ class PostgresSessionStore(SharedSessionStore):
             raise TypeError(f'dsn must be a str, not {type(dsn).__name__}')
         if not isinstance(table_prefix, str):
             raise TypeError(f'table_prefix must be a str, not {type(table_prefix).__name__}')
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f'pool_size must be a positive int, not {pool_size!r}')
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
+            raise TypeError(f'pool_size must be an int, not {type(pool_size).__name__}')
+        if not 1 <= pool_size <= 10_000:
+            raise ValueError(f'pool_size must be from 1 to 10000 connections, not {pool_size!r}')
         self._on_conflict = _check_on_conflict(on_conflict)
         self._core = _native.SharedStoreCore.postgres(
             dsn,

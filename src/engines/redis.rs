@@ -119,6 +119,18 @@ impl Redis {
         if let Some(handle) = handles.get(&key) {
             return Ok(handle.clone());
         }
+        if url
+            .get(..9)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
+        {
+            return Err(Error::InvalidArgument {
+                detail: format!(
+                    "invalid Redis URL ({}): TLS (rediss://) is not built in; reach the server \
+                     through a TLS tunnel and use redis://",
+                    super::postgres::redact_dsn(url)
+                ),
+            });
+        }
         let client = Client::open(url).map_err(|e| Error::InvalidArgument {
             detail: format!(
                 "invalid Redis URL ({}): {}",
@@ -392,6 +404,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("invalid Redis URL"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = Redis::open("rediss://:hunter2@h:6380/0", RedisOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TLS (rediss://) is not built in"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

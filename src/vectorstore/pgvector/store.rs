@@ -111,6 +111,8 @@ impl PgVectorStore {
                     "42P01" | "3F000" | "42704" => "NOT_FOUND",
                     "42P07" | "23505" => "ALREADY_EXISTS",
                     "42501" => "PERMISSION_DENIED",
+                    // A syntax error: an `unsafe_sql_filter` that is not SQL.
+                    "42601" => "INVALID_ARGUMENT",
                     c if c.starts_with("22") || c.starts_with("23") || c == "42804" => {
                         "INVALID_ARGUMENT"
                     }
