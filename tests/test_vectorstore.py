@@ -239,6 +239,7 @@ async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
         ({'k': float('nan')}, 'k must be a non-negative integer'),
         ({'k': 2.5}, 'k must be a non-negative integer'),
         ({'where': [1]}, 'where'),
+        ({'where': {'x': float('nan')}}, 'where must hold JSON values only'),
     ]:
         with pytest.raises(genkit.GenkitError, match=needle):
             await ai.retrieve(retriever=retriever, query='ok', options=options)

@@ -152,7 +152,10 @@ def _where_json(options: Mapping[str, Any]) -> str | None:
         raise _invalid(
             f'options.where must be an object of metadata key -> value, not {type(where).__name__}'
         )
-    return json.dumps(where, ensure_ascii=False)
+    try:
+        return json.dumps(where, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:  # NaN matches nothing; an object has no JSON form
+        raise _invalid(f'options.where must hold JSON values only: {error}') from None
 
 
 class DevLocalVectorStore:
