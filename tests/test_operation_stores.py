@@ -171,6 +171,8 @@ async def test_an_id_that_starts_with_a_brace_is_checked_by_id(engine):
     checked = await ai.check_operation(guid)
     assert checked.id == guid and checked.done is True
     assert (await store.get(guid)).done is True
+    with pytest.raises(NotFoundError):
+        await ai.check_operation('{00000000-0000-0000-0000-000000000000}')
 
 
 def test_bad_operation_store_options():

@@ -17,6 +17,7 @@ import pytest
 from genkit import GenkitError
 
 from genkit_parity import (
+    CorruptSessionError,
     Genkit,
     PostgresSessionStore,
     RedisSessionStore,
@@ -490,6 +491,26 @@ async def test_a_negative_stored_version_is_data_loss_not_a_huge_version(engine)
     with pytest.raises(GenkitError) as corrupt:
         await store._load_versioned('neg')
     assert corrupt.value.status == 'DATA_LOSS' and 'negative' in str(corrupt.value)
+    # A save is refused before it writes anything (in both conflict modes' paths).
+    for expected in (1, 0):
+        with pytest.raises(CorruptSessionError):
+            await store._commit(
+                'neg',
+                turn_id=f't-{expected + 2}',
+                expected_version=expected,
+                threads=[('main', 1, False, [message])],
+            )
+    if kind == 'redis':
+        assert redis_cli('HGET', f'{location}:{prefix}:s:{{neg}}', 'v').strip() == '-1'
+    else:
+        db = location.rsplit('/', 1)[1]
+        assert (
+            psql(f"SELECT version FROM {prefix}sessions WHERE session_id = 'neg'", dbname=db).strip() == '-1'
+        )
+        assert (
+            psql(f"SELECT count(*) FROM {prefix}session_messages WHERE session_id = 'neg'", dbname=db).strip()
+            == '1'
+        )
 
 
 async def test_keys_a_lost_redis_session_left_behind_do_not_come_back(redis_location):
@@ -508,13 +529,21 @@ async def test_keys_a_lost_redis_session_left_behind_do_not_come_back(redis_loca
     stored = await store.get('orphan')
     assert stored is not None
     assert [text(m) for m in stored['threads']['main']] == ['fresh', 're fresh saw 1']
-    # The thread index alone lost: a thread made anew does not append to the list it forgot.
+    # The thread index alone lost: its messages are not read as a session without threads,
+    # nor appended to or deleted by a save (DATA_LOSS); a whole save replaces them.
     redis_cli('DEL', f'{redis_location}:s:{{orphan2}}:threads')
-    again = ai.chat(store=store, session_id='orphan2')
-    await again.send('after')
+    with pytest.raises(CorruptSessionError) as lost_index:
+        await store.get('orphan2')
+    assert lost_index.value.status == 'DATA_LOSS' and 'thread index' in str(lost_index.value)
+    with pytest.raises(CorruptSessionError):
+        await store._commit(
+            'orphan2', turn_id='t-x', expected_version=1, threads=[('main', 0, False, ['{}'])]
+        )
+    assert redis_cli('LLEN', f'{redis_location}:s:{{orphan2}}:t:0').strip() == '2'
+    await store.save('orphan2', {'threads': {'main': [{'role': 'user', 'content': [{'text': 'whole'}]}]}})
     stored = await store.get('orphan2')
     assert stored is not None
-    assert [text(m) for m in stored['threads']['main']] == ['after', 're after saw 1']
+    assert [text(m) for m in stored['threads']['main']] == ['whole']
 
 
 async def test_a_postgres_state_holding_a_nul_is_refused_on_every_write(database):

@@ -220,6 +220,12 @@ async def test_a_document_twice_in_one_call_is_stored_once_and_bad_queries_are_r
     with pytest.raises(VectorStoreError) as caught:
         await ai.retrieve(retriever='chroma/twice', query='nan')
     assert caught.value.status == 'INVALID_ARGUMENT' and 'NaN' in str(caught.value)
+    # chromadb would store a NaN embedding: refused, naming the document, nothing written.
+    with pytest.raises(VectorStoreError, match='embedding of document 1 contains NaN'):
+        await ai.index(
+            indexer='chroma/twice', documents=[Document.from_text('bbb'), Document.from_text('nan')]
+        )
+    assert client.get_collection('twice').count() == 2
     with pytest.raises(VectorStoreError) as caught:
         await create_chroma_collection(name='twice', client=client)
     assert caught.value.status == 'ALREADY_EXISTS'

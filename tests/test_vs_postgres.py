@@ -364,6 +364,13 @@ async def test_what_postgresql_cannot_keep_is_refused_before_anything_is_written
         assert caught.value.status == 'INVALID_ARGUMENT', caught.value
         assert expected in str(caught.value)
     assert psql('SELECT count(*) FROM refused', db=database) == '0'
+    # Checked before the first batch is written: a bad document 150 stores none of 0-149.
+    many = [Document.from_text(f'a{i}') for i in range(150)]
+    with pytest.raises(GenkitError, match='parts other than text'):
+        await ai.index(
+            indexer='postgres/refused', documents=[*many, Document.from_media('https://x/y.png', 'image/png')]
+        )
+    assert psql('SELECT count(*) FROM refused', db=database) == '0'
     await ai.index(indexer='postgres/refused', documents=[Document.from_text('abc', {'note': 'a\\u0000b'})])
     found = await ai.retrieve(
         retriever='postgres/refused', query='a', options={'filter': {'note': 'a\\u0000b'}}
@@ -383,19 +390,32 @@ async def test_names_and_knobs_postgresql_would_cut_short_or_misread_are_refused
     assert psql(f"SELECT count(*) FROM pg_class WHERE relname LIKE '{'t' * 63}%'", db=database) == '0'
     with pytest.raises(ValueError, match='63'):
         define_postgres_vector_store(Genkit(), table='u' * 64, embedder='toy', engine=engine)
-    with pytest.raises(TypeError, match='vector_size'):
+    with pytest.raises(ValueError, match='vector_size'):
         await engine.init_vectorstore_table('wide', 16001)
-    with pytest.raises(TypeError, match='pool_size'):
-        PostgresEngine.from_url(dsn(database), pool_size=-1)
-    with pytest.raises(TypeError, match=r'HNSWIndex\.m'):
+    with pytest.raises(TypeError, match='vector_size'):
+        await engine.init_vectorstore_table('wide', 3.0)  # type: ignore[arg-type]
+    for pool_size in (-1, 0, 10**9, 2**70):  # 10**9 connections' worth of queue would abort
+        with pytest.raises(ValueError, match='pool_size'):
+            PostgresEngine.from_url(dsn(database), pool_size=pool_size)
+    with pytest.raises(ValueError, match=r'HNSWIndex\.m'):
         HNSWIndex(m=-1)
-    with pytest.raises(TypeError, match=r'IVFFlatIndex\.lists'):
+    with pytest.raises(ValueError, match=r'IVFFlatIndex\.lists'):
         IVFFlatIndex(lists=0)
     ai = toy_ai()
     await engine.init_vectorstore_table('knobs', 3)
     store = define_postgres_vector_store(ai, table='knobs', embedder='toy', engine=engine)
     with pytest.raises(TypeError, match='HNSWIndex, IVFFlatIndex or ExactNearestNeighbor'):
         await store.apply_vector_index('hnsw')  # type: ignore[arg-type]
+    # The default index name <table>genkitvectorindex would be cut short (and could name the
+    # table itself): refused, and a name of one's own works.
+    long_table = 'l' * 50
+    await engine.init_vectorstore_table(long_table, 3)
+    long_store = define_postgres_vector_store(ai, table=long_table, embedder='toy', engine=engine)
+    with pytest.raises(VectorStoreError, match='pass a shorter name=') as caught:
+        await long_store.apply_vector_index(HNSWIndex())
+    assert caught.value.status == 'INVALID_ARGUMENT'
+    await long_store.apply_vector_index(HNSWIndex(name='long_hnsw'))
+    assert psql("SELECT count(*) FROM pg_indexes WHERE indexname = 'long_hnsw'", db=database) == '1'
     for batch_size in (-5, 0, 'x'):
         with pytest.raises(GenkitError, match='batch_size must be a positive int'):
             await store.index([Document.from_text('a')], {'batch_size': batch_size})

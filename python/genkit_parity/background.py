@@ -493,20 +493,22 @@ def set_operation_store(registry: Any, store: OperationStore | None) -> None:
 async def _current(registry: Any, operation: object) -> Operation:
     """The operation to act on: an id is looked up in the registry's store (NOT_FOUND if absent)."""
     store = _operation_stores.get(registry)
-    if store is not None and isinstance(operation, str):
-        # An id may itself start with '{' ('{3F25...}'): looked up first, then read as JSON.
-        as_json = operation.lstrip().startswith('{')
-        try:
-            found = await store.get(operation)
-        except InvalidOperationError:  # no valid id (a long or multi-line JSON text)
-            if not as_json:
-                raise
-            found = None
-        if found is not None:
-            return found
-        if not as_json:
+    if store is not None and isinstance(operation, str) and not _is_json_object(operation):
+        # An id, even one that starts with '{' ('{3F25...}', a GUID: not JSON).
+        found = await store.get(operation)
+        if found is None:
             raise NotFoundError(f'operation {operation!r} is unknown or has expired')
+        return found
     return to_operation(operation)
+
+
+def _is_json_object(text: str) -> bool:
+    if not text.lstrip().startswith('{'):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 # An entry is used only while the registry still holds the same start action at that

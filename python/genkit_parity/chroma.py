@@ -36,7 +36,7 @@ from . import rag
 from ._json import compact_json
 from ._offload import run_in_worker
 from ._vectordocs import checked_vector, doc_from_data, doc_id, embed_documents, option, top_k
-from .errors import VectorStoreError
+from .errors import InvalidVectorError, VectorStoreError
 
 __all__ = [
     'ChromaRetrieverOptions',
@@ -108,17 +108,27 @@ def _store_error(error: Exception, store: str) -> Exception:
     return VectorStoreError(text, store, 'INTERNAL')
 
 
-def _matrix(embeddings: list[list[float]]) -> Any:
+def _matrix(embeddings: list[list[float]], store: str, positions: list[int]) -> Any:
     """The embeddings as one float32 matrix (chromadb would convert them list by list).
 
-    Ragged ones stay lists, for chromadb to report.
+    Ragged ones stay lists, for chromadb to report. chromadb stores NaN and infinity (and
+    float32 turns 1e39 into infinity): refused here, naming the document (row ``i`` is the
+    call's document ``positions[i]``).
     """
     import numpy as np  # a dependency of chromadb
 
     try:
-        return np.asarray(embeddings, dtype=np.float32)
+        matrix = np.asarray(embeddings, dtype=np.float32)
     except ValueError:
         return embeddings
+    if matrix.ndim == 2 and not np.isfinite(matrix).all():
+        row = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+        raise InvalidVectorError(
+            f'{store}: the embedding of document {positions[row]} contains NaN or infinity '
+            '(as float32, the values Chroma stores)',
+            store,
+        )
+    return matrix
 
 
 def _collection_gone(error: Exception) -> bool:
@@ -295,7 +305,11 @@ def define_chroma_vector_store(
                 first.setdefault(doc_id(document), position)
             ids = list(first)
             kept = [batch[position] for position in first.values()]
-            embeddings = _matrix([vectors[position] for position in first.values()])
+            embeddings = _matrix(
+                [vectors[position] for position in first.values()],
+                name,
+                [start + position for position in first.values()],
+            )
             texts = [document.data for document in kept]
             metadatas = [_chroma_metadata(document) for document in kept]
 

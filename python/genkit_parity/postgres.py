@@ -62,6 +62,7 @@ __all__ = [
 DEFAULT_K = 4
 DEFAULT_BATCH_SIZE = 100
 MAX_DIMENSIONS = 16000  # pgvector's widest vector column
+MAX_POOL_SIZE = 10_000  # the core's bound (deadpool sizes its queue by it up front)
 
 
 class DistanceStrategy(str, enum.Enum):
@@ -81,10 +82,18 @@ class Column:
     nullable: bool = True
 
 
+def _int_in(value: object, what: str, low: int, high: int) -> int:
+    """``value`` if it is an int from ``low`` to ``high``: TypeError if no int, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f'{what} must be an int, not {type(value).__name__}')
+    if not low <= value <= high:
+        raise ValueError(f'{what} must be from {low} to {high}, not {value!r}')
+    return value
+
+
 def _positive(value: object, what: str) -> None:
     # pgvector checks the ranges itself; this keeps other values from reaching it as u32s.
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**31:
-        raise TypeError(f'{what} must be a positive int, not {value!r}')
+    _int_in(value, what, 1, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -180,8 +189,7 @@ class PostgresEngine:
         """
         if not isinstance(dsn, str) or not dsn:
             raise TypeError('dsn must be a non-empty str')
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise TypeError(f'pool_size must be a positive int, not {pool_size!r}')
+        _int_in(pool_size, 'pool_size', 1, MAX_POOL_SIZE)
         native = _native.PgVectorEngine(
             dsn, pool_size=pool_size, connect_timeout=connect_timeout, retry_seconds=retry_seconds
         )
@@ -214,14 +222,7 @@ class PostgresEngine:
         metadata unless ``store_metadata=False``. An existing table is an error
         (``ALREADY_EXISTS``) unless ``overwrite_existing=True`` drops it first.
         """
-        if (
-            isinstance(vector_size, bool)
-            or not isinstance(vector_size, int)
-            or not 1 <= vector_size <= MAX_DIMENSIONS
-        ):
-            raise TypeError(
-                f'vector_size must be an int from 1 to {MAX_DIMENSIONS} (pgvector), not {vector_size!r}'
-            )
+        _int_in(vector_size, 'vector_size (pgvector)', 1, MAX_DIMENSIONS)
         if isinstance(id_column, Column):
             id_name, id_type = id_column.name, id_column.data_type
         else:
@@ -366,25 +367,33 @@ class PostgresVectorStore:
         return row_id, _text(document, self.name), stored, values
 
     async def index(self, documents: Sequence[Document], options: Any = None) -> None:
-        """Embed and upsert ``documents`` in batches; each batch is all-or-nothing."""
+        """Embed and upsert ``documents`` in batches; each batch is all-or-nothing.
+
+        Every document is checked before the first is embedded (a bad one writes nothing).
+        """
         batch_size = option(options, 'batch_size', DEFAULT_BATCH_SIZE)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GenkitError(
                 status='INVALID_ARGUMENT',
                 message=f'{self.name}: batch_size must be a positive int, not {batch_size!r}',
             )
+        rows = [self._row(document) for document in documents]
         for start in range(0, len(documents), batch_size):
             batch = list(documents[start : start + batch_size])
             embeddings = await embed_documents(
                 self._ai, self._embedder, batch, self._embedder_options, self.name
             )
-            await self.upsert_embedded(batch, embeddings)
+            await self._upsert_rows(rows[start : start + batch_size], embeddings)
 
     async def upsert_embedded(
         self, documents: Sequence[Document], embeddings: Sequence[Sequence[float]]
     ) -> None:
         """Upsert documents whose embeddings are already computed, in one batch."""
-        rows = [self._row(document) for document in documents]
+        await self._upsert_rows([self._row(document) for document in documents], embeddings)
+
+    async def _upsert_rows(
+        self, rows: list[tuple[str, str, str | None, str | None]], embeddings: Sequence[Sequence[float]]
+    ) -> None:
         # Lists pass as they are (the core reads their floats directly); arrays become lists once.
         vectors = [vector if isinstance(vector, list) else _as_list(vector) for vector in embeddings]
         await _runtime.call(

@@ -422,7 +422,7 @@ class PostgresSessionStore(SharedSessionStore):
             raise TypeError(f'table_prefix must be a str, not {type(table_prefix).__name__}')
         if isinstance(pool_size, bool) or not isinstance(pool_size, int):
             raise TypeError(f'pool_size must be an int, not {type(pool_size).__name__}')
-        if not 1 <= pool_size <= 10_000:
+        if not 1 <= pool_size <= 10_000:  # the core's bound (a negative one cannot reach it)
             raise ValueError(f'pool_size must be from 1 to 10000 connections, not {pool_size!r}')
         self._on_conflict = _check_on_conflict(on_conflict)
         self._core = _native.SharedStoreCore.postgres(

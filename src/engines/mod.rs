@@ -12,6 +12,7 @@
 //! runtime (a Redis session commit) by awaiting them directly.
 
 pub mod postgres;
+pub mod redact;
 pub mod redis;
 
 use std::future::Future;

@@ -48,6 +48,7 @@ use tokio_postgres::{Config, IsolationLevel, NoTls, Row};
 
 pub use deadpool_postgres::{ClientWrapper as Client, Transaction};
 
+use super::redact::redact_dsn;
 use super::{RetryPolicy, current_pid};
 use crate::errors::{Error, Result};
 
@@ -152,13 +153,20 @@ macro_rules! with_retries {
     }};
 }
 
+/// The most connections one pool may hold.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
 impl Postgres {
     /// The handle for `dsn` with `options`: the same one for every caller in this process.
     /// Does not connect; a DSN that cannot be parsed is `InvalidArgument` (without echoing it).
     pub fn open(dsn: &str, options: PgOptions) -> Result<Postgres> {
-        if options.pool_size == 0 {
+        // deadpool sizes its queue and semaphore by it up front: a huge one aborts.
+        if !(1..=MAX_POOL_SIZE).contains(&options.pool_size) {
             return Err(Error::InvalidArgument {
-                detail: "pool_size must be at least 1".into(),
+                detail: format!(
+                    "pool_size must be from 1 to {MAX_POOL_SIZE} connections, not {}",
+                    options.pool_size
+                ),
             });
         }
         static HANDLES: Mutex<Option<HashMap<(String, PgOptions), Postgres>>> = Mutex::new(None);
@@ -481,86 +489,6 @@ fn target_of(config: &Config) -> Result<String> {
     }
 }
 
-/// The DSN (or URL) with any password replaced by `***`, for error messages: in the
-/// URL's user info and its `password=` query parameter, or as the `password` value of the
-/// key=value form (spaces around `=`, quoted values). Text that cannot be split into its
-/// parts is not shown at all, nor is a schemeless text with no `=` (a pasted password).
-pub fn redact_dsn(dsn: &str) -> String {
-    const HIDDEN: &str = "<not shown: it may hold a password>";
-    if let Some(scheme_end) = dsn.find("://") {
-        let (head, rest) = dsn.split_at(scheme_end + 3);
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at(authority_end);
-        let authority = match authority.rfind('@') {
-            Some(at) => match authority[..at].find(':') {
-                Some(colon) => format!("{}:***{}", &authority[..colon], &authority[at..]),
-                None => authority.to_owned(),
-            },
-            None => authority.to_owned(),
-        };
-        let path = match path.split_once('?') {
-            Some((path, query)) => {
-                let query = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                            format!("{key}=***")
-                        }
-                        _ => pair.to_owned(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&");
-                format!("{path}?{query}")
-            }
-            None => path.to_owned(),
-        };
-        return format!("{head}{authority}{path}");
-    }
-    match key_value_pairs(dsn) {
-        Some(pairs) if !pairs.is_empty() => pairs
-            .into_iter()
-            .map(|(key, value)| {
-                if key.eq_ignore_ascii_case("password") {
-                    format!("{key}=***")
-                } else {
-                    format!("{key}={value}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => HIDDEN.to_owned(),
-    }
-}
-
-/// libpq's key=value form split into (key, raw value): `key = value`, values unquoted (up
-/// to whitespace) or in single quotes with backslash escapes. `None` if it is not that form.
-fn key_value_pairs(dsn: &str) -> Option<Vec<(&str, &str)>> {
-    let mut pairs = Vec::new();
-    let mut rest = dsn.trim_start();
-    while !rest.is_empty() {
-        let key_end = rest.find(|c: char| c == '=' || c.is_whitespace())?;
-        let key = &rest[..key_end];
-        rest = rest[key_end..].trim_start().strip_prefix('=')?.trim_start();
-        let value_end = if rest.starts_with('\'') {
-            let mut escaped = false;
-            let close = rest.char_indices().skip(1).find(|&(_, c)| {
-                let closes = c == '\'' && !escaped;
-                escaped = c == '\\' && !escaped;
-                closes
-            })?;
-            close.0 + 1
-        } else {
-            rest.find(char::is_whitespace).unwrap_or(rest.len())
-        };
-        if key.is_empty() {
-            return None;
-        }
-        pairs.push((key, &rest[..value_end]));
-        rest = rest[value_end..].trim_start();
-    }
-    Some(pairs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,42 +496,6 @@ mod tests {
 
     /// The machine's shared server (see the Makefile's `services` target).
     const DSN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
-
-    #[test]
-    fn redacts_passwords_in_both_dsn_forms() {
-        assert_eq!(
-            redact_dsn("postgresql://bob:s3cret@db:5432/app"),
-            "postgresql://bob:***@db:5432/app"
-        );
-        assert_eq!(
-            redact_dsn("host=db password=s3cret user=bob"),
-            "host=db password=*** user=bob"
-        );
-        assert_eq!(redact_dsn("postgresql://db/app"), "postgresql://db/app");
-        // Spaces around `=`, quoted values with spaces and escapes, a URL query parameter.
-        for (dsn, shown) in [
-            (
-                "host=db password = s3cret port=x",
-                "host=db password=*** port=x",
-            ),
-            (
-                "host=db password='s3 cret' port=x",
-                "host=db password=*** port=x",
-            ),
-            (r"password='it\'s s3cret' host=db", "password=*** host=db"),
-            ("host=db port=5432", "host=db port=5432"),
-            (
-                "postgresql://db/app?user=u&password=s3cret",
-                "postgresql://db/app?user=u&password=***",
-            ),
-        ] {
-            assert_eq!(redact_dsn(dsn), shown, "{dsn}");
-        }
-        // Not the key=value form, or cut short: nothing of it is shown.
-        for dsn in ["s3cret", "host=db password='s3cret", "=s3cret"] {
-            assert!(!redact_dsn(dsn).contains("s3cret"), "{dsn}");
-        }
-    }
 
     #[test]
     fn one_handle_per_dsn_and_options() {

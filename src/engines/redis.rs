@@ -127,14 +127,14 @@ impl Redis {
                 detail: format!(
                     "invalid Redis URL ({}): TLS (rediss://) is not built in; reach the server \
                      through a TLS tunnel and use redis://",
-                    super::postgres::redact_dsn(url)
+                    super::redact::redact_url(url)
                 ),
             });
         }
         let client = Client::open(url).map_err(|e| Error::InvalidArgument {
             detail: format!(
                 "invalid Redis URL ({}): {}",
-                super::postgres::redact_dsn(url),
+                super::redact::redact_url(url),
                 e.detail().unwrap_or("cannot parse it")
             ),
         })?;

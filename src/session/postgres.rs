@@ -74,6 +74,12 @@ BEGIN
         SELECT s.version, s.state::text INTO o_version, o_state
             FROM {sessions} s WHERE s.session_id = p_sid FOR UPDATE;
     END IF;
+    IF o_version < 0 THEN
+        -- Written by something else: refused before anything is written (the caller reads
+        -- the version and reports the record as corrupt).
+        o_status := 'corrupt';
+        RETURN;
+    END IF;
 
     IF p_turn IS NOT NULL THEN
         PERFORM 1 FROM {turns} t WHERE t.session_id = p_sid AND t.turn_id = p_turn;

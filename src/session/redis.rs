@@ -76,7 +76,9 @@ local stored = redis.call('HGET', meta, 'v')
 local v = 0
 if stored then
   v = tonumber(stored)
-  if v == nil then return {'corrupt', 'the version field is not a number'} end
+  if v == nil or v < 0 or v % 1 ~= 0 then
+    return {'corrupt', 'the version field is not a non-negative integer'}
+  end
 elseif expected > 0 and mode ~= 'f' and mode ~= 'w' then
   return {'lost'}
 end
@@ -98,6 +100,11 @@ for t = 1, nthreads do
   p.idx = redis.call('ZSCORE', threadsk, p.name)
   p.len = 0
   if p.idx then p.len = redis.call('LLEN', thread_key(p.idx)) end
+  if stored and mode ~= 'w' and not p.idx
+      and redis.call('EXISTS', thread_key(redis.call('ZCARD', threadsk))) == 1 then
+    -- The list a new thread would take exists: the thread index lost track of it.
+    return {'corrupt', 'a thread list exists that the thread index does not name'}
+  end
   if (not force) and p.kind == 'a' and p.len < p.loaded then return {'short', v, p.name, p.len} end
 end
 
@@ -115,16 +122,13 @@ local gaps = {}
 for t = 1, nthreads do
   local p = plan[t]
   local idx = p.idx
-  local key
   if not idx then
     idx = redis.call('ZCARD', threadsk)
     redis.call('ZADD', threadsk, idx, p.name)
-    key = thread_key(idx)
-    -- A new thread starts empty, even over a list its index lost track of.
-    redis.call('DEL', key)
-  else
-    key = thread_key(idx)
   end
+  local key = thread_key(idx)
+  -- A whole save replaces every thread, lists its index lost track of included.
+  if mode == 'w' then redis.call('DEL', key) end
   local gap = {}
   if p.kind == 'r' then
     redis.call('DEL', key)
@@ -770,6 +774,20 @@ impl RedisStore {
             ));
         }
         let mut lists: Vec<Value> = reply.collect();
+        if threads.is_empty() {
+            // No thread listed, yet the list of the first one holds messages: the thread
+            // index was lost (evicted), not the messages.
+            let first = scores.iter().position(|s| s == "0");
+            if let Some(Value::Array(list)) = first.and_then(|at| lists.get(at))
+                && !list.is_empty()
+            {
+                return Err(Error::corrupt(
+                    session_id,
+                    format!("Redis key {}", keys.threads),
+                    "a thread list exists that the thread index does not name",
+                ));
+            }
+        }
         let mut stored = StoredSession {
             version: stored_version(session_id, "Redis load reply", version)?,
             state: state.map(|s| s.get().to_owned()),

@@ -23,9 +23,10 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::DerefMut;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use serde_json::{Map, Value};
 
@@ -635,16 +636,25 @@ impl LocalIndex {
             metadata: &row.metadata,
             inv_norm: row.inv_norm,
         });
-        self.publish_once_durable(&mut st, dims, spare, rows, || self.append(mark, &fresh), Ok)
+        let state: &mut State = &mut st;
+        self.publish_once_durable(
+            move || state,
+            dims,
+            spare,
+            rows,
+            || self.append(mark, &fresh),
+            Ok,
+        )
     }
 
     /// Moves the call's new rows into memory while `make_durable` runs on another thread,
-    /// and keeps them only once it and then `commit` (on this thread) succeed: `st`, write-
-    /// locked by the caller, keeps them unseen until then, and a failure takes them out
-    /// again (nothing of the call is acknowledged). Returns how many rows were added.
-    fn publish_once_durable<'r, T: Send>(
+    /// and keeps them only once it and then `commit` (on this thread) succeed: the state,
+    /// write-locked by `lock_state` once the other thread has started, keeps them unseen
+    /// until then, and a failure takes them out again (nothing of the call is acknowledged).
+    /// With no thread to spare, `make_durable` runs here. Returns how many rows were added.
+    fn publish_once_durable<'r, T: Send, S: DerefMut<Target = State>>(
         &self,
-        st: &mut State,
+        lock_state: impl FnOnce() -> S,
         dims: usize,
         spare: Option<Spare>,
         rows: impl ExactSizeIterator<Item = RowIn<'r>>,
@@ -652,11 +662,21 @@ impl LocalIndex {
         commit: impl FnOnce(T) -> Result<FileMark>,
     ) -> Result<usize> {
         let count = rows.len();
-        let before = st.rows.len();
-        let durable = std::thread::scope(|scope| {
+        // Taken back from here if no thread can be started for it.
+        let job = Mutex::new(Some(make_durable));
+        let run_job = || {
+            let job = job.lock().unwrap_or_else(PoisonError::into_inner).take();
+            job.map_or_else(
+                || Err(self.storage(&self.log_path, "the write ran twice")),
+                |f| f(),
+            )
+        };
+        let (mut st, before, durable) = std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("gkp-sync".into())
-                .spawn_scoped(scope, make_durable);
+                .spawn_scoped(scope, run_job);
+            let mut st = lock_state();
+            let before = st.rows.len();
             st.rows.dims = dims;
             st.rows.reserve(count, spare);
             for row in rows {
@@ -669,15 +689,13 @@ impl LocalIndex {
                     row.inv_norm,
                 );
             }
-            match worker {
+            let durable = match worker {
                 Ok(worker) => worker.join().unwrap_or_else(|_| {
                     Err(self.storage(&self.log_path, "the thread writing the index panicked"))
                 }),
-                Err(e) => Err(self.storage(
-                    &self.log_path,
-                    format!("cannot start a thread to write the index: {e}"),
-                )),
-            }
+                Err(_) => run_job(),
+            };
+            (st, before, durable)
         });
         match durable.and_then(commit) {
             Ok(end) => {

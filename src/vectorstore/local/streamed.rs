@@ -197,9 +197,15 @@ impl LocalIndex {
             file.sync_data()
                 .map_err(|e| self.storage(&self.log_path, e))
         };
-        let mut st = self.write();
-        self.publish_once_durable(&mut st, dims, spare, rows, sync, |()| log.committed())
-            .map_err(Stop::Failed)
+        self.publish_once_durable(
+            || self.write(),
+            dims,
+            spare,
+            rows,
+            sync,
+            |()| log.committed(),
+        )
+        .map_err(Stop::Failed)
     }
 }
 

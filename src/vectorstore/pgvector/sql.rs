@@ -100,10 +100,31 @@ pub struct Layout {
 /// DDL, after which the name given no longer finds the table.
 const MAX_IDENT_BYTES: usize = 63;
 
+/// `name` quoted, if PostgreSQL keeps it whole (not empty, no NUL, at most 63 bytes).
+fn full_ident(what: &str, name: &str) -> Result<String> {
+    if name.len() > MAX_IDENT_BYTES {
+        return Err(Error::InvalidArgument {
+            detail: format!(
+                "{what} {name:?} is {} bytes long; PostgreSQL names hold at most {MAX_IDENT_BYTES}",
+                name.len()
+            ),
+        });
+    }
+    quote_ident(name)
+}
+
+/// An index name as DDL names it: cut short by PostgreSQL, a long (default
+/// `<table>genkitvectorindex`) name could match the table's or another index's.
+fn index_ident(name: &str) -> Result<String> {
+    full_ident("index name", name).map_err(|e| Error::InvalidArgument {
+        detail: format!("{e} (pass a shorter name=)"),
+    })
+}
+
 impl Layout {
     /// Each name is a usable identifier: not empty, no NUL, at most 63 bytes.
     pub fn check(&self) -> Result<()> {
-        let names = [
+        let mut names = [
             ("schema", &self.schema),
             ("table", &self.table),
             ("id_column", &self.id_column),
@@ -121,18 +142,7 @@ impl Layout {
                 .iter()
                 .map(|name| ("metadata column", name)),
         );
-        for (what, name) in names {
-            quote_ident(name)?;
-            if name.len() > MAX_IDENT_BYTES {
-                return Err(Error::InvalidArgument {
-                    detail: format!(
-                        "{what} {name:?} is {} bytes long; PostgreSQL names hold at most {MAX_IDENT_BYTES}",
-                        name.len()
-                    ),
-                });
-            }
-        }
-        Ok(())
+        names.try_for_each(|(what, name)| full_ident(what, name).map(drop))
     }
 
     pub fn qualified(&self) -> Result<String> {
@@ -572,7 +582,7 @@ pub fn create_index(
     Ok(format!(
         "CREATE INDEX {}{} ON {} USING {method} ({} {}) WITH ({with})",
         if concurrently { "CONCURRENTLY " } else { "" },
-        quote_ident(name)?,
+        index_ident(name)?,
         layout.qualified()?,
         quote_ident(&layout.embedding_column)?,
         distance.ops_class()
@@ -583,7 +593,7 @@ pub fn drop_index(layout: &Layout, name: &str) -> Result<String> {
     Ok(format!(
         "DROP INDEX IF EXISTS {}.{}",
         quote_ident(&layout.schema)?,
-        quote_ident(name)?
+        index_ident(name)?
     ))
 }
 
