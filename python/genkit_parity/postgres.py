@@ -39,6 +39,7 @@ from genkit import Document, GenkitError
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import _native, _runtime, rag
+from ._checks import MAX_POOL_SIZE, int_in
 from ._vectordocs import doc_id, embed_documents, option, top_k
 from .errors import VectorStoreError
 
@@ -62,7 +63,6 @@ __all__ = [
 DEFAULT_K = 4
 DEFAULT_BATCH_SIZE = 100
 MAX_DIMENSIONS = 16000  # pgvector's widest vector column
-MAX_POOL_SIZE = 10_000  # the core's bound (deadpool sizes its queue by it up front)
 
 
 class DistanceStrategy(str, enum.Enum):
@@ -82,18 +82,9 @@ class Column:
     nullable: bool = True
 
 
-def _int_in(value: object, what: str, low: int, high: int) -> int:
-    """``value`` if it is an int from ``low`` to ``high``: TypeError if no int, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'{what} must be an int, not {type(value).__name__}')
-    if not low <= value <= high:
-        raise ValueError(f'{what} must be from {low} to {high}, not {value!r}')
-    return value
-
-
 def _positive(value: object, what: str) -> None:
     # pgvector checks the ranges itself; this keeps other values from reaching it as u32s.
-    _int_in(value, what, 1, 2**31 - 1)
+    int_in(value, what, 1, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -189,7 +180,7 @@ class PostgresEngine:
         """
         if not isinstance(dsn, str) or not dsn:
             raise TypeError('dsn must be a non-empty str')
-        _int_in(pool_size, 'pool_size', 1, MAX_POOL_SIZE)
+        int_in(pool_size, 'pool_size', 1, MAX_POOL_SIZE)
         native = _native.PgVectorEngine(
             dsn, pool_size=pool_size, connect_timeout=connect_timeout, retry_seconds=retry_seconds
         )
@@ -222,7 +213,7 @@ class PostgresEngine:
         metadata unless ``store_metadata=False``. An existing table is an error
         (``ALREADY_EXISTS``) unless ``overwrite_existing=True`` drops it first.
         """
-        _int_in(vector_size, 'vector_size (pgvector)', 1, MAX_DIMENSIONS)
+        int_in(vector_size, 'vector_size (pgvector)', 1, MAX_DIMENSIONS)
         if isinstance(id_column, Column):
             id_name, id_type = id_column.name, id_column.data_type
         else:

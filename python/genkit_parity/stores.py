@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from . import _native, _runtime
+from ._checks import MAX_POOL_SIZE, int_in
 from ._json import dumps_value
 
 __all__ = [
@@ -420,10 +421,7 @@ class PostgresSessionStore(SharedSessionStore):
             raise TypeError(f'dsn must be a str, not {type(dsn).__name__}')
         if not isinstance(table_prefix, str):
             raise TypeError(f'table_prefix must be a str, not {type(table_prefix).__name__}')
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int):
-            raise TypeError(f'pool_size must be an int, not {type(pool_size).__name__}')
-        if not 1 <= pool_size <= 10_000:  # the core's bound (a negative one cannot reach it)
-            raise ValueError(f'pool_size must be from 1 to 10000 connections, not {pool_size!r}')
+        int_in(pool_size, 'pool_size', 1, MAX_POOL_SIZE)
         self._on_conflict = _check_on_conflict(on_conflict)
         self._core = _native.SharedStoreCore.postgres(
             dsn,
