@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -9,7 +10,13 @@ import sqlite3
 import pytest
 from genkit import Message, Part
 
-from genkit_parity import CorruptSessionError, FileSessionStore, SqliteSessionStore
+from genkit_parity import (
+    CorruptSessionError,
+    FileSessionStore,
+    InMemorySessionStore,
+    SessionConflictError,
+    SqliteSessionStore,
+)
 
 from ._proc import run_python, spawn_python, store_location
 
@@ -95,6 +102,71 @@ async def test_two_processes_append_to_one_session_lose_nothing(kind, tmp_path):
         assert prompts == [f'{name}-{turn}' for turn in range(100)]
     # Every user message is immediately followed by its own reply: turns never interleave.
     assert [m['role'] for m in messages] == ['user', 'model'] * 200
+
+
+STATE_WRITER = """
+import os, time
+async def main():
+    ai = Genkit()
+    store = make_store(sys.argv[1], sys.argv[2])
+    session = await ai.load_session('shared', store=store)
+    print('loaded', flush=True)
+    while not os.path.exists(sys.argv[3]):  # every writer loads before any of them writes
+        time.sleep(0.005)
+    for i in range(50):
+        await session.update_state({f'k{sys.argv[4]}': i})
+    print(json.dumps(session.state))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize('kind', STORES)
+async def test_four_processes_updating_state_lose_no_key(kind, tmp_path):
+    location = store_location(kind, tmp_path)
+    await make_store(kind, tmp_path).save('shared', {'state': {'user': 'Ada'}, 'threads': {}})
+    go = tmp_path / 'go'
+    writers = [spawn_python(STATE_WRITER, kind, location, str(go), str(w)) for w in range(4)]
+    for writer in writers:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == 'loaded\n', writer.stderr.read() if writer.stderr else ''
+    go.touch()
+    for w, writer in enumerate(writers):
+        with writer:
+            out, stderr = writer.communicate(timeout=300)
+        assert writer.returncode == 0, stderr
+        # Each session keeps its own view: what it loaded and what it wrote.
+        assert json.loads(out.strip().splitlines()[-1]) == {'user': 'Ada', f'k{w}': 49}
+    stored = await make_store(kind, tmp_path).get('shared')
+    assert stored['state'] == {'user': 'Ada', 'k0': 49, 'k1': 49, 'k2': 49, 'k3': 49}
+
+
+def local_store(kind, tmp_path):
+    return InMemorySessionStore() if kind == 'memory' else make_store(kind, tmp_path)
+
+
+@pytest.mark.parametrize('kind', ['memory', *STORES])
+async def test_a_replace_from_a_stale_copy_is_refused_and_loses_nothing(ai, kind, tmp_path):
+    store = local_store(kind, tmp_path)
+    first = ai.create_session(store=store, session_id='s')
+    await first.chat().send('one')
+    # A second writer (another process, or another session object) loads and adds a turn.
+    other = await ai.load_session('s', store=store)
+    await other.chat().send('two')
+    replaced = [Message(role='user', content=[Part(text='only')])]
+    with pytest.raises(SessionConflictError, match='holds 4 messages where this session holds 2') as error:
+        await first.update_messages('main', replaced)
+    assert error.value.status == 'ABORTED'
+    assert error.value.session_id == 's'
+    # A new preamble is a replace too.
+    with pytest.raises(SessionConflictError):
+        await first.chat(system='be brief').send('three')
+    stored = await store.get('s')
+    assert [m['content'][0]['text'] for m in stored['threads']['main'][::2]] == ['one', 'two']
+    assert len(first.threads['main']) == 2  # the refused write left the session as it was
+    # Loaded again, the session holds every turn, and its replace goes through.
+    again = await ai.load_session('s', store=store)
+    await again.update_messages('main', replaced)
+    assert (await store.get('s'))['threads']['main'] == [{'role': 'user', 'content': [{'text': 'only'}]}]
 
 
 @pytest.mark.parametrize('kind', STORES)

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from genkit_parity import FileSessionStore, SqliteSessionStore
+from genkit_parity.stores import NativeSessionStore
 
 from ._proc import spawn_python
 
@@ -33,6 +34,11 @@ def test_process_exits_cleanly_right_after_a_core_job(kind, tmp_path):
         assert out.strip() == '"done"'
 
 
+async def append(store: NativeSessionStore, session_id: str, messages: list[str]) -> None:
+    """A chat turn's write: ``messages`` appended to thread ``main``."""
+    await store._commit(session_id, turn_id=None, expected_version=0, threads=[('main', 0, False, messages)])
+
+
 def test_stores_shared_by_threads_with_their_own_loops(tmp_path):
     store = SqliteSessionStore(tmp_path / 'db.sqlite')
     files = FileSessionStore(tmp_path / 'files')
@@ -42,8 +48,8 @@ def test_stores_shared_by_threads_with_their_own_loops(tmp_path):
         async def run() -> None:
             for i in range(20):
                 message = f'{{"role":"user","content":[{{"text":"{name}-{i}"}}]}}'
-                await store._append('shared', 'main', [message])
-                await files._append('shared', 'main', [message])
+                await append(store, 'shared', [message])
+                await append(files, 'shared', [message])
 
         try:
             asyncio.run(run())
@@ -87,10 +93,10 @@ async def test_cancelled_waiter_does_not_cancel_the_write(tmp_path):
 async def test_errors_from_workers_are_typed(tmp_path):
     store = FileSessionStore(tmp_path)
     with pytest.raises(TypeError, match='not valid JSON'):
-        await store._append('s', 'main', ['{not json'])
+        await append(store, 's', ['{not json'])
     with pytest.raises(ValueError, match='invalid session id'):
-        await store._append('../s', 'main', ['{}'])
-    await store._append('s', 'main', ['{"role":"user","content":[]}'])
+        await append(store, '../s', ['{}'])
+    await append(store, 's', ['{"role":"user","content":[]}'])
     assert len((await store.get('s'))['threads']['main']) == 1
 
 

@@ -166,12 +166,12 @@ class Session:
         if current is not None and not isinstance(current, Mapping):
             raise TypeError(f'cannot merge a patch into state of type {type(current).__name__}')
         new_state = {**(current or {}), **patch}
-        state_json = dumps_value(new_state, what='state')
         async with self._write_lock:
-            shared = self._shared()
-            if self._incremental and shared is not None:
-                # Only the changed keys travel: they merge onto whatever another worker stored.
-                done = await shared._commit(
+            store = self._store
+            if self._incremental and isinstance(store, NativeSessionStore):
+                # Only the changed keys travel: the store merges them onto whatever another
+                # writer stored, so no writer's keys are lost.
+                done = await store._commit(
                     self._id,
                     turn_id=new_turn_id(),
                     expected_version=self._version,
@@ -180,11 +180,11 @@ class Session:
                     state_json=dumps_value(dict(patch), what='state'),
                 )
                 self._version = done.version
-                self._state = None if done.state_json is None else json.loads(done.state_json)
-            elif self._incremental and isinstance(self._store, NativeSessionStore):
-                await self._store._set_state(self._id, state_json)
-                self._state = new_state
+                # A shared store returns the merged state, other workers' keys included; a
+                # single-process store leaves this session its own view (as for threads).
+                self._state = new_state if done.state_json is None else json.loads(done.state_json)
             else:
+                dumps_value(new_state, what='state')  # refused before the session changes
                 previous, self._state = self._state, new_state
                 try:
                     await self._save_whole()
@@ -270,10 +270,6 @@ class Session:
             lock = self._turn_locks[thread] = asyncio.Lock()
         return lock
 
-    def _shared(self) -> SharedSessionStore | None:
-        store = self._store
-        return store if isinstance(store, SharedSessionStore) else None
-
     def _thread_version(self, thread: str) -> int:
         return self._thread_versions.get(thread, 0)
 
@@ -300,15 +296,8 @@ class Session:
         """Persist a thread, then make it the session's. ``first_new`` marks an append."""
         async with self._write_lock:
             store = self._store
-            shared = self._shared()
-            if self._incremental and shared is not None:
-                await self._commit_shared(shared, thread, messages, first_new)
-            elif self._incremental and isinstance(store, NativeSessionStore):
-                if first_new is None:
-                    await store._replace_thread(self._id, thread, [message_to_json(m) for m in messages])
-                else:
-                    await store._append(self._id, thread, [message_to_json(m) for m in messages[first_new:]])
-                self._threads[thread] = messages
+            if self._incremental and isinstance(store, NativeSessionStore):
+                await self._commit_native(store, thread, messages, first_new)
             else:
                 previous = self._threads.get(thread)
                 self._threads[thread] = messages
@@ -322,10 +311,14 @@ class Session:
                     raise
             self._thread_versions[thread] = self._thread_version(thread) + 1
 
-    async def _commit_shared(
-        self, store: SharedSessionStore, thread: str, messages: list[Message], first_new: int | None
+    async def _commit_native(
+        self, store: NativeSessionStore, thread: str, messages: list[Message], first_new: int | None
     ) -> None:
-        """One versioned commit of a thread; the thread then includes what others stored."""
+        """One commit of a thread; on a shared store it then includes what others stored.
+
+        A replace carries how many messages this session held, so a store refuses it when
+        another writer changed the thread meanwhile (its write would be dropped).
+        """
         held = self._threads.get(thread, [])
         append = first_new is not None and first_new == len(held)
         start = first_new if append and first_new is not None else 0

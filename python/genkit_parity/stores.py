@@ -94,13 +94,24 @@ class NativeSessionStore:
     async def _save(self, session_id: str, data_json: str) -> None:
         raise NotImplementedError
 
-    async def _append(self, session_id: str, thread: str, messages: list[str]) -> None:
-        raise NotImplementedError
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        turn_id: str | None,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str = 'keep',
+        state_json: str | None = None,
+    ) -> Committed:
+        """One turn's writes, applied atomically.
 
-    async def _replace_thread(self, session_id: str, thread: str, messages: list[str]) -> None:
-        raise NotImplementedError
-
-    async def _set_state(self, session_id: str, state_json: str | None) -> None:
+        ``threads`` holds ``(thread, messages held before, replace?, messages)``; a replace
+        is refused (:class:`~genkit_parity.SessionConflictError`) when the thread is not
+        what the writer held. ``state_mode`` is ``'keep'``, ``'merge'`` (``state_json``: the
+        changed top-level keys, merged into the stored state) or ``'replace'``. Shared
+        stores also check ``expected_version`` and deduplicate by ``turn_id``.
+        """
         raise NotImplementedError
 
 
@@ -132,14 +143,25 @@ class InMemorySessionStore(NativeSessionStore):
     async def _save(self, session_id: str, data_json: str) -> None:
         self._core.save(session_id, data_json)
 
-    async def _append(self, session_id: str, thread: str, messages: list[str]) -> None:
-        self._core.append(session_id, thread, messages)
-
-    async def _replace_thread(self, session_id: str, thread: str, messages: list[str]) -> None:
-        self._core.replace_thread(session_id, thread, messages)
-
-    async def _set_state(self, session_id: str, state_json: str | None) -> None:
-        self._core.set_state(session_id, state_json)
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        turn_id: str | None,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str = 'keep',
+        state_json: str | None = None,
+    ) -> Committed:
+        version, duplicate, unseen, state = self._core.commit(
+            session_id,
+            turn_id=turn_id,
+            expected_version=expected_version,
+            threads=threads,
+            state_mode=state_mode,
+            state_json=state_json,
+        )
+        return Committed(version, duplicate, dict(unseen), state)
 
 
 class _DiskSessionStore(NativeSessionStore):
@@ -158,14 +180,19 @@ class _DiskSessionStore(NativeSessionStore):
     async def _save(self, session_id: str, data_json: str) -> None:
         await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
 
-    async def _append(self, session_id: str, thread: str, messages: list[str]) -> None:
-        await _runtime.call(lambda ticket: self._core.append(ticket, session_id, thread, messages))
-
-    async def _replace_thread(self, session_id: str, thread: str, messages: list[str]) -> None:
-        await _runtime.call(lambda ticket: self._core.replace_thread(ticket, session_id, thread, messages))
-
-    async def _set_state(self, session_id: str, state_json: str | None) -> None:
-        await _runtime.call(lambda ticket: self._core.set_state(ticket, session_id, state_json))
+    async def _commit(
+        self,
+        session_id: str,
+        *,
+        turn_id: str | None,
+        expected_version: int,
+        threads: list[tuple[str, int, bool, list[str]]],
+        state_mode: str = 'keep',
+        state_json: str | None = None,
+    ) -> Committed:
+        return await _ticket_commit(
+            self._core, session_id, turn_id, expected_version, threads, state_mode, state_json
+        )
 
 
 def _check_bool(value: object, what: str = 'durable') -> bool:
@@ -237,7 +264,12 @@ class SqliteSessionStore(_DiskSessionStore):
 
 
 class Committed:
-    """What a versioned commit did (see ``SharedStoreCore.commit``)."""
+    """What a commit did (see ``NativeSessionStore._commit``).
+
+    The version after it (``0`` for single-process stores), whether its turn id had been
+    applied already, per thread the stored messages the writer had not seen (shared stores
+    only), and the stored state after it (shared stores only).
+    """
 
     __slots__ = ('duplicate', 'state_json', 'unseen', 'version')
 
@@ -326,24 +358,39 @@ class SharedSessionStore(NativeSessionStore):
         self,
         session_id: str,
         *,
-        turn_id: str,
+        turn_id: str | None,
         expected_version: int,
         threads: list[tuple[str, int, bool, list[str]]],
         state_mode: str = 'keep',
         state_json: str | None = None,
     ) -> Committed:
-        version, duplicate, unseen, state = await _runtime.call(
-            lambda ticket: self._core.commit(
-                ticket,
-                session_id,
-                turn_id=turn_id,
-                expected_version=expected_version,
-                threads=threads,
-                state_mode=state_mode,
-                state_json=state_json,
-            )
+        return await _ticket_commit(
+            self._core, session_id, turn_id, expected_version, threads, state_mode, state_json
         )
-        return Committed(version, duplicate, dict(unseen), state)
+
+
+async def _ticket_commit(
+    core: _native.DiskStoreCore | _native.SharedStoreCore,
+    session_id: str,
+    turn_id: str | None,
+    expected_version: int,
+    threads: list[tuple[str, int, bool, list[str]]],
+    state_mode: str,
+    state_json: str | None,
+) -> Committed:
+    """``NativeSessionStore._commit`` for the cores that report through a ticket."""
+    version, duplicate, unseen, state = await _runtime.call(
+        lambda ticket: core.commit(
+            ticket,
+            session_id,
+            turn_id=turn_id,
+            expected_version=expected_version,
+            threads=threads,
+            state_mode=state_mode,
+            state_json=state_json,
+        )
+    )
+    return Committed(version, duplicate, dict(unseen), state)
 
 
 class RedisSessionStore(SharedSessionStore):

@@ -8,7 +8,8 @@ use super::data::{RawMessage, SessionData};
 use super::file::FileStore;
 use super::memory::MemoryStore;
 use super::sqlite::SqliteStore;
-use super::store::SessionStore;
+use super::store::{Commit, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind};
+use crate::errors::Error;
 
 fn msg(text: &str) -> RawMessage {
     RawValue::from_string(format!(
@@ -110,6 +111,138 @@ fn replace_thread_and_set_state() {
         assert_eq!(loaded.state.unwrap().get(), r#"{"k":[1,2]}"#, "{name}");
         store.set_state("s3", None).unwrap();
         assert!(store.load("s3").unwrap().unwrap().state.is_none(), "{name}");
+    }
+}
+
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.into()).unwrap()
+}
+
+/// A turn's commit as the Python session makes it: one thread delta against the writer's copy.
+fn thread_commit(kind: ThreadWriteKind, loaded_len: usize, messages: &[RawMessage]) -> Commit {
+    Commit {
+        turn_id: Some("turn".into()),
+        expected_version: 0,
+        threads: vec![ThreadDelta {
+            thread: "main".into(),
+            loaded_len,
+            kind,
+            messages: messages.to_vec(),
+        }],
+        state: StateWrite::Keep,
+    }
+}
+
+fn merge_commit(patch: &str) -> Commit {
+    Commit {
+        turn_id: None,
+        expected_version: 0,
+        threads: Vec::new(),
+        state: StateWrite::Merge(raw(patch)),
+    }
+}
+
+#[test]
+fn a_replace_from_a_stale_copy_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(dir.path()) {
+        let append = thread_commit(ThreadWriteKind::Append, 0, &[msg("a"), msg("b")]);
+        store.commit("r", &append).unwrap();
+        // This writer holds both messages: its replace (a new preamble) goes through.
+        let replace = thread_commit(ThreadWriteKind::Replace, 2, &[msg("sys"), msg("b")]);
+        store.commit("r", &replace).unwrap();
+        // Another writer appends; the first one's copy (2 messages) is now stale.
+        store.append("r", "main", &[msg("theirs")]).unwrap();
+        let stale = thread_commit(ThreadWriteKind::Replace, 2, &[msg("sys2"), msg("b")]);
+        let error = store.commit("r", &stale).unwrap_err();
+        assert!(
+            matches!(&error, Error::Conflict { session_id, detail }
+                if session_id == "r" && detail.contains("holds 3 messages where this session holds 2")),
+            "{name}: {error}"
+        );
+        let loaded = store.load("r").unwrap().unwrap();
+        assert_eq!(texts(&loaded, "main"), ["sys", "b", "theirs"], "{name}");
+        // A new thread is "0 messages" to a writer that never saw it.
+        let fresh = thread_commit(ThreadWriteKind::Replace, 0, &[msg("x")]);
+        store.commit("new", &fresh).unwrap();
+        assert!(
+            store.commit("new", &fresh).is_err(),
+            "{name}: now it holds one"
+        );
+        // The unchecked replace (a whole save's) still replaces.
+        store.replace_thread("r", "main", &[msg("z")]).unwrap();
+        assert_eq!(
+            texts(&store.load("r").unwrap().unwrap(), "main"),
+            ["z"],
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_state_merge_keeps_keys_other_writers_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(dir.path()) {
+        store
+            .set_state("m", Some(&raw(r#"{"user":"Ada"}"#)))
+            .unwrap();
+        store.commit("m", &merge_commit(r#"{"k0":1}"#)).unwrap();
+        store
+            .commit("m", &merge_commit(r#"{"k1":2,"user":"Bo"}"#))
+            .unwrap();
+        let state = store.load("m").unwrap().unwrap().state.unwrap();
+        assert_eq!(state.get(), r#"{"user":"Bo","k0":1,"k1":2}"#, "{name}");
+        // A patch that is not an object is refused, and nothing is written.
+        assert!(store.commit("m", &merge_commit("[1]")).is_err(), "{name}");
+        let again = store.load("m").unwrap().unwrap().state.unwrap();
+        assert_eq!(again.get(), state.get(), "{name}");
+        // A merge into a session that does not exist yet creates it.
+        store.commit("m2", &merge_commit(r#"{"a":1}"#)).unwrap();
+        let created = store.load("m2").unwrap().unwrap();
+        assert_eq!(created.state.unwrap().get(), r#"{"a":1}"#, "{name}");
+    }
+}
+
+#[test]
+fn concurrent_state_merges_from_two_openings_lose_no_key() {
+    // Two openings of one file directory / database stand for two processes.
+    let dir = tempfile::tempdir().unwrap();
+    let pairs: Vec<(&str, [Arc<dyn SessionStore>; 2])> = vec![
+        (
+            "file",
+            [
+                Arc::new(FileStore::open(dir.path().join("f"), false).unwrap()),
+                Arc::new(FileStore::open(dir.path().join("f"), false).unwrap()),
+            ],
+        ),
+        (
+            "sqlite",
+            [
+                Arc::new(SqliteStore::open(dir.path().join("d.sqlite"), false).unwrap()),
+                Arc::new(SqliteStore::open(dir.path().join("d.sqlite"), false).unwrap()),
+            ],
+        ),
+    ];
+    for (name, openings) in pairs {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = Arc::clone(&openings[w % 2]);
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let patch = format!(r#"{{"k{w}":{i}}}"#);
+                        store.commit("keys", &merge_commit(&patch)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let state = openings[0].load("keys").unwrap().unwrap().state.unwrap();
+        let state: serde_json::Value = serde_json::from_str(state.get()).unwrap();
+        for w in 0..4 {
+            assert_eq!(state[format!("k{w}")], 49, "{name}: {state}");
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Layout under the store's directory, per session:
 //! - `<name>.jsonl`: the log. Its first record is a snapshot carrying the session id; each
-//!   later record is an `append`, `thread` (replace) or `state` change, or a new snapshot.
+//!   later record is an `append`, `thread` (replace), `state` (replace) or `merge` (state
+//!   keys set, so a writer need not read the state to update it), or a new snapshot.
 //! - `<name>.lock`: an advisory lock file, so writers in several processes take turns.
 //!
 //! A chat turn appends one line holding only its new messages: its cost does not grow with
@@ -24,7 +25,10 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::data::{RawMessage, SessionData, Threads};
-use super::store::SessionStore;
+use super::store::{
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
+    committed_locally, merge_state,
+};
 use crate::errors::{Error, Result};
 
 /// After this many records that supersede earlier ones (state changes, thread rewrites),
@@ -45,6 +49,7 @@ enum Op {
     Append,
     Thread,
     State,
+    Merge,
 }
 
 /// One log line as written (borrows, so writing copies nothing).
@@ -98,8 +103,12 @@ impl<'a> RecordOut<'a> {
     }
 
     fn state(state: Option<&'a RawValue>) -> Self {
+        Self::state_op(Op::State, state)
+    }
+
+    fn state_op(op: Op, state: Option<&'a RawValue>) -> Self {
         RecordOut {
-            op: Op::State,
+            op,
             id: None,
             thread: None,
             messages: None,
@@ -190,8 +199,9 @@ impl FileStore {
         replay_log(session_id, &bytes)
     }
 
-    /// Appends one record, creating the log (headed by an empty snapshot) when missing.
-    fn append_record(&self, session_id: &str, record: &RecordOut<'_>) -> Result<()> {
+    /// Appends records in one write, creating the log (headed by an empty snapshot) when
+    /// missing.
+    fn append_records(&self, session_id: &str, records: &[RecordOut<'_>]) -> Result<()> {
         let path = self.log_path(session_id);
         let io_err = |e: std::io::Error| Error::storage(session_id, format!("cannot append: {e}"));
         let mut file = OpenOptions::new()
@@ -206,7 +216,9 @@ impl FileStore {
         if len == 0 {
             buffer.extend(RecordOut::snapshot(&SessionData::empty(session_id)).to_line());
         }
-        buffer.extend(record.to_line());
+        for record in records {
+            buffer.extend(record.to_line());
+        }
         file.write_all(&buffer).map_err(io_err)?;
         if self.durable {
             file.sync_data().map_err(io_err)?;
@@ -245,14 +257,14 @@ impl FileStore {
             .remove(session_id);
     }
 
-    /// Counts one superseding record; true when the log is due for compaction.
-    fn note_superseded(&self, session_id: &str) -> bool {
+    /// Counts `records` superseding records; true when the log is due for compaction.
+    fn note_superseded(&self, session_id: &str, records: u32) -> bool {
         let mut counts = self
             .superseded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(session_id.to_owned()).or_insert(0);
-        *count += 1;
+        *count += records;
         *count >= COMPACT_AFTER_SUPERSEDING
     }
 
@@ -269,11 +281,59 @@ impl FileStore {
         self.locked(session_id, || self.compact_locked(session_id))
     }
 
-    fn write_superseding(&self, session_id: &str, record: &RecordOut<'_>) -> Result<()> {
+    /// Counts `superseding` new records; compacts when they have piled up. Call with the
+    /// lock held.
+    fn compact_if_due(&self, session_id: &str, superseding: u32) -> Result<()> {
+        if superseding > 0 && self.note_superseded(session_id, superseding) {
+            self.compact_locked(session_id)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a commit's records in one write under the session's lock. Only a checked
+    /// replace reads the log (`check`: refuse a replace of a changed thread); a state patch
+    /// goes in as a `merge` record, applied on replay over whatever another process wrote.
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
+        if let StateWrite::Merge(patch) = &commit.state {
+            // Refused now rather than at every later replay.
+            merge_state(session_id, None, patch)?;
+        }
+        let mut records = Vec::new();
+        let mut superseding = 0u32;
+        for delta in commit.threads.iter().filter(|d| !d.appends_nothing()) {
+            let op = match delta.kind {
+                ThreadWriteKind::Append => Op::Append,
+                ThreadWriteKind::Replace => {
+                    superseding += 1;
+                    Op::Thread
+                }
+            };
+            records.push(RecordOut::messages(op, &delta.thread, &delta.messages));
+        }
+        match &commit.state {
+            StateWrite::Keep => {}
+            StateWrite::Replace(state) => records.push(RecordOut::state(state.as_deref())),
+            StateWrite::Merge(patch) => records.push(RecordOut::state_op(Op::Merge, Some(patch))),
+        }
+        superseding += u32::from(!matches!(commit.state, StateWrite::Keep));
         self.locked(session_id, || {
-            self.append_record(session_id, record)?;
-            if self.note_superseded(session_id) {
-                self.compact_locked(session_id)?;
+            if check
+                && commit
+                    .threads
+                    .iter()
+                    .any(|d| d.kind == ThreadWriteKind::Replace)
+            {
+                let stored = self.replay(session_id)?.map(|replay| replay.data);
+                check_replaces(session_id, commit, |thread| {
+                    Ok(stored
+                        .as_ref()
+                        .and_then(|data| data.threads.get(thread))
+                        .map_or(0, Vec::len))
+                })?;
+            }
+            if !records.is_empty() {
+                self.append_records(session_id, &records)?;
+                self.compact_if_due(session_id, superseding)?;
             }
             Ok(())
         })
@@ -297,28 +357,13 @@ impl SessionStore for FileStore {
         self.locked(&data.id, || self.rewrite(data))
     }
 
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let record = RecordOut::messages(Op::Append, thread, messages);
-        self.locked(session_id, || self.append_record(session_id, &record))
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        self.apply(session_id, commit, false)
     }
 
-    fn replace_thread(
-        &self,
-        session_id: &str,
-        thread: &str,
-        messages: &[RawMessage],
-    ) -> Result<()> {
-        self.write_superseding(
-            session_id,
-            &RecordOut::messages(Op::Thread, thread, messages),
-        )
-    }
-
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        self.write_superseding(session_id, &RecordOut::state(state))
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.apply(session_id, commit, true)?;
+        Ok(committed_locally(commit))
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -440,6 +485,15 @@ fn replay_log(session_id: &str, bytes: &[u8]) -> Result<Option<Replay>> {
             (Some(current), Op::State) => {
                 superseding += 1;
                 current.state = record.state;
+            }
+            (Some(current), Op::Merge) => {
+                superseding += 1;
+                let patch = record.state.ok_or_else(|| {
+                    Error::corrupt(session_id, location(), "merge record has no state")
+                })?;
+                let merged = merge_state(session_id, current.state.as_deref(), &patch)
+                    .map_err(|e| Error::corrupt(session_id, location(), e))?;
+                current.state = Some(merged);
             }
         }
     }

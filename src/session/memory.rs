@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use serde_json::value::RawValue;
-
-use super::data::{RawMessage, SessionData, Threads};
-use super::store::SessionStore;
+use super::data::{SessionData, Threads};
+use super::store::{
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
+    committed_locally, merge_state,
+};
 use crate::errors::Result;
 
 #[derive(Default)]
@@ -62,45 +63,64 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(()); // as in every store: appending nothing creates nothing
-        }
-        let mut sessions = self.sessions();
-        let data = sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| SessionData::empty(session_id));
-        data.threads
-            .entry(thread.to_owned())
-            .or_default()
-            .extend(messages.to_vec());
-        Ok(())
-    }
-
-    fn replace_thread(
-        &self,
-        session_id: &str,
-        thread: &str,
-        messages: &[RawMessage],
-    ) -> Result<()> {
-        let mut sessions = self.sessions();
-        let data = sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| SessionData::empty(session_id));
-        data.threads.insert(thread.to_owned(), messages.to_vec());
-        Ok(())
-    }
-
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        let mut sessions = self.sessions();
-        let data = sessions
-            .entry(session_id.to_owned())
-            .or_insert_with(|| SessionData::empty(session_id));
-        data.state = state.map(ToOwned::to_owned);
-        Ok(())
-    }
-
     fn delete(&self, session_id: &str) -> Result<bool> {
         Ok(self.sessions().remove(session_id).is_some())
+    }
+
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        self.apply(session_id, commit, false)
+    }
+
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.apply(session_id, commit, true)?;
+        Ok(committed_locally(commit))
+    }
+}
+
+impl MemoryStore {
+    /// Applies a commit under the lock; `check`: refuse a replace of a changed thread.
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
+        let mut sessions = self.sessions();
+        let stored = sessions.get(session_id);
+        if check {
+            check_replaces(session_id, commit, |thread| {
+                Ok(stored
+                    .and_then(|data| data.threads.get(thread))
+                    .map_or(0, Vec::len))
+            })?;
+        }
+        // Computed before anything changes, so a bad patch leaves the session as it was.
+        let state = match &commit.state {
+            StateWrite::Keep => None,
+            StateWrite::Replace(state) => Some(state.clone()),
+            StateWrite::Merge(patch) => Some(Some(merge_state(
+                session_id,
+                stored.and_then(|data| data.state.as_deref()),
+                patch,
+            )?)),
+        };
+        // As `append`: appending no messages creates neither session nor thread.
+        let writes = || {
+            commit
+                .threads
+                .iter()
+                .filter(|delta| !delta.appends_nothing())
+        };
+        if state.is_some() || writes().next().is_some() {
+            let data = sessions
+                .entry(session_id.to_owned())
+                .or_insert_with(|| SessionData::empty(session_id));
+            for delta in writes() {
+                let slot = data.threads.entry(delta.thread.clone()).or_default();
+                match delta.kind {
+                    ThreadWriteKind::Append => slot.extend(delta.messages.iter().cloned()),
+                    ThreadWriteKind::Replace => *slot = delta.messages.clone(),
+                }
+            }
+            if let Some(state) = state {
+                data.state = state;
+            }
+        }
+        Ok(())
     }
 }

@@ -38,6 +38,7 @@ use crate::runtime::Ticket;
 
 /// The operations both classes expose, on owned arguments so they can move to a worker.
 mod ops {
+    use super::{Commit, Error, PyThreadDelta, StateWrite, ThreadDelta, ThreadWriteKind};
     use super::{Result, SessionData, SessionStore, parse_messages, parse_state};
     use super::{validate_session_id, validate_thread};
 
@@ -51,40 +52,52 @@ mod ops {
         store.save(&SessionData::from_json(id, data_json)?)
     }
 
-    /// Whether a thread write extends the thread or replaces it.
-    #[derive(Clone, Copy)]
-    pub enum ThreadWrite {
-        Append,
-        Replace,
-    }
-
-    pub fn write_thread(
-        store: &dyn SessionStore,
-        session_id: &str,
-        thread: &str,
-        messages: Vec<String>,
-        mode: ThreadWrite,
-    ) -> Result<()> {
-        let id = validate_session_id(session_id)?;
-        let thread = validate_thread(thread)?;
-        let messages = parse_messages(id, messages)?;
-        match mode {
-            ThreadWrite::Append => store.append(id, thread, &messages),
-            ThreadWrite::Replace => store.replace_thread(id, thread, &messages),
-        }
-    }
-
-    pub fn set_state(
-        store: &dyn SessionStore,
-        session_id: &str,
-        state_json: Option<String>,
-    ) -> Result<()> {
-        let id = validate_session_id(session_id)?;
-        store.set_state(id, parse_state(id, state_json)?.as_deref())
-    }
-
     pub fn delete(store: &dyn SessionStore, session_id: &str) -> Result<bool> {
         store.delete(validate_session_id(session_id)?)
+    }
+
+    /// One turn's writes as the bindings receive them, validated and parsed (two messages
+    /// a turn: cheaper on the calling thread than a hop to a worker). `state_mode` is
+    /// `"keep"`, `"merge"` (state_json: an object of top-level keys) or `"replace"`.
+    pub fn parse_commit(
+        session_id: &str,
+        turn_id: Option<String>,
+        expected_version: u64,
+        threads: Vec<PyThreadDelta>,
+        state_mode: &str,
+        state_json: Option<String>,
+    ) -> Result<Commit> {
+        let threads = threads
+            .into_iter()
+            .map(|(thread, loaded_len, replace, messages)| {
+                Ok(ThreadDelta {
+                    thread: validate_thread(&thread)?.to_owned(),
+                    loaded_len,
+                    kind: if replace {
+                        ThreadWriteKind::Replace
+                    } else {
+                        ThreadWriteKind::Append
+                    },
+                    messages: parse_messages(session_id, messages)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let state = match (state_mode, parse_state(session_id, state_json)?) {
+            ("keep", _) => StateWrite::Keep,
+            ("replace", state) => StateWrite::Replace(state),
+            ("merge", Some(patch)) => StateWrite::Merge(patch),
+            (mode, _) => {
+                return Err(Error::InvalidArgument {
+                    detail: format!("invalid state_mode {mode:?} (or a merge without a patch)"),
+                });
+            }
+        };
+        Ok(Commit {
+            turn_id,
+            expected_version,
+            threads,
+            state,
+        })
     }
 }
 
@@ -112,50 +125,30 @@ impl MemoryStoreCore {
         Ok(py.detach(|| ops::save(&self.store, session_id, data_json))?)
     }
 
-    fn append(
+    /// One turn's writes (see `SharedStoreCore.commit`); returns what Python's `Committed`
+    /// is built from.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (session_id, *, turn_id, expected_version, threads, state_mode, state_json))]
+    fn commit(
         &self,
         py: Python<'_>,
         session_id: &str,
-        thread: &str,
-        messages: Vec<String>,
-    ) -> PyResult<()> {
-        Ok(py.detach(|| {
-            ops::write_thread(
-                &self.store,
-                session_id,
-                thread,
-                messages,
-                ops::ThreadWrite::Append,
-            )
-        })?)
-    }
-
-    fn replace_thread(
-        &self,
-        py: Python<'_>,
-        session_id: &str,
-        thread: &str,
-        messages: Vec<String>,
-    ) -> PyResult<()> {
-        Ok(py.detach(|| {
-            ops::write_thread(
-                &self.store,
-                session_id,
-                thread,
-                messages,
-                ops::ThreadWrite::Replace,
-            )
-        })?)
-    }
-
-    #[pyo3(signature = (session_id, state_json))]
-    fn set_state(
-        &self,
-        py: Python<'_>,
-        session_id: &str,
+        turn_id: Option<String>,
+        expected_version: u64,
+        threads: Vec<PyThreadDelta>,
+        state_mode: &str,
         state_json: Option<String>,
-    ) -> PyResult<()> {
-        Ok(py.detach(|| ops::set_state(&self.store, session_id, state_json))?)
+    ) -> PyResult<PyCommitted> {
+        let id = validate_session_id(session_id)?;
+        let commit = ops::parse_commit(
+            id,
+            turn_id,
+            expected_version,
+            threads,
+            state_mode,
+            state_json,
+        )?;
+        Ok(py.detach(|| self.store.commit(id, &commit).map(py_committed))?)
     }
 
     fn delete(&self, py: Python<'_>, session_id: &str) -> PyResult<bool> {
@@ -223,53 +216,30 @@ impl DiskStoreCore {
         ticket.run_blocking(move || ops::save(&*store, &session_id, &data_json))
     }
 
-    fn append(
+    /// One turn's writes (see `SharedStoreCore.commit`), on the blocking pool.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (ticket, session_id, *, turn_id, expected_version, threads, state_mode, state_json))]
+    fn commit(
         &self,
         ticket: &Ticket,
         session_id: String,
-        thread: String,
-        messages: Vec<String>,
-    ) -> PyResult<()> {
-        let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || {
-            ops::write_thread(
-                &*store,
-                &session_id,
-                &thread,
-                messages,
-                ops::ThreadWrite::Append,
-            )
-        })
-    }
-
-    fn replace_thread(
-        &self,
-        ticket: &Ticket,
-        session_id: String,
-        thread: String,
-        messages: Vec<String>,
-    ) -> PyResult<()> {
-        let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || {
-            ops::write_thread(
-                &*store,
-                &session_id,
-                &thread,
-                messages,
-                ops::ThreadWrite::Replace,
-            )
-        })
-    }
-
-    #[pyo3(signature = (ticket, session_id, state_json))]
-    fn set_state(
-        &self,
-        ticket: &Ticket,
-        session_id: String,
+        turn_id: Option<String>,
+        expected_version: u64,
+        threads: Vec<PyThreadDelta>,
+        state_mode: &str,
         state_json: Option<String>,
     ) -> PyResult<()> {
+        let id = validate_session_id(&session_id)?.to_owned();
+        let commit = ops::parse_commit(
+            &id,
+            turn_id,
+            expected_version,
+            threads,
+            state_mode,
+            state_json,
+        )?;
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || ops::set_state(&*store, &session_id, state_json))
+        ticket.run_blocking(move || store.commit(&id, &commit).map(py_committed))
     }
 
     fn delete(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
@@ -755,42 +725,15 @@ impl SharedStoreCore {
         state_mode: String,
         state_json: Option<String>,
     ) -> PyResult<()> {
-        // Validated and parsed here (two messages a turn: cheaper than on the worker).
         let id = validate_session_id(&session_id)?.to_owned();
-        let commit = (|| -> Result<Commit> {
-            let id = id.as_str();
-            let threads = threads
-                .into_iter()
-                .map(|(thread, loaded_len, replace, messages)| {
-                    Ok(ThreadDelta {
-                        thread: validate_thread(&thread)?.to_owned(),
-                        loaded_len,
-                        kind: if replace {
-                            ThreadWriteKind::Replace
-                        } else {
-                            ThreadWriteKind::Append
-                        },
-                        messages: parse_messages(id, messages)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let state = match (state_mode.as_str(), parse_state(id, state_json)?) {
-                ("keep", _) => StateWrite::Keep,
-                ("replace", state) => StateWrite::Replace(state),
-                ("merge", Some(patch)) => StateWrite::Merge(patch),
-                (mode, _) => {
-                    return Err(Error::InvalidArgument {
-                        detail: format!("invalid state_mode {mode:?} (or a merge without a patch)"),
-                    });
-                }
-            };
-            Ok(Commit {
-                turn_id,
-                expected_version,
-                threads,
-                state,
-            })
-        })()?;
+        let commit = ops::parse_commit(
+            &id,
+            turn_id,
+            expected_version,
+            threads,
+            &state_mode,
+            state_json,
+        )?;
         match &self.engine {
             Engine::Redis(store) => {
                 let store = Arc::clone(store);

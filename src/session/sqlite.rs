@@ -12,7 +12,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData};
-use super::store::SessionStore;
+use super::store::{
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
+    committed_locally, merge_state,
+};
 use crate::errors::{Error, Result};
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -101,12 +104,23 @@ impl SqliteStore {
         session_id: &str,
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
+        self.write_checked(session_id, |tx| {
+            work(tx).map_err(|e| Error::storage(session_id, e))
+        })
+    }
+
+    /// [`Self::write`] for work that can also refuse (a conflict): an error rolls it back.
+    fn write_checked<T>(
+        &self,
+        session_id: &str,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
         let mut connection = self.connection();
         let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
-        let value = work(&tx).map_err(db_err)?;
+        let value = work(&tx)?;
         tx.commit().map_err(db_err)?;
         Ok(value)
     }
@@ -161,6 +175,65 @@ fn delete_thread_messages(
         params![session_id, thread],
     )?;
     Ok(())
+}
+
+fn append_messages(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+    messages: &[RawMessage],
+) -> rusqlite::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    ensure_session(tx, session_id)?;
+    ensure_thread(tx, session_id, thread)?;
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
+         WHERE session_id = ?1 AND thread = ?2",
+        params![session_id, thread],
+        |row| row.get(0),
+    )?;
+    insert_messages(tx, session_id, thread, next, messages)
+}
+
+fn replace_messages(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+    messages: &[RawMessage],
+) -> rusqlite::Result<()> {
+    ensure_session(tx, session_id)?;
+    ensure_thread(tx, session_id, thread)?;
+    delete_thread_messages(tx, session_id, thread)?;
+    insert_messages(tx, session_id, thread, 0, messages)
+}
+
+fn write_state(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    state: Option<&RawValue>,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
+         ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        params![session_id, state.map(RawValue::get)],
+    )?;
+    Ok(())
+}
+
+fn stored_state(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+) -> rusqlite::Result<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT state FROM genkit_sessions WHERE id = ?1",
+            params![session_id],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
 }
 
 fn parse_stored(
@@ -227,11 +300,7 @@ impl SessionStore for SqliteStore {
                 "DELETE FROM genkit_session_threads WHERE session_id = ?1",
                 params![id],
             )?;
-            tx.execute(
-                "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                params![id, data.state.as_deref().map(RawValue::get)],
-            )?;
+            write_state(tx, id, data.state.as_deref())?;
             for (thread, messages) in &data.threads {
                 ensure_thread(tx, id, thread)?;
                 insert_messages(tx, id, thread, 0, messages)?;
@@ -240,46 +309,13 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn append(&self, session_id: &str, thread: &str, messages: &[RawMessage]) -> Result<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        self.write(session_id, |tx| {
-            ensure_session(tx, session_id)?;
-            ensure_thread(tx, session_id, thread)?;
-            let next: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
-                 WHERE session_id = ?1 AND thread = ?2",
-                params![session_id, thread],
-                |row| row.get(0),
-            )?;
-            insert_messages(tx, session_id, thread, next, messages)
-        })
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        self.apply(session_id, commit, false)
     }
 
-    fn replace_thread(
-        &self,
-        session_id: &str,
-        thread: &str,
-        messages: &[RawMessage],
-    ) -> Result<()> {
-        self.write(session_id, |tx| {
-            ensure_session(tx, session_id)?;
-            ensure_thread(tx, session_id, thread)?;
-            delete_thread_messages(tx, session_id, thread)?;
-            insert_messages(tx, session_id, thread, 0, messages)
-        })
-    }
-
-    fn set_state(&self, session_id: &str, state: Option<&RawValue>) -> Result<()> {
-        self.write(session_id, |tx| {
-            tx.execute(
-                "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-                params![session_id, state.map(RawValue::get)],
-            )?;
-            Ok(())
-        })
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.apply(session_id, commit, true)?;
+        Ok(committed_locally(commit))
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -297,6 +333,55 @@ impl SessionStore for SqliteStore {
                 params![session_id],
             )?;
             Ok(removed > 0)
+        })
+    }
+}
+
+impl SqliteStore {
+    /// Applies a commit in one transaction; `check`: refuse a replace of a changed thread.
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
+        let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
+        self.write_checked(session_id, |tx| {
+            if check {
+                check_replaces(session_id, commit, |thread| {
+                    let count: i64 = tx
+                        .query_row(
+                            "SELECT COUNT(*) FROM genkit_session_messages
+                             WHERE session_id = ?1 AND thread = ?2",
+                            params![session_id, thread],
+                            |row| row.get(0),
+                        )
+                        .map_err(db_err)?;
+                    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+                })?;
+            }
+            for delta in &commit.threads {
+                match delta.kind {
+                    ThreadWriteKind::Append => {
+                        append_messages(tx, session_id, &delta.thread, &delta.messages)
+                    }
+                    ThreadWriteKind::Replace => {
+                        replace_messages(tx, session_id, &delta.thread, &delta.messages)
+                    }
+                }
+                .map_err(db_err)?;
+            }
+            match &commit.state {
+                StateWrite::Keep => {}
+                StateWrite::Replace(state) => {
+                    write_state(tx, session_id, state.as_deref()).map_err(db_err)?;
+                }
+                // Read and written in this transaction: another process's keys stay.
+                StateWrite::Merge(patch) => {
+                    let current = stored_state(tx, session_id)
+                        .map_err(db_err)?
+                        .map(|text| parse_stored(session_id, || "state".into(), text))
+                        .transpose()?;
+                    let merged = merge_state(session_id, current.as_deref(), patch)?;
+                    write_state(tx, session_id, Some(&merged)).map_err(db_err)?;
+                }
+            }
+            Ok(())
         })
     }
 }

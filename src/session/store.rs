@@ -71,16 +71,9 @@ pub trait SessionStore: Send + Sync + 'static {
         )
     }
 
-    /// Applies `commit` without checking versions (the unversioned `append`,
-    /// `replace_thread` and `set_state` of stores whose every write is a commit: those
-    /// implement this and inherit the three). Single-process stores implement the three
-    /// directly instead.
-    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
-        let _ = (session_id, commit);
-        Err(Error::Internal(
-            "this store implements append/replace_thread/set_state itself".into(),
-        ))
-    }
+    /// Applies `commit` without checking versions or the writer's copy: the unversioned
+    /// `append`, `replace_thread` and `set_state`, which every store inherits.
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()>;
 
     /// Removes a session. Returns whether it existed.
     fn delete(&self, session_id: &str) -> Result<bool>;
@@ -115,35 +108,53 @@ pub trait SessionStore: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// Applies one turn's writes. The default (single-process stores, no versions) applies
-    /// them one by one; shared stores override it with one atomic, versioned write.
-    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        let mut outcome = Committed::default();
-        for delta in &commit.threads {
-            match delta.kind {
-                ThreadWriteKind::Append => {
-                    self.append(session_id, &delta.thread, &delta.messages)?
-                }
-                ThreadWriteKind::Replace => {
-                    self.replace_thread(session_id, &delta.thread, &delta.messages)?;
-                }
-            }
-            outcome.threads.push((delta.thread.clone(), Vec::new()));
+    /// Applies one turn's writes atomically. Shared stores check `expected_version` and
+    /// deduplicate by turn id. Single-process stores keep no versions; they refuse a
+    /// [`ThreadWriteKind::Replace`] whose writer's copy of the thread is not what is stored
+    /// (see [`check_replaces`]) and merge a state patch into the stored state, so a writer in
+    /// another process loses nothing either way.
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed>;
+}
+
+/// Refuses a commit that would replace a thread someone else wrote since its writer's copy
+/// was taken: for each replace, `stored_len(thread)` (the stored message count) must be the
+/// writer's `loaded_len`. Single-process stores keep no versions; a changed length is what
+/// another process's append (or replace) leaves. Runs before anything is written.
+pub fn check_replaces(
+    session_id: &str,
+    commit: &Commit,
+    mut stored_len: impl FnMut(&str) -> Result<usize>,
+) -> Result<()> {
+    for delta in &commit.threads {
+        if delta.kind != ThreadWriteKind::Replace {
+            continue;
         }
-        match &commit.state {
-            StateWrite::Keep => {}
-            StateWrite::Replace(state) => {
-                self.set_state(session_id, state.as_deref())?;
-                outcome.state = state.clone();
-            }
-            StateWrite::Merge(patch) => {
-                let current = self.load(session_id)?.and_then(|data| data.state);
-                let merged = merge_state(session_id, current.as_deref(), patch)?;
-                self.set_state(session_id, Some(&merged))?;
-                outcome.state = Some(merged);
-            }
+        let stored = stored_len(&delta.thread)?;
+        if stored != delta.loaded_len {
+            return Err(Error::Conflict {
+                session_id: session_id.to_owned(),
+                detail: format!(
+                    "thread {:?} holds {stored} messages where this session holds {}: another \
+                     writer changed it since, and replacing it would drop that write; load the \
+                     session again",
+                    delta.thread, delta.loaded_len
+                ),
+            });
         }
-        Ok(outcome)
+    }
+    Ok(())
+}
+
+/// What a single-process store's commit reports: no version, nothing unseen (the writer's
+/// copy stays its own view; the store holds every writer's turns and keys).
+pub fn committed_locally(commit: &Commit) -> Committed {
+    Committed {
+        threads: commit
+            .threads
+            .iter()
+            .map(|delta| (delta.thread.clone(), Vec::new()))
+            .collect(),
+        ..Committed::default()
     }
 }
 
@@ -198,6 +209,11 @@ pub enum StateWrite {
 }
 
 impl ThreadDelta {
+    /// An append of no messages: writes nothing (and creates no thread).
+    pub fn appends_nothing(&self) -> bool {
+        self.kind == ThreadWriteKind::Append && self.messages.is_empty()
+    }
+
     /// A write of a whole message list (`loaded_len` 0).
     pub fn whole(thread: &str, kind: ThreadWriteKind, messages: &[RawMessage]) -> Self {
         ThreadDelta {
