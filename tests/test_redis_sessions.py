@@ -546,6 +546,23 @@ async def test_keys_a_lost_redis_session_left_behind_do_not_come_back(redis_loca
     assert [text(m) for m in stored['threads']['main']] == ['whole']
 
 
+async def test_a_redis_session_without_its_state_kind_is_data_loss(redis_location):
+    store = RedisSessionStore(REDIS_URL, prefix=redis_location)
+    session = make_ai().create_session(store=store, session_id='kindless')
+    await session.update_state({'plan': 'pro'})
+    redis_cli('HDEL', f'{redis_location}:s:{{kindless}}', 'sk')
+    # Read as "no state", the stored keys would vanish; merged onto, they would be dropped.
+    with pytest.raises(CorruptSessionError, match=r'state kind field \(sk\) is missing') as lost:
+        await store.get('kindless')
+    assert lost.value.status == 'DATA_LOSS' and lost.value.session_id == 'kindless'
+    with pytest.raises(CorruptSessionError, match=r'\(sk\) is missing'):
+        await session.update_state({'seats': 3})
+    assert redis_cli('HGET', f'{redis_location}:s:{{kindless}}:state', 'plan').strip() == '"pro"'
+    # A whole save rewrites the state, kind included.
+    await store.save('kindless', {'state': {'fresh': 1}, 'threads': {}})
+    assert await store.get('kindless') == {'id': 'kindless', 'state': {'fresh': 1}, 'threads': {}}
+
+
 async def test_a_postgres_state_holding_a_nul_is_refused_on_every_write(database):
     store = PostgresSessionStore(database, table_prefix=table_prefix())
     ai = make_ai()

@@ -82,6 +82,10 @@ if stored then
 elseif expected > 0 and mode ~= 'f' and mode ~= 'w' then
   return {'lost'}
 end
+if stored and smode == 'm' and not redis.call('HGET', meta, 'sk') then
+  -- Merging onto a state of unknown kind would drop whatever the state hash holds.
+  return {'corrupt', 'the state kind field (sk) is missing'}
+end
 if not stored then
   -- A new session. Keys left by one whose hash was evicted (or expired first) are not its
   -- history: that one read as unknown, so nothing of it may come back now.
@@ -209,7 +213,7 @@ const LOAD: &str = r#"
 local meta, statek, threadsk = KEYS[1], KEYS[2], KEYS[3]
 local v = redis.call('HGET', meta, 'v')
 if not v then return false end
-local kind = redis.call('HGET', meta, 'sk') or 'n'
+local kind = redis.call('HGET', meta, 'sk') or ''
 local state = ''
 if kind == 'o' then state = redis.call('HGETALL', statek)
 elseif kind == 'v' then state = redis.call('HGET', meta, 's') or 'null' end
@@ -587,6 +591,8 @@ fn state_from(session_id: &str, kind: &str, payload: Value) -> Result<Option<Box
                 .map(Some)
                 .map_err(|e| bad(e.to_string()))
         }
+        // Every session gets its kind when it is created: without it the state is unknown.
+        "" => Err(bad("the state kind field (sk) is missing".into())),
         other => Err(bad(format!("unknown state kind {other:?}"))),
     }
 }
@@ -746,7 +752,7 @@ impl RedisStore {
             })?,
         };
         let kind = match meta.next() {
-            None | Some(Value::Nil) => "n".to_owned(),
+            None | Some(Value::Nil) => String::new(),
             Some(kind) => into_string(kind).ok_or_else(|| bad("no state kind"))?,
         };
         let fields = reply.next().unwrap_or(Value::Nil);
