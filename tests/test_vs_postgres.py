@@ -420,3 +420,20 @@ async def test_names_and_knobs_postgresql_would_cut_short_or_misread_are_refused
     for batch_size in (-5, 0, 'x'):
         with pytest.raises(GenkitError, match='batch_size must be a positive int'):
             await store.index([Document.from_text('a')], {'batch_size': batch_size})
+
+
+async def test_a_schema_that_does_not_exist_is_not_found_naming_it(database):
+    engine = PostgresEngine.from_url(dsn(database))
+    with pytest.raises(VectorStoreError, match='schema "no_such_schema" does not exist') as created:
+        await engine.init_vectorstore_table('elsewhere', 3, schema='no_such_schema')
+    assert created.value.status == 'NOT_FOUND'
+    ai = toy_ai()
+    store = define_postgres_vector_store(
+        ai, table='elsewhere', embedder='toy', engine=engine, schema='no_such_schema'
+    )
+    with pytest.raises(VectorStoreError) as retrieved:
+        await ai.retrieve(retriever=store.name, query='a')
+    assert retrieved.value.status == 'NOT_FOUND'
+    with pytest.raises(VectorStoreError) as indexed:
+        await ai.index(indexer=store.name, documents=[Document.from_text('a')])
+    assert indexed.value.status == 'NOT_FOUND'

@@ -106,21 +106,7 @@ impl PgVectorStore {
         match err {
             Error::VectorStore { .. } => err,
             Error::Unavailable { .. } => self.fail("UNAVAILABLE", err.to_string()),
-            Error::Engine { ref code, .. } => {
-                let status = match code.as_str() {
-                    "42P01" | "3F000" | "42704" => "NOT_FOUND",
-                    "42P07" | "23505" => "ALREADY_EXISTS",
-                    "42501" => "PERMISSION_DENIED",
-                    // A syntax error: an `unsafe_sql_filter` that is not SQL.
-                    "42601" => "INVALID_ARGUMENT",
-                    c if c.starts_with("22") || c.starts_with("23") || c == "42804" => {
-                        "INVALID_ARGUMENT"
-                    }
-                    c if c.starts_with("42") => "FAILED_PRECONDITION",
-                    _ => "INTERNAL",
-                };
-                self.fail(status, err.to_string())
-            }
+            Error::Engine { ref code, .. } => self.fail(engine_status(code), err.to_string()),
             Error::InvalidArgument { detail } => self.fail("INVALID_ARGUMENT", detail),
             other => self.fail("INTERNAL", other.to_string()),
         }
@@ -605,19 +591,16 @@ pub async fn run_ddl(pg: &Postgres, name: &str, ddl: &str) -> Result<()> {
     let lock_key = lock_key(name);
     let result = pg.ensure_schema(lock_key, ddl).await;
     result.map_err(|err| {
-        let status = match &err {
-            Error::Unavailable { .. } => "UNAVAILABLE",
-            Error::Engine { code, .. } if code == "42P07" => "ALREADY_EXISTS",
-            Error::Engine { code, .. } if code == "0A000" || code == "58P01" => {
-                "FAILED_PRECONDITION"
-            }
-            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
-            _ => "INTERNAL",
-        };
-        let hint = if status == "FAILED_PRECONDITION" {
-            " (is pgvector installed on the server? tools/install_pgvector.sh builds it)"
-        } else {
-            ""
+        let (status, hint) = match &err {
+            Error::Unavailable { .. } => ("UNAVAILABLE", ""),
+            // `CREATE EXTENSION vector` on a server without pgvector's files.
+            Error::Engine { code, .. } if code == "0A000" || code == "58P01" => (
+                "FAILED_PRECONDITION",
+                " (is pgvector installed on the server? tools/install_pgvector.sh builds it)",
+            ),
+            Error::Engine { code, .. } => (engine_status(code), ""),
+            Error::InvalidArgument { .. } => ("INVALID_ARGUMENT", ""),
+            _ => ("INTERNAL", ""),
         };
         Error::VectorStore {
             store: name.to_owned(),
@@ -625,6 +608,21 @@ pub async fn run_ddl(pg: &Postgres, name: &str, ddl: &str) -> Result<()> {
             detail: format!("{err}{hint}"),
         }
     })
+}
+
+/// The Genkit status of a PostgreSQL error, by SQLSTATE: what a caller can act on.
+fn engine_status(code: &str) -> &'static str {
+    match code {
+        // A missing table, schema or type.
+        "42P01" | "3F000" | "42704" => "NOT_FOUND",
+        "42P07" | "23505" => "ALREADY_EXISTS",
+        "42501" => "PERMISSION_DENIED",
+        // A syntax error: an `unsafe_sql_filter` that is not SQL.
+        "42601" => "INVALID_ARGUMENT",
+        c if c.starts_with("22") || c.starts_with("23") || c == "42804" => "INVALID_ARGUMENT",
+        c if c.starts_with("42") => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
+    }
 }
 
 fn lock_key(name: &str) -> i64 {
