@@ -12,6 +12,8 @@ from genkit import Document
 from genkit_parity import Genkit, VectorStoreError
 from genkit_parity.testing import define_toy_embedder
 
+from ._loopback import LoopbackServer
+
 os.environ.setdefault('ANONYMIZED_TELEMETRY', 'False')
 chromadb = pytest.importorskip('chromadb')
 
@@ -229,3 +231,28 @@ async def test_a_document_twice_in_one_call_is_stored_once_and_bad_queries_are_r
     with pytest.raises(VectorStoreError) as caught:
         await create_chroma_collection(name='twice', client=client)
     assert caught.value.status == 'ALREADY_EXISTS'
+
+
+# chromadb's HttpClient leaves its connection open when its constructor fails (the client
+# never reaches us to close): its socket's ResourceWarning is not ours.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+@pytest.mark.parametrize(
+    ('code', 'status'), [(404, 'FAILED_PRECONDITION'), (401, 'UNAUTHENTICATED'), (503, 'UNAVAILABLE')]
+)
+async def test_a_server_that_answers_with_an_http_error_is_named(code, status):
+    # chromadb turns these replies into a ValueError with no message.
+    server = LoopbackServer(lambda request: (code, {'error': 'nope'})).start()
+    try:
+        ai = Genkit()
+        define_toy_embedder(ai, 'toy')
+        host, port = server.url.removeprefix('http://').split(':')
+        define_chroma_vector_store(
+            ai, collection_name='c', embedder='toy', client_params={'host': host, 'port': int(port)}
+        )
+        with pytest.raises(VectorStoreError) as caught:
+            await ai.retrieve(retriever='chroma/c', query='a')
+        assert caught.value.status == status
+        assert f'{server.url}/api/v2/' in str(caught.value) and f'answered HTTP {code}' in str(caught.value)
+        assert server.requests and server.requests[0].path.startswith('/api/v2/')
+    finally:
+        server.stop()

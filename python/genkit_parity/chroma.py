@@ -103,9 +103,36 @@ def _store_error(error: Exception, store: str) -> Exception:
 
     if isinstance(error, (httpx.TransportError, ConnectionError)) or 'Could not connect' in str(error):
         return VectorStoreError(text, store, 'UNAVAILABLE')
+    answered = _http_status_error(error)
+    if answered is not None:
+        # chromadb re-raises some HTTP errors as an empty ValueError: name the reply instead.
+        code = answered.response.status_code
+        status = {401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED'}.get(
+            code, 'UNAVAILABLE' if code >= 500 else 'FAILED_PRECONDITION'
+        )
+        hint = ' (is a Chroma server with the v2 API listening there?)' if code == 404 else ''
+        return VectorStoreError(
+            f'{store}: {answered.request.method} {answered.request.url} answered HTTP {code}{hint}',
+            store,
+            status,
+        )
     if isinstance(error, ValueError):
         return VectorStoreError(text, store, 'INVALID_ARGUMENT')
     return VectorStoreError(text, store, 'INTERNAL')
+
+
+def _http_status_error(error: BaseException) -> Any:
+    """The ``httpx.HTTPStatusError`` that ``error`` was raised from or while handling, if any."""
+    import httpx
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, httpx.HTTPStatusError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _matrix(embeddings: list[list[float]], store: str, positions: list[int]) -> Any:
