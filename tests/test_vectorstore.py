@@ -247,6 +247,24 @@ async def test_bad_input_is_typed_and_loses_nothing(store_dir: Path) -> None:
     assert len(await ai.retrieve(retriever=retriever, query='ok', options={'k': 1e30})) == 1
 
 
+def test_the_native_index_names_a_bad_k(tmp_path: Path) -> None:
+    numpy = pytest.importorskip('numpy')
+    core = LocalVectorIndex(tmp_path, 'k')
+    docs = [json.dumps({'content': [{'text': t}]}) for t in ('a', 'b')]
+    core.add(docs, [[1.0, 0.0], [0.0, 1.0]])
+    for bad in (-1, -(2**70)):
+        with pytest.raises(ValueError, match=f'k must be at least 0, not {bad}'):
+            core.search([1.0, 0.0], bad)
+        with pytest.raises(ValueError, match='k must be at least 0'):
+            core.search_many([[1.0, 0.0]], bad)
+    for bad in (2.5, True, '2', None):
+        with pytest.raises(TypeError, match=f'k must be an int, not {type(bad).__name__}'):
+            core.search([1.0, 0.0], bad)  # type: ignore[arg-type]
+    assert [json.loads(d)['content'][0]['text'] for d, _ in core.search([1.0, 0.0], numpy.int64(1))] == ['a']
+    assert len(core.search([1.0, 0.0], 2**70)) == 2
+    assert core.search([1.0, 0.0], 0) == []
+
+
 def test_hostile_names_and_missing_indexes(tmp_path: Path) -> None:
     for name in ['', '../x', 'a/b', 'a\\b', '.hidden', 'x\x00y']:
         with pytest.raises(InvalidVectorError):

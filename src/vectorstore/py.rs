@@ -155,6 +155,42 @@ fn rows_of(
         .collect())
 }
 
+/// A search's `k` from Python: an int of at least 0 (one past the rows means every row).
+/// Taken as any object so that `-1` or `2.5` get an error naming `k`, not a bare
+/// `OverflowError` from the conversion.
+struct NeighbourCount(usize);
+
+impl<'py> FromPyObject<'_, 'py> for NeighbourCount {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'_, 'py, PyAny>) -> PyResult<Self> {
+        let not_an_int = || {
+            Ok::<_, PyErr>(pyo3::exceptions::PyTypeError::new_err(format!(
+                "k must be an int, not {}",
+                value.get_type().name()?
+            )))
+        };
+        if value.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(not_an_int()?);
+        }
+        // The usual case, numpy ints included (through `__index__`).
+        if let Ok(k) = value.extract::<u64>() {
+            return Ok(NeighbourCount(usize::try_from(k).unwrap_or(usize::MAX)));
+        }
+        let py = value.py();
+        let Ok(index) = py.import("operator")?.call_method1("index", (value,)) else {
+            return Err(not_an_int()?);
+        };
+        if index.lt(0)? {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "k must be at least 0, not {}",
+                index.str()?
+            )));
+        }
+        Ok(NeighbourCount(usize::MAX)) // past u64: every row
+    }
+}
+
 fn search_job(
     index: &LocalIndex,
     queries: Vec<Vec<f32>>,
@@ -352,14 +388,14 @@ impl LocalVectorIndex {
         &self,
         py: Python<'_>,
         query: Vectors<'_>,
-        k: usize,
+        k: NeighbourCount,
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<PyHits> {
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
         let index = self.current(py)?;
         let mut results =
-            py.detach(|| search_job(&index, queries, k, where_json.as_deref(), approximate))?;
+            py.detach(|| search_job(&index, queries, k.0, where_json.as_deref(), approximate))?;
         Ok(results.pop().unwrap_or_default())
     }
 
@@ -370,14 +406,14 @@ impl LocalVectorIndex {
         py: Python<'_>,
         ticket: &Ticket,
         query: Vectors<'_>,
-        k: usize,
+        k: NeighbourCount,
         where_json: Option<String>,
         approximate: bool,
     ) -> PyResult<()> {
         let queries = query.into_rows(self.index.name(), Split::Dims(None))?;
         let index = self.current(py)?;
         ticket.run_blocking(move || {
-            search_job(&index, queries, k, where_json.as_deref(), approximate)
+            search_job(&index, queries, k.0, where_json.as_deref(), approximate)
                 .map(|mut r| r.pop().unwrap_or_default())
         })
     }
@@ -389,7 +425,7 @@ impl LocalVectorIndex {
         &self,
         py: Python<'_>,
         queries: Vectors<'_>,
-        k: usize,
+        k: NeighbourCount,
         dims: Option<usize>,
         where_json: Option<String>,
         approximate: bool,
@@ -399,7 +435,7 @@ impl LocalVectorIndex {
             return Ok(Vec::new());
         }
         let index = self.current(py)?;
-        Ok(py.detach(|| search_job(&index, queries, k, where_json.as_deref(), approximate))?)
+        Ok(py.detach(|| search_job(&index, queries, k.0, where_json.as_deref(), approximate))?)
     }
 
     /// Adds the entries of a JS `__db_<name>.json` file (keeping their ids); returns how
