@@ -184,6 +184,10 @@ def test_bad_operation_store_options():
         PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', table_prefix='Bad-Name')
     with pytest.raises(ValueError, match='lease'):
         RedisOperationStore(REDIS_URL, lease=0)
+    with pytest.raises(ValueError, match='ttl must be a positive number of seconds below 1e9'):
+        PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', ttl=2e9)
+    with pytest.raises(ValueError, match='lease must be a positive number of seconds below 1e9'):
+        RedisOperationStore(REDIS_URL, lease=float('inf'))
     with pytest.raises(TypeError, match='lease'):
         PostgresOperationStore('postgresql://postgres@127.0.0.1/postgres', lease='5')  # type: ignore[arg-type]
 

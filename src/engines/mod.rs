@@ -18,6 +18,8 @@ pub mod redis;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::errors::{Error, Result};
+
 /// Drives `future` to completion on the process's runtime from a thread that is not
 /// itself running async code (a blocking-pool worker, a test, a plain thread).
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -45,7 +47,32 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A `ttl` or `lease` option in seconds: positive and below 1e9 (about 31 years; beyond
+/// that a millisecond expiry no longer fits every engine's integer). `what` names the option.
+pub fn positive_seconds(what: &str, seconds: f64) -> Result<Duration> {
+    if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(Error::InvalidArgument {
+            detail: format!(
+                "{what} must be a positive number of seconds below 1e9 (about 31 years), got {seconds}"
+            ),
+        })
+    }
+}
+
 impl RetryPolicy {
+    /// A store's `timeout` option: retry for that many seconds, 0 to 3600.
+    pub fn from_timeout(timeout: f64) -> Result<Self> {
+        if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
+            Ok(RetryPolicy::with_budget(Duration::from_secs_f64(timeout)))
+        } else {
+            Err(Error::InvalidArgument {
+                detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
+            })
+        }
+    }
+
     /// No retries at all: the first failure is final.
     pub fn none() -> Self {
         RetryPolicy {

@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use super::model::Operation;
 use super::poll::{PollPolicy, Poller};
 use super::store::{OperationStore, PostgresOperationStore, RedisOperationStore};
-use crate::engines::RetryPolicy;
 use crate::engines::postgres::PgOptions;
 use crate::engines::redis::RedisOptions;
+use crate::engines::{RetryPolicy, positive_seconds};
 use crate::runtime::Ticket;
 
 /// Validates an operation given as JSON; returns it normalised (nulls dropped).
@@ -84,38 +84,17 @@ pub struct OperationStoreCore {
 }
 
 fn lease_seconds(lease: Option<f64>) -> PyResult<Option<std::time::Duration>> {
-    lease
-        .map(|seconds| {
-            ttl_seconds(seconds).map_err(|_| {
-                crate::errors::Error::InvalidArgument {
-                    detail: format!("lease must be a positive number of seconds, got {seconds}"),
-                }
-                .into()
-            })
-        })
-        .transpose()
+    Ok(lease
+        .map(|seconds| positive_seconds("lease", seconds))
+        .transpose()?)
 }
 
 fn ttl_seconds(ttl: f64) -> PyResult<std::time::Duration> {
-    if ttl.is_finite() && ttl > 0.0 && ttl < 1e9 {
-        Ok(std::time::Duration::from_secs_f64(ttl))
-    } else {
-        Err(crate::errors::Error::InvalidArgument {
-            detail: format!("ttl must be a positive number of seconds, got {ttl}"),
-        }
-        .into())
-    }
+    Ok(positive_seconds("ttl", ttl)?)
 }
 
 fn retry(timeout: f64) -> PyResult<RetryPolicy> {
-    if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
-        Ok(RetryPolicy::with_budget(Duration::from_secs_f64(timeout)))
-    } else {
-        Err(crate::errors::Error::InvalidArgument {
-            detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
-        }
-        .into())
-    }
+    Ok(RetryPolicy::from_timeout(timeout)?)
 }
 
 #[pymethods]

@@ -30,9 +30,9 @@ use super::sqlite::SqliteStore;
 use super::store::{
     Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadDelta, ThreadWriteKind,
 };
-use crate::engines::RetryPolicy;
 use crate::engines::postgres::PgOptions;
 use crate::engines::redis::RedisOptions;
+use crate::engines::{RetryPolicy, positive_seconds};
 use crate::errors::{Error, Result};
 use crate::runtime::Ticket;
 
@@ -528,26 +528,8 @@ type PyThreadDelta = (String, usize, bool, Vec<String>);
 type PyCommitted = (u64, bool, Vec<(String, Vec<String>)>, Option<String>);
 
 fn ttl_from(ttl: Option<f64>) -> Result<Option<Duration>> {
-    ttl.map(|seconds| {
-        if seconds.is_finite() && seconds > 0.0 && seconds < 1e9 {
-            Ok(Duration::from_secs_f64(seconds))
-        } else {
-            Err(Error::InvalidArgument {
-                detail: format!("ttl must be a positive number of seconds, got {seconds}"),
-            })
-        }
-    })
-    .transpose()
-}
-
-fn retry_from(timeout: f64) -> Result<RetryPolicy> {
-    if timeout.is_finite() && (0.0..=3600.0).contains(&timeout) {
-        Ok(RetryPolicy::with_budget(Duration::from_secs_f64(timeout)))
-    } else {
-        Err(Error::InvalidArgument {
-            detail: format!("timeout must be between 0 and 3600 seconds, got {timeout}"),
-        })
-    }
+    ttl.map(|seconds| positive_seconds("ttl", seconds))
+        .transpose()
 }
 
 #[pymethods]
@@ -563,7 +545,7 @@ impl SharedStoreCore {
         timeout: f64,
     ) -> PyResult<Self> {
         let options = RedisOptions {
-            retry: retry_from(timeout)?,
+            retry: RetryPolicy::from_timeout(timeout)?,
             // An attempt that gets no answer (a partition) gives up within the timeout too
             // (at least 1 s, as for PostgreSQL).
             response_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
@@ -597,7 +579,7 @@ impl SharedStoreCore {
     ) -> PyResult<Self> {
         let options = PgOptions {
             pool_size,
-            retry: retry_from(timeout)?,
+            retry: RetryPolicy::from_timeout(timeout)?,
             // One attempt that gets no answer (a partition) gives up within the timeout
             // too, not after the default 10 s (at least 1 s, for large first saves).
             attempt_timeout: Duration::from_secs_f64(timeout.clamp(1.0, 10.0)),
