@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -304,3 +305,17 @@ async def test_file_log_is_compacted_and_keeps_everything(ai, tmp_path):
     loaded = await ai.load_session('busy', store=store)
     assert loaded.state == {'step': 99}
     assert len(loaded.threads['main']) == 2
+
+
+@pytest.mark.parametrize('kind', ['memory', *STORES])
+async def test_state_after_an_update_is_what_a_reload_reads(ai, kind, tmp_path):
+    store = local_store(kind, tmp_path)
+    session = ai.create_session(store=store, session_id='s', initial_state={'a': 1})
+    await session.update_state({'b': 2})
+    await session.update_state({1: (2, 3), 'a': None})  # JSON has string keys and lists only
+    reloaded = await ai.load_session('s', store=store)
+    assert session.state == reloaded.state == {'a': None, 'b': 2, '1': [2, 3]}
+    # Concurrent updates of one session object keep every key.
+    await asyncio.gather(*(session.update_state({f'k{i}': i}) for i in range(20)))
+    assert session.state == (await ai.load_session('s', store=store)).state
+    assert all(session.state[f'k{i}'] == i for i in range(20))

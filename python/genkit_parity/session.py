@@ -162,28 +162,32 @@ class Session:
         if not isinstance(patch, Mapping):
             raise TypeError(f'patch must be a mapping, not {type(patch).__name__}')
         await self._ensure_loaded()
-        current = self._state
-        if current is not None and not isinstance(current, Mapping):
-            raise TypeError(f'cannot merge a patch into state of type {type(current).__name__}')
-        new_state = {**(current or {}), **patch}
         async with self._write_lock:
+            current = self._state  # read under the lock: a concurrent update is not undone
+            if current is not None and not isinstance(current, Mapping):
+                raise TypeError(f'cannot merge a patch into state of type {type(current).__name__}')
             store = self._store
             if self._incremental and isinstance(store, NativeSessionStore):
                 # Only the changed keys travel: the store merges them onto whatever another
                 # writer stored, so no writer's keys are lost.
+                patch_json = dumps_value(dict(patch), what='state')
                 done = await store._commit(
                     self._id,
                     turn_id=new_turn_id(),
                     expected_version=self._version,
                     threads=[],
                     state_mode='merge',
-                    state_json=dumps_value(dict(patch), what='state'),
+                    state_json=patch_json,
                 )
                 self._version = done.version
-                # A shared store returns the merged state, other workers' keys included; a
-                # single-process store leaves this session its own view (as for threads).
-                self._state = new_state if done.state_json is None else json.loads(done.state_json)
+                if done.state_json is not None:  # a shared store: other workers' keys included
+                    self._state = json.loads(done.state_json)
+                else:
+                    # A single-process store leaves this session its own view (as for
+                    # threads), of the patch as stored: `{1: (2,)}` reads back `{'1': [2]}`.
+                    self._state = {**(current or {}), **json.loads(patch_json)}
             else:
+                new_state = {**(current or {}), **patch}
                 dumps_value(new_state, what='state')  # refused before the session changes
                 previous, self._state = self._state, new_state
                 try:
