@@ -352,6 +352,21 @@ fn file_store_compacts_superseding_records() {
     let loaded = store.load("c").unwrap().unwrap();
     assert_eq!(loaded.state.as_ref().unwrap().get(), r#"{"i":39}"#);
     assert_eq!(texts(&loaded, "main"), ["a"]);
+    // Merge records count too, and compaction keeps every merged key.
+    for i in 0..40 {
+        store
+            .commit("c", &merge_commit(&format!(r#"{{"m{}":{i}}}"#, i % 3)))
+            .unwrap();
+    }
+    let log = std::fs::read_to_string(store.log_path("c")).unwrap();
+    assert!(log.lines().count() < 40, "log was not compacted");
+    assert!(
+        log.contains(r#""op":"merge""#),
+        "the last merges stay records"
+    );
+    let reopened = FileStore::open(dir.path(), false).unwrap();
+    let state = reopened.load("c").unwrap().unwrap().state.unwrap();
+    assert_eq!(state.get(), r#"{"i":39,"m0":39,"m1":37,"m2":38}"#);
 }
 
 #[test]

@@ -257,17 +257,6 @@ impl FileStore {
             .remove(session_id);
     }
 
-    /// Counts `records` superseding records; true when the log is due for compaction.
-    fn note_superseded(&self, session_id: &str, records: u32) -> bool {
-        let mut counts = self
-            .superseded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(session_id.to_owned()).or_insert(0);
-        *count += records;
-        *count >= COMPACT_AFTER_SUPERSEDING
-    }
-
     /// Rewrites the log as one snapshot. Call with the lock held.
     fn compact_locked(&self, session_id: &str) -> Result<()> {
         if let Some(replay) = self.replay(session_id)? {
@@ -281,10 +270,23 @@ impl FileStore {
         self.locked(session_id, || self.compact_locked(session_id))
     }
 
-    /// Counts `superseding` new records; compacts when they have piled up. Call with the
+    /// Counts `superseding` new records (state changes, thread rewrites written by this
+    /// process since the last compaction); compacts when they have piled up. Call with the
     /// lock held.
     fn compact_if_due(&self, session_id: &str, superseding: u32) -> Result<()> {
-        if superseding > 0 && self.note_superseded(session_id, superseding) {
+        if superseding == 0 {
+            return Ok(());
+        }
+        let due = {
+            let mut counts = self
+                .superseded
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let count = counts.entry(session_id.to_owned()).or_insert(0);
+            *count += superseding;
+            *count >= COMPACT_AFTER_SUPERSEDING
+        };
+        if due {
             self.compact_locked(session_id)?;
         }
         Ok(())
