@@ -205,6 +205,22 @@ async def test_after_a_save_a_worker_sees_the_other_workers_turns(engine):
     assert b.version == 2
 
 
+async def test_chats_with_an_unchanged_preamble_append_and_never_conflict(engine):
+    # A web app's pattern: each request opens the chat by id with the same system= preamble.
+    store = make_store(engine, table_prefix=table_prefix())
+    ai = make_ai()
+    await ai.chat(store=store, session_id='web', system='be brief').send('first')
+    held = await ai.load_session('web', store=store)
+    await ai.chat(store=store, session_id='web', system='be brief').send('other')
+    # `held` is stale now. Its equal preamble is kept as stored, so its turn appends
+    # (a rewrite of the thread would be refused: another worker saved meanwhile).
+    await held.chat(system='be brief').send('mine')
+    stored = await store.get('web')
+    assert stored is not None
+    assert [text(m) for m in stored['threads']['main'] if m['role'] == 'user'] == ['first', 'other', 'mine']
+    assert [m['role'] for m in stored['threads']['main']].count('system') == 1
+
+
 async def test_a_repeated_turn_id_is_stored_once(engine):
     store = make_store(engine, table_prefix=table_prefix())
     message = '{"role":"user","content":[{"text":"x"}]}'

@@ -97,6 +97,21 @@ def is_preamble(message: Message) -> bool:
     return bool(message.metadata and message.metadata.get('preamble'))
 
 
+def _starts_with_preamble(history: Sequence[Message], preamble: Sequence[Message]) -> bool:
+    """Whether ``history`` already opens with exactly ``preamble`` (and holds no other).
+
+    Then a chat keeps the stored messages as they are and its turn appends, instead of
+    rewriting the thread with an equal preamble (which a shared store would refuse once
+    another writer had saved, and which costs the whole history each time).
+    """
+    lead = len(preamble)
+    return (
+        len(history) >= lead
+        and all(stored == fresh for stored, fresh in zip(history, preamble, strict=False))
+        and not any(is_preamble(m) for m in history[lead:])
+    )
+
+
 def tag_as_preamble(messages: Sequence[Message]) -> list[Message]:
     """Copies of ``messages`` with ``metadata.preamble = True`` merged into their metadata."""
     return [m.model_copy(update={'metadata': {**(m.metadata or {}), 'preamble': True}}) for m in messages]
@@ -298,7 +313,7 @@ class Chat:
 
     def _adopt(self, history: list[Message]) -> None:
         """Merge the request base with a thread's stored history (JS rules)."""
-        if self._turns == 0 and self._preamble:
+        if self._turns == 0 and self._preamble and not _starts_with_preamble(history, self._preamble):
             # A fresh preamble replaces any stored one.
             merged = self._preamble + [m for m in history if not is_preamble(m)] + self._extra
         elif self._turns == 0:
