@@ -33,6 +33,9 @@ Handler = Callable[[Request], tuple[int, Any]]
 class LoopbackServer:
     handler: Handler
     requests: list[Request] = field(default_factory=list)
+    #: False: HTTP/1.0, each connection closed after its reply (a client whose constructor
+    #: fails never closes its pool, and an idle kept-alive socket would outlive the test).
+    keep_alive: bool = True
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -45,7 +48,7 @@ class LoopbackServer:
         outer = self
 
         class _Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
+            protocol_version = 'HTTP/1.1' if self.keep_alive else 'HTTP/1.0'
 
             def _serve(self) -> None:
                 length = int(self.headers.get('Content-Length') or 0)
