@@ -109,3 +109,19 @@ async def test_failing_custom_store_keeps_session_unchanged(ai):
     with pytest.raises(OSError, match='disk on fire'):
         await session.update_state({'b': 2})
     assert session.state == {'a': 1}
+
+
+async def test_state_is_a_copy_and_nan_never_reaches_a_store(ai, memory_store):
+    initial = {'cart': []}
+    session = ai.create_session(store=memory_store, session_id='s', initial_state=initial)
+    initial['cart'].append('pear')  # the caller's object is not the session's
+    session.state['cart'].append('apple')  # nor is what `state` returns
+    await session.update_state({'step': 2})
+    assert session.state == {'cart': [], 'step': 2}
+    assert (await memory_store.get('s'))['state'] == {'cart': [], 'step': 2}
+    for bad in (float('nan'), float('inf')):
+        with pytest.raises(TypeError, match='state must be JSON-serializable: Out of range float'):
+            await session.update_state({'n': bad})
+        with pytest.raises(TypeError, match='initial_state must be JSON-serializable'):
+            ai.create_session(initial_state={'n': bad})
+    assert session.state == {'cart': [], 'step': 2}

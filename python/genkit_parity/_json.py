@@ -27,7 +27,8 @@ def _default(value: Any) -> Any:
 def dumps_value(value: Any, *, what: str) -> str:
     """Serialise any JSON-able value (pydantic models included); TypeError names ``what``."""
     try:
-        return json.dumps(value, default=_default, ensure_ascii=False, separators=(',', ':'))
+        # NaN and infinity have no JSON form: refused here, not stored as text no parser reads.
+        return json.dumps(value, default=_default, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
     except (TypeError, ValueError) as error:
         raise TypeError(f'{what} must be JSON-serializable: {error}') from None
 

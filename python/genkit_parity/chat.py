@@ -12,7 +12,6 @@ Differences from JS 1.38, on purpose (JS quirks 1-3 of the spec's Appendix A):
 from __future__ import annotations
 
 import asyncio
-import copy
 import difflib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any
@@ -218,7 +217,7 @@ class Chat:
             preamble = None
         self._pending_prompt: ExecutablePrompt[Any, Any] | None = preamble
         # The prompt renders against the state as it is now, as JS renders eagerly.
-        self._state_at_creation = copy.deepcopy(session.state) if preamble is not None else None
+        self._state_at_creation = session.state if preamble is not None else None  # a copy
         if preamble is not None and 'system' in options:
             raise TypeError(
                 'chat() got both a preamble prompt and system=; put the system text in the prompt'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import json
 import os
@@ -143,8 +144,12 @@ class Session:
 
     @property
     def state(self) -> Any:
-        """The session state (``None`` until set). Change it with :meth:`update_state`."""
-        return self._state
+        """A copy of the session state (``None`` until set). Change it with :meth:`update_state`.
+
+        A copy, so that changing it in place cannot make the session hold what its store
+        does not (only the keys an update names are written).
+        """
+        return copy.deepcopy(self._state)
 
     @property
     def threads(self) -> dict[str, list[Message]]:
@@ -402,7 +407,7 @@ def new_session(
         ai,
         session_id=sid,
         store=InMemorySessionStore() if store is None else check_store(store),
-        state=initial_state,
+        state=copy.deepcopy(initial_state),  # the caller keeps its own object
         load_on_first_use=load_on_first_use,
     )
 
