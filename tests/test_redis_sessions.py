@@ -465,7 +465,7 @@ def test_bad_options_are_rejected_by_name():
         PostgresSessionStore('postgresql://postgres@127.0.0.1/postgres', table_prefix='x; DROP')
     with pytest.raises(ValueError, match='ttl'):
         RedisSessionStore(REDIS_URL, ttl=-1)
-    with pytest.raises(ValueError, match=r'ttl must be a positive number of seconds below 1e9 .*got 1000000000'):
+    with pytest.raises(ValueError, match='ttl must be a positive number of seconds below 1e9'):
         PostgresSessionStore('postgresql://postgres@127.0.0.1/postgres', ttl=1e9)
     with pytest.raises(ValueError, match='timeout must be between 0 and 3600 seconds, got 3601'):
         RedisSessionStore(REDIS_URL, timeout=3601)

@@ -105,9 +105,9 @@ def test_a_ticket_carries_one_job(tmp_path):
 
     core = _native.DiskStoreCore.file(tmp_path)
     ticket = _native.CompletionQueue().ticket()
-    core.load(ticket, 'a')
+    core.load_versioned(ticket, 'a')
     with pytest.raises(RuntimeError, match='only one job'):
-        core.load(ticket, 'a')
+        core.load_versioned(ticket, 'a')
 
 
 def test_works_under_uvloop(tmp_path):

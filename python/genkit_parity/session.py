@@ -21,7 +21,7 @@ from genkit import GenkitError, Message
 from . import _native
 from ._json import coerce_messages, dumps_value, message_from_data, message_to_data, message_to_json
 from .errors import CorruptSessionError
-from .stores import Committed, InMemorySessionStore, NativeSessionStore, SessionStore, SharedSessionStore
+from .stores import Committed, InMemorySessionStore, NativeSessionStore, SessionStore
 
 if TYPE_CHECKING:
     from ._genkit import GenkitParityMixin
@@ -114,8 +114,13 @@ class Session:
         # the store held under its id (JS createSession semantics).
         self._incremental = incremental
         self._load_on_first_use = load_on_first_use
-        # Shared stores: the store version this copy reflects (what the next commit expects).
+        # Built-in stores: the version this session last loaded or wrote (what its next
+        # commit expects), and the version its whole copy (every thread, the state) is known
+        # to match. They differ once a commit found that another writer had saved: its own
+        # thread then caught up, but others may not have, so a replace, which would drop
+        # what it had not seen, expects the older version and is refused.
         self._version = version
+        self._synced_version = version
         # Bumped whenever a thread changes, so chats on the same thread notice each other.
         self._thread_versions: dict[str, int] = {}
         self._turn_locks: dict[str, asyncio.Lock] = {}
@@ -137,8 +142,8 @@ class Session:
     def version(self) -> int:
         """The store's version of this session as last loaded or saved here.
 
-        Shared stores (Redis, PostgreSQL) count one per committed turn or state update;
-        other stores keep no versions (always 0).
+        Built-in stores count one per committed turn, state update or whole save; custom
+        stores keep none (always 0).
         """
         return self._version
 
@@ -176,20 +181,21 @@ class Session:
                 # Only the changed keys travel: the store merges them onto whatever another
                 # writer stored, so no writer's keys are lost.
                 patch_json = dumps_value(dict(patch), what='state')
+                expected = self._version
                 done = await store._commit(
                     self._id,
                     turn_id=new_turn_id(),
-                    expected_version=self._version,
+                    expected_version=expected,
                     threads=[],
                     state_mode='merge',
                     state_json=patch_json,
                 )
-                self._version = done.version
-                if done.state_json is not None:  # a shared store: other workers' keys included
+                self._committed(expected, done)
+                if done.state_json is not None:  # the stored state, other writers' keys included
                     self._state = json.loads(done.state_json)
                 else:
-                    # A single-process store leaves this session its own view (as for
-                    # threads), of the patch as stored: `{1: (2,)}` reads back `{'1': [2]}`.
+                    # Nobody else had written (the file store does not read its log then):
+                    # the patch as stored, so `{1: (2,)}` reads back as `{'1': [2]}`.
                     self._state = {**(current or {}), **json.loads(patch_json)}
             else:
                 new_state = {**(current or {}), **patch}
@@ -290,7 +296,7 @@ class Session:
             if not self._load_on_first_use:
                 return
             data, version = await read_session(self._store, self._id)
-            self._version = version
+            self._version = self._synced_version = version
             if data is not None:
                 state, threads = parse_session_data(self._id, data)
                 self._state = state if self._state is None else self._state
@@ -331,10 +337,11 @@ class Session:
         held = self._threads.get(thread, [])
         append = first_new is not None and first_new == len(held)
         start = first_new if append and first_new is not None else 0
+        expected = self._version if append else self._synced_version
         done: Committed = await store._commit(
             self._id,
             turn_id=new_turn_id(),
-            expected_version=self._version,
+            expected_version=expected,
             threads=[(thread, len(held), not append, [message_to_json(m) for m in messages[start:]])],
         )
         unseen = [message_from_data(json.loads(text)) for text in done.unseen.get(thread, [])]
@@ -346,17 +353,21 @@ class Session:
             self._threads[thread] = messages[:start] + unseen
         else:
             self._threads[thread] = messages[:start] + unseen + messages[start:]
+        self._committed(expected, done)
+
+    def _committed(self, expected: int, done: Committed) -> None:
+        """Take a commit's version; the whole copy stays synced only if nobody else wrote."""
+        if self._synced_version == expected and done.version == expected + 1 and not done.duplicate:
+            self._synced_version = done.version
         self._version = done.version
 
     async def _save_whole(self) -> None:
         store = self._store
-        if isinstance(store, SharedSessionStore):
+        if isinstance(store, NativeSessionStore):
             # A new session's first write replaces whatever the id held (JS createSession).
             await store._save(self._id, dumps_value(self.to_json(), what='session'))
             loaded = await store._load_versioned(self._id)
-            self._version = 0 if loaded is None else loaded[1]
-        elif isinstance(store, NativeSessionStore):
-            await store._save(self._id, dumps_value(self.to_json(), what='session'))
+            self._version = self._synced_version = 0 if loaded is None else loaded[1]
         else:
             await store.save(self._id, self.to_json())
         self._incremental = True
@@ -440,8 +451,8 @@ async def load_session(ai: GenkitParityMixin, session_id: object, *, store: obje
 
 
 async def read_session(store: SessionStore, session_id: str) -> tuple[dict[str, Any] | None, int]:
-    """A store's session data and version (0 for stores that keep none)."""
-    if isinstance(store, SharedSessionStore):
+    """A store's session data and version (0 for custom stores, which keep none)."""
+    if isinstance(store, NativeSessionStore):
         loaded = await store._load_versioned(session_id)
         if loaded is None:
             return None, 0

@@ -77,8 +77,8 @@ class NativeSessionStore:
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
         """Return the stored session as plain JSON data, or None for an unknown id."""
-        text = await self._load(_check_id(session_id))
-        return None if text is None else dict(json.loads(text))
+        loaded = await self._load_versioned(_check_id(session_id))
+        return None if loaded is None else loaded[0]
 
     async def save(self, session_id: str, data: Mapping[str, Any]) -> None:
         """Replace everything stored for ``session_id`` with ``data``."""
@@ -88,7 +88,8 @@ class NativeSessionStore:
         """Remove a session; True if it existed."""
         raise NotImplementedError
 
-    async def _load(self, session_id: str) -> str | None:
+    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
+        """The stored session and its version (one more for every write), or None."""
         raise NotImplementedError
 
     async def _save(self, session_id: str, data_json: str) -> None:
@@ -115,6 +116,13 @@ class NativeSessionStore:
         raise NotImplementedError
 
 
+def _parsed(loaded: tuple[str, int] | None) -> tuple[dict[str, Any], int] | None:
+    if loaded is None:
+        return None
+    text, version = loaded
+    return dict(json.loads(text)), version
+
+
 class InMemorySessionStore(NativeSessionStore):
     """Sessions held in this process's memory (lost when it exits).
 
@@ -137,8 +145,8 @@ class InMemorySessionStore(NativeSessionStore):
         """Remove a session; True if it existed."""
         return self._core.delete(_check_id(session_id))
 
-    async def _load(self, session_id: str) -> str | None:
-        return self._core.load(session_id)
+    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
+        return _parsed(self._core.load_versioned(session_id))
 
     async def _save(self, session_id: str, data_json: str) -> None:
         self._core.save(session_id, data_json)
@@ -173,9 +181,11 @@ class _DiskSessionStore(NativeSessionStore):
         deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
         return deleted
 
-    async def _load(self, session_id: str) -> str | None:
-        text: str | None = await _runtime.call(lambda ticket: self._core.load(ticket, session_id))
-        return text
+    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
+        loaded: tuple[str, int] | None = await _runtime.call(
+            lambda ticket: self._core.load_versioned(ticket, session_id)
+        )
+        return _parsed(loaded)
 
     async def _save(self, session_id: str, data_json: str) -> None:
         await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
@@ -325,14 +335,6 @@ class SharedSessionStore(NativeSessionStore):
         session_id = _check_id(session_id)
         deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
         return deleted
-
-    async def get(self, session_id: str) -> dict[str, Any] | None:
-        """Return the stored session as plain JSON data, or None for an unknown id.
-
-        One round trip; the messages are parsed in the core, off the GIL.
-        """
-        loaded = await self._load_versioned(_check_id(session_id))
-        return None if loaded is None else loaded[0]
 
     async def sweep_expired(self) -> int:
         """Delete the sessions whose ``ttl`` has passed; return how many were deleted.

@@ -118,11 +118,17 @@ fn raw(text: &str) -> Box<RawValue> {
     RawValue::from_string(text.into()).unwrap()
 }
 
-/// A turn's commit as the Python session makes it: one thread delta against the writer's copy.
-fn thread_commit(kind: ThreadWriteKind, loaded_len: usize, messages: &[RawMessage]) -> Commit {
+/// A turn's commit as the Python session makes it: one thread delta against the writer's
+/// copy (`loaded_len` messages, loaded at `expected_version`).
+fn thread_commit(
+    expected_version: u64,
+    kind: ThreadWriteKind,
+    loaded_len: usize,
+    messages: &[RawMessage],
+) -> Commit {
     Commit {
         turn_id: Some("turn".into()),
-        expected_version: 0,
+        expected_version,
         threads: vec![ThreadDelta {
             thread: "main".into(),
             loaded_len,
@@ -143,37 +149,63 @@ fn merge_commit(patch: &str) -> Commit {
 }
 
 #[test]
-fn a_replace_from_a_stale_copy_is_refused_and_changes_nothing() {
+fn stale_writers_append_after_what_landed_and_cannot_replace() {
+    use ThreadWriteKind::{Append, Replace};
     let dir = tempfile::tempdir().unwrap();
     for (name, store) in stores(dir.path()) {
-        let append = thread_commit(ThreadWriteKind::Append, 0, &[msg("a"), msg("b")]);
-        store.commit("r", &append).unwrap();
-        // This writer holds both messages: its replace (a new preamble) goes through.
-        let replace = thread_commit(ThreadWriteKind::Replace, 2, &[msg("sys"), msg("b")]);
-        store.commit("r", &replace).unwrap();
-        // Another writer appends; the first one's copy (2 messages) is now stale.
+        let done = store
+            .commit("r", &thread_commit(0, Append, 0, &[msg("a"), msg("b")]))
+            .unwrap();
+        assert_eq!(done.version, 1, "{name}");
+        // Nobody else wrote: this writer's replace (a new preamble) goes through.
+        let replace = thread_commit(1, Replace, 2, &[msg("sys"), msg("b")]);
+        assert_eq!(store.commit("r", &replace).unwrap().version, 2, "{name}");
+        // Another writer appends; this writer's copy (version 2) is now stale.
         store.append("r", "main", &[msg("theirs")]).unwrap();
-        let stale = thread_commit(ThreadWriteKind::Replace, 2, &[msg("sys2"), msg("b")]);
+        let (_, version) = store.load_versioned("r").unwrap().unwrap();
+        assert_eq!(version, 3, "{name}: every write is a version");
+        let stale = thread_commit(2, Replace, 2, &[msg("sys2"), msg("b")]);
         let error = store.commit("r", &stale).unwrap_err();
         assert!(
             matches!(&error, Error::Conflict { session_id, detail }
-                if session_id == "r" && detail.contains("holds 3 messages where this session holds 2")),
+                if session_id == "r" && detail.contains("saved version 3 after this session loaded version 2")),
             "{name}: {error}"
         );
+        // Its append lands after what it had not seen, and it is told what that was.
+        let done = store
+            .commit("r", &thread_commit(2, Append, 2, &[msg("mine")]))
+            .unwrap();
+        assert_eq!(done.version, 4, "{name}");
+        let unseen: Vec<&str> = done.threads[0].1.iter().map(|m| m.get()).collect();
+        assert_eq!(unseen, [msg("theirs").get()], "{name}");
         let loaded = store.load("r").unwrap().unwrap();
-        assert_eq!(texts(&loaded, "main"), ["sys", "b", "theirs"], "{name}");
-        // A new thread is "0 messages" to a writer that never saw it.
-        let fresh = thread_commit(ThreadWriteKind::Replace, 0, &[msg("x")]);
-        store.commit("new", &fresh).unwrap();
-        assert!(
-            store.commit("new", &fresh).is_err(),
-            "{name}: now it holds one"
+        assert_eq!(
+            texts(&loaded, "main"),
+            ["sys", "b", "theirs", "mine"],
+            "{name}"
         );
-        // The unchecked replace (a whole save's) still replaces.
+        // An append to a thread that got shorter than the writer's copy is refused.
         store.replace_thread("r", "main", &[msg("z")]).unwrap();
+        let error = store
+            .commit("r", &thread_commit(4, Append, 4, &[msg("late")]))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("holds 1 messages, fewer than the 4"),
+            "{name}: {error}"
+        );
         assert_eq!(
             texts(&store.load("r").unwrap().unwrap(), "main"),
             ["z"],
+            "{name}"
+        );
+        // A whole save is a version too.
+        let (data, before) = store.load_versioned("r").unwrap().unwrap();
+        store.save(&data).unwrap();
+        assert_eq!(
+            store.load_versioned("r").unwrap().unwrap().1,
+            before + 1,
             "{name}"
         );
     }
@@ -367,6 +399,34 @@ fn file_store_compacts_superseding_records() {
     let reopened = FileStore::open(dir.path(), false).unwrap();
     let state = reopened.load("c").unwrap().unwrap().state.unwrap();
     assert_eq!(state.get(), r#"{"i":39,"m0":39,"m1":37,"m2":38}"#);
+}
+
+#[test]
+fn file_store_reads_a_log_older_than_versions_and_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path(), false).unwrap();
+    let m = msg("a");
+    let log = format!(
+        "{{\"op\":\"snapshot\",\"id\":\"old\",\"threads\":{{\"main\":[{m}]}}}}\n\
+         {{\"op\":\"append\",\"thread\":\"main\",\"messages\":[{m}]}}\n",
+        m = m.get()
+    );
+    std::fs::write(store.log_path("old"), log).unwrap();
+    let (data, version) = store.load_versioned("old").unwrap().unwrap();
+    assert_eq!((texts(&data, "main").len(), version), (2, 2));
+    let done = store
+        .commit(
+            "old",
+            &thread_commit(2, ThreadWriteKind::Append, 2, &[msg("b")]),
+        )
+        .unwrap();
+    assert_eq!(done.version, 3);
+    let written = std::fs::read_to_string(store.log_path("old")).unwrap();
+    assert!(
+        written.lines().last().unwrap().contains(r#""v":3"#),
+        "{written}"
+    );
+    assert_eq!(store.load_versioned("old").unwrap().unwrap().1, 3);
 }
 
 #[test]

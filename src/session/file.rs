@@ -6,6 +6,9 @@
 //!   keys set, so a writer need not read the state to update it), or a new snapshot.
 //! - `<name>.lock`: an advisory lock file, so writers in several processes take turns.
 //!
+//! Every record carries `v`, the session's version after it (one more per commit; a record
+//! without it, from a log older than versions, is one more than the record before).
+//!
 //! A chat turn appends one line holding only its new messages: its cost does not grow with
 //! the history. Whole rewrites (`save`, compaction) go to a temp file that is renamed over
 //! the log, so a crash leaves either the old or the new log, never a mix.
@@ -26,8 +29,8 @@ use sha2::{Digest, Sha256};
 
 use super::data::{RawMessage, SessionData, Threads};
 use super::store::{
-    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
-    committed_locally, merge_state,
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_local_commit, merge_state,
+    writes_anything,
 };
 use crate::errors::{Error, Result};
 
@@ -57,6 +60,8 @@ enum Op {
 struct RecordOut<'a> {
     op: Op,
     #[serde(skip_serializing_if = "Option::is_none")]
+    v: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thread: Option<&'a str>,
@@ -72,6 +77,7 @@ struct RecordOut<'a> {
 #[derive(Deserialize)]
 struct RecordIn {
     op: Op,
+    v: Option<u64>,
     id: Option<String>,
     thread: Option<String>,
     messages: Option<Vec<RawMessage>>,
@@ -80,9 +86,10 @@ struct RecordIn {
 }
 
 impl<'a> RecordOut<'a> {
-    fn snapshot(data: &'a SessionData) -> Self {
+    fn snapshot(data: &'a SessionData, version: u64) -> Self {
         RecordOut {
             op: Op::Snapshot,
+            v: Some(version),
             id: Some(&data.id),
             thread: None,
             messages: None,
@@ -94,6 +101,7 @@ impl<'a> RecordOut<'a> {
     fn messages(op: Op, thread: &'a str, messages: &'a [RawMessage]) -> Self {
         RecordOut {
             op,
+            v: None,
             id: None,
             thread: Some(thread),
             messages: Some(messages),
@@ -102,13 +110,10 @@ impl<'a> RecordOut<'a> {
         }
     }
 
-    fn state(state: Option<&'a RawValue>) -> Self {
-        Self::state_op(Op::State, state)
-    }
-
-    fn state_op(op: Op, state: Option<&'a RawValue>) -> Self {
+    fn state(op: Op, state: Option<&'a RawValue>) -> Self {
         RecordOut {
             op,
+            v: None,
             id: None,
             thread: None,
             messages: None,
@@ -128,7 +133,14 @@ impl<'a> RecordOut<'a> {
 /// What reading a log found.
 struct Replay {
     data: SessionData,
+    version: u64,
     superseding: u32,
+}
+
+/// Just the version of a log line (the rest of it skipped).
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: Option<u64>,
 }
 
 impl FileStore {
@@ -214,7 +226,7 @@ impl FileStore {
         let len = cut_torn_tail(&mut file, len).map_err(io_err)?;
         let mut buffer = Vec::new();
         if len == 0 {
-            buffer.extend(RecordOut::snapshot(&SessionData::empty(session_id)).to_line());
+            buffer.extend(RecordOut::snapshot(&SessionData::empty(session_id), 0).to_line());
         }
         for record in records {
             buffer.extend(record.to_line());
@@ -226,15 +238,15 @@ impl FileStore {
         Ok(())
     }
 
-    /// Replaces the log with a single snapshot, atomically.
-    fn rewrite(&self, data: &SessionData) -> Result<()> {
+    /// Replaces the log with a single snapshot at `version`, atomically.
+    fn rewrite(&self, data: &SessionData, version: u64) -> Result<()> {
         let path = self.log_path(&data.id);
         let temp = path.with_extension("jsonl.tmp");
         let io_err =
             |e: std::io::Error| Error::storage(&data.id, format!("cannot rewrite log: {e}"));
         {
             let mut file = File::create(&temp).map_err(io_err)?;
-            file.write_all(&RecordOut::snapshot(data).to_line())
+            file.write_all(&RecordOut::snapshot(data, version).to_line())
                 .map_err(io_err)?;
             if self.durable {
                 file.sync_all().map_err(io_err)?;
@@ -260,7 +272,7 @@ impl FileStore {
     /// Rewrites the log as one snapshot. Call with the lock held.
     fn compact_locked(&self, session_id: &str) -> Result<()> {
         if let Some(replay) = self.replay(session_id)? {
-            self.rewrite(&replay.data)?;
+            self.rewrite(&replay.data, replay.version)?;
         }
         Ok(())
     }
@@ -268,6 +280,28 @@ impl FileStore {
     /// Compacts a session's log now (also done automatically).
     pub fn compact(&self, session_id: &str) -> Result<()> {
         self.locked(session_id, || self.compact_locked(session_id))
+    }
+
+    /// The session's version (`0`: not stored), from the log's last complete line; a log
+    /// older than versions is replayed. Call with the lock held.
+    fn current_version(&self, session_id: &str) -> Result<u64> {
+        let io_err =
+            |e: std::io::Error| Error::storage(session_id, format!("cannot read log: {e}"));
+        let mut file = match File::open(self.log_path(session_id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(e)),
+        };
+        let len = file.metadata().map_err(io_err)?.len();
+        let Some(line) = last_complete_line(&mut file, len).map_err(io_err)? else {
+            return Ok(0);
+        };
+        let read: VersionOnly = serde_json::from_slice(&line)
+            .map_err(|e| Error::corrupt(session_id, "last log line", e))?;
+        match read.v {
+            Some(version) => Ok(version),
+            None => Ok(self.replay(session_id)?.map_or(0, |replay| replay.version)),
+        }
     }
 
     /// Counts `superseding` new records (state changes, thread rewrites written by this
@@ -292,80 +326,121 @@ impl FileStore {
         Ok(())
     }
 
-    /// Writes a commit's records in one write under the session's lock. Only a checked
-    /// replace reads the log (`check`: refuse a replace of a changed thread); a state patch
-    /// goes in as a `merge` record, applied on replay over whatever another process wrote.
-    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
+    /// Writes a commit's records in one write under the session's lock; `check`: the rules
+    /// of [`check_local_commit`]. Only a stale commit reads the log (for what its writer
+    /// had not seen); a state patch goes in as a `merge` record, applied on replay over
+    /// whatever another process wrote.
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<Committed> {
         if let StateWrite::Merge(patch) = &commit.state {
             // Refused now rather than at every later replay.
             merge_state(session_id, None, patch)?;
         }
-        let mut records = Vec::new();
-        let mut superseding = 0u32;
-        for delta in commit.threads.iter().filter(|d| !d.appends_nothing()) {
-            let op = match delta.kind {
-                ThreadWriteKind::Append => Op::Append,
-                ThreadWriteKind::Replace => {
-                    superseding += 1;
-                    Op::Thread
-                }
-            };
-            records.push(RecordOut::messages(op, &delta.thread, &delta.messages));
-        }
-        match &commit.state {
-            StateWrite::Keep => {}
-            StateWrite::Replace(state) => records.push(RecordOut::state(state.as_deref())),
-            StateWrite::Merge(patch) => records.push(RecordOut::state_op(Op::Merge, Some(patch))),
-        }
-        superseding += u32::from(!matches!(commit.state, StateWrite::Keep));
         self.locked(session_id, || {
-            if check
-                && commit
-                    .threads
-                    .iter()
-                    .any(|d| d.kind == ThreadWriteKind::Replace)
-            {
-                let stored = self.replay(session_id)?.map(|replay| replay.data);
-                check_replaces(session_id, commit, |thread| {
-                    Ok(stored
-                        .as_ref()
-                        .and_then(|data| data.threads.get(thread))
-                        .map_or(0, Vec::len))
+            let version = self.current_version(session_id)?;
+            // A stale writer's commit is checked against, and told, what the log holds.
+            let stale = check && version != commit.expected_version;
+            let data = if stale {
+                self.replay(session_id)?.map(|replay| replay.data)
+            } else {
+                None
+            };
+            if stale {
+                let thread = |name: &str| data.as_ref().and_then(|d| d.threads.get(name));
+                check_local_commit(session_id, commit, version, |name| {
+                    Ok(thread(name).map_or(0, Vec::len))
                 })?;
             }
-            if !records.is_empty() {
-                self.append_records(session_id, &records)?;
-                self.compact_if_due(session_id, superseding)?;
+            let mut done = Committed {
+                version,
+                threads: commit
+                    .threads
+                    .iter()
+                    .map(|delta| {
+                        let unseen = data
+                            .as_ref()
+                            .filter(|_| delta.kind == ThreadWriteKind::Append)
+                            .and_then(|d| d.threads.get(&delta.thread))
+                            .and_then(|stored| stored.get(delta.loaded_len..))
+                            .map(<[RawMessage]>::to_vec)
+                            .unwrap_or_default();
+                        (delta.thread.clone(), unseen)
+                    })
+                    .collect(),
+                ..Committed::default()
+            };
+            if !writes_anything(commit) {
+                return Ok(done);
             }
-            Ok(())
+            let next = version + 1;
+            let mut records = Vec::new();
+            let mut superseding = 0u32;
+            for delta in commit.threads.iter().filter(|d| !d.appends_nothing()) {
+                let op = match delta.kind {
+                    ThreadWriteKind::Append => Op::Append,
+                    ThreadWriteKind::Replace => {
+                        superseding += 1;
+                        Op::Thread
+                    }
+                };
+                records.push(RecordOut::messages(op, &delta.thread, &delta.messages));
+            }
+            match &commit.state {
+                StateWrite::Keep => {}
+                StateWrite::Replace(state) => {
+                    records.push(RecordOut::state(Op::State, state.as_deref()));
+                    done.state = state.clone();
+                }
+                StateWrite::Merge(patch) => {
+                    records.push(RecordOut::state(Op::Merge, Some(patch)));
+                    // The merged state is known when the log was read anyway; else the
+                    // writer's copy was current and it merges the patch itself.
+                    if let Some(data) = &data {
+                        done.state = Some(merge_state(session_id, data.state.as_deref(), patch)?);
+                    }
+                }
+            }
+            superseding += u32::from(!matches!(commit.state, StateWrite::Keep));
+            for record in &mut records {
+                record.v = Some(next);
+            }
+            self.append_records(session_id, &records)?;
+            self.compact_if_due(session_id, superseding)?;
+            done.version = next;
+            Ok(done)
         })
     }
 }
 
 impl SessionStore for FileStore {
     fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
+        Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
+    }
+
+    fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
         self.locked(session_id, || {
             let Some(replay) = self.replay(session_id)? else {
                 return Ok(None);
             };
             if replay.superseding >= COMPACT_AFTER_SUPERSEDING {
-                self.rewrite(&replay.data)?;
+                self.rewrite(&replay.data, replay.version)?;
             }
-            Ok(Some(replay.data))
+            Ok(Some((replay.data, replay.version)))
         })
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
-        self.locked(&data.id, || self.rewrite(data))
+        self.locked(&data.id, || {
+            let version = self.current_version(&data.id)?;
+            self.rewrite(data, version + 1)
+        })
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
-        self.apply(session_id, commit, false)
+        self.apply(session_id, commit, false).map(drop)
     }
 
     fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        self.apply(session_id, commit, true)?;
-        Ok(committed_locally(commit))
+        self.apply(session_id, commit, true)
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -397,18 +472,30 @@ fn file_stem(session_id: &str) -> String {
 /// Truncates an unterminated last line left by a writer that died mid-append, returning
 /// the log's length afterwards.
 fn cut_torn_tail(file: &mut File, len: u64) -> std::io::Result<u64> {
-    if len == 0 {
-        return Ok(0);
+    let kept = last_newline_before(file, len)?.map_or(0, |at| at + 1);
+    if kept != len {
+        file.set_len(kept)?;
     }
-    let mut last = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(len);
-    }
-    // Scan back for the last newline, a block at a time.
+    Ok(kept)
+}
+
+/// The last line of a log that ends with a newline (an unterminated one after it is a
+/// torn write, ignored), without it; `None` when no line is complete.
+fn last_complete_line(file: &mut File, len: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(end) = last_newline_before(file, len)? else {
+        return Ok(None);
+    };
+    let start = last_newline_before(file, end)?.map_or(0, |at| at + 1);
+    let mut line = vec![0u8; usize::try_from(end - start).unwrap_or(0)];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut line)?;
+    Ok(Some(line))
+}
+
+/// The position of the last newline before `end`, scanning back a block at a time.
+fn last_newline_before(file: &mut File, end: u64) -> std::io::Result<Option<u64>> {
     const BLOCK: u64 = 64 * 1024;
-    let mut end = len;
+    let mut end = end;
     let mut buffer = vec![0u8; BLOCK as usize];
     while end > 0 {
         let start = end.saturating_sub(BLOCK);
@@ -416,14 +503,11 @@ fn cut_torn_tail(file: &mut File, len: u64) -> std::io::Result<u64> {
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(chunk)?;
         if let Some(pos) = chunk.iter().rposition(|&b| b == b'\n') {
-            let kept = start + pos as u64 + 1;
-            file.set_len(kept)?;
-            return Ok(kept);
+            return Ok(Some(start + pos as u64));
         }
         end = start;
     }
-    file.set_len(0)?;
-    Ok(0)
+    Ok(None)
 }
 
 /// Rebuilds a session from its log; `None` when no complete record was ever written.
@@ -436,10 +520,12 @@ fn replay_log(session_id: &str, bytes: &[u8]) -> Result<Option<Replay>> {
     }
     let mut data: Option<SessionData> = None;
     let mut superseding = 0u32;
+    let mut version = 0u64;
     for (index, line) in lines.iter().enumerate() {
         let location = || format!("log line {}", index + 1);
         let record: RecordIn =
             serde_json::from_slice(line).map_err(|e| Error::corrupt(session_id, location(), e))?;
+        version = record.v.unwrap_or(version + 1);
         match (&mut data, record.op) {
             (None, Op::Snapshot) | (Some(_), Op::Snapshot) => {
                 if data.is_some() {
@@ -501,5 +587,9 @@ fn replay_log(session_id: &str, bytes: &[u8]) -> Result<Option<Replay>> {
     }
     let data =
         data.ok_or_else(|| Error::Internal("a non-empty log always yields a snapshot".into()))?;
-    Ok(Some(Replay { data, superseding }))
+    Ok(Some(Replay {
+        data,
+        version,
+        superseding,
+    }))
 }

@@ -8,14 +8,20 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::data::{SessionData, Threads};
 use super::store::{
-    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
-    committed_locally, merge_state,
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_local_commit, merge_state,
+    writes_anything,
 };
 use crate::errors::Result;
 
+/// A stored session and its version (one more for every write).
+struct Held {
+    data: SessionData,
+    version: u64,
+}
+
 #[derive(Default)]
 pub struct MemoryStore {
-    sessions: Mutex<HashMap<String, SessionData>>,
+    sessions: Mutex<HashMap<String, Held>>,
 }
 
 impl MemoryStore {
@@ -23,7 +29,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn sessions(&self) -> MutexGuard<'_, HashMap<String, SessionData>> {
+    fn sessions(&self) -> MutexGuard<'_, HashMap<String, Held>> {
         // A poisoned lock means a panic mid-update elsewhere; the map itself is still whole
         // (every update is a single insert or push), so keep serving it.
         self.sessions
@@ -38,6 +44,69 @@ impl MemoryStore {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Applies a commit under the lock; `check`: the rules of [`check_local_commit`].
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<Committed> {
+        let mut sessions = self.sessions();
+        let held = sessions.get(session_id);
+        let version = held.map_or(0, |held| held.version);
+        let thread = |name: &str| held.and_then(|held| held.data.threads.get(name));
+        let stale = check
+            && check_local_commit(session_id, commit, version, |name| {
+                Ok(thread(name).map_or(0, Vec::len))
+            })?;
+        let mut done = Committed {
+            version,
+            threads: commit
+                .threads
+                .iter()
+                .map(|delta| {
+                    let unseen = match (stale, delta.kind, thread(&delta.thread)) {
+                        (true, ThreadWriteKind::Append, Some(stored)) => {
+                            stored.get(delta.loaded_len..).unwrap_or_default().to_vec()
+                        }
+                        _ => Vec::new(),
+                    };
+                    (delta.thread.clone(), unseen)
+                })
+                .collect(),
+            ..Committed::default()
+        };
+        // Computed before anything changes, so a bad patch leaves the session as it was.
+        let state = match &commit.state {
+            StateWrite::Keep => None,
+            StateWrite::Replace(state) => Some(state.clone()),
+            StateWrite::Merge(patch) => Some(Some(merge_state(
+                session_id,
+                held.and_then(|held| held.data.state.as_deref()),
+                patch,
+            )?)),
+        };
+        // As `append`: a commit that writes nothing creates no session.
+        if !writes_anything(commit) {
+            return Ok(done);
+        }
+        let held = sessions
+            .entry(session_id.to_owned())
+            .or_insert_with(|| Held {
+                data: SessionData::empty(session_id),
+                version: 0,
+            });
+        for delta in commit.threads.iter().filter(|d| !d.appends_nothing()) {
+            let slot = held.data.threads.entry(delta.thread.clone()).or_default();
+            match delta.kind {
+                ThreadWriteKind::Append => slot.extend(delta.messages.iter().cloned()),
+                ThreadWriteKind::Replace => *slot = delta.messages.clone(),
+            }
+        }
+        if let Some(state) = state {
+            held.data.state = state;
+            done.state = held.data.state.clone();
+        }
+        held.version += 1;
+        done.version = held.version;
+        Ok(done)
     }
 }
 
@@ -55,72 +124,38 @@ fn copy(data: &SessionData) -> SessionData {
 
 impl SessionStore for MemoryStore {
     fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
-        Ok(self.sessions().get(session_id).map(copy))
+        Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
+    }
+
+    fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
+        Ok(self
+            .sessions()
+            .get(session_id)
+            .map(|held| (copy(&held.data), held.version)))
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
-        self.sessions().insert(data.id.clone(), copy(data));
+        let mut sessions = self.sessions();
+        let version = sessions.get(&data.id).map_or(0, |held| held.version) + 1;
+        sessions.insert(
+            data.id.clone(),
+            Held {
+                data: copy(data),
+                version,
+            },
+        );
         Ok(())
+    }
+
+    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
+        self.apply(session_id, commit, false).map(drop)
+    }
+
+    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
+        self.apply(session_id, commit, true)
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
         Ok(self.sessions().remove(session_id).is_some())
-    }
-
-    fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
-        self.apply(session_id, commit, false)
-    }
-
-    fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        self.apply(session_id, commit, true)?;
-        Ok(committed_locally(commit))
-    }
-}
-
-impl MemoryStore {
-    /// Applies a commit under the lock; `check`: refuse a replace of a changed thread.
-    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
-        let mut sessions = self.sessions();
-        let stored = sessions.get(session_id);
-        if check {
-            check_replaces(session_id, commit, |thread| {
-                Ok(stored
-                    .and_then(|data| data.threads.get(thread))
-                    .map_or(0, Vec::len))
-            })?;
-        }
-        // Computed before anything changes, so a bad patch leaves the session as it was.
-        let state = match &commit.state {
-            StateWrite::Keep => None,
-            StateWrite::Replace(state) => Some(state.clone()),
-            StateWrite::Merge(patch) => Some(Some(merge_state(
-                session_id,
-                stored.and_then(|data| data.state.as_deref()),
-                patch,
-            )?)),
-        };
-        // As `append`: appending no messages creates neither session nor thread.
-        let writes = || {
-            commit
-                .threads
-                .iter()
-                .filter(|delta| !delta.appends_nothing())
-        };
-        if state.is_some() || writes().next().is_some() {
-            let data = sessions
-                .entry(session_id.to_owned())
-                .or_insert_with(|| SessionData::empty(session_id));
-            for delta in writes() {
-                let slot = data.threads.entry(delta.thread.clone()).or_default();
-                match delta.kind {
-                    ThreadWriteKind::Append => slot.extend(delta.messages.iter().cloned()),
-                    ThreadWriteKind::Replace => *slot = delta.messages.clone(),
-                }
-            }
-            if let Some(state) = state {
-                data.state = state;
-            }
-        }
-        Ok(())
     }
 }

@@ -19,7 +19,8 @@ use tokio::sync::OnceCell;
 
 use super::data::{SessionData, StoredSession, stored_message};
 use super::store::{
-    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, stored_version,
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, loaded_len_of,
+    replaced_thread_error, stale_error, stored_version,
 };
 use crate::engines::block_on;
 use crate::engines::postgres::{PgOptions, Postgres};
@@ -599,25 +600,18 @@ impl PostgresStore {
                     commit.expected_version
                 ),
             }),
-            "conflict" => Err(conflict_error(session_id, commit.expected_version, version)),
+            "conflict" => Err(stale_error(session_id, commit.expected_version, version)),
             "short" => {
                 let thread: Option<String> = row.get(6);
+                let thread = thread.unwrap_or_default();
                 let length = row.get::<_, Vec<i32>>(4).first().copied().unwrap_or(-1);
-                let loaded = commit
-                    .threads
-                    .iter()
-                    .find(|d| Some(&d.thread) == thread.as_ref())
-                    .map_or(0, |d| d.loaded_len);
-                Err(Error::Conflict {
-                    session_id: session_id.to_owned(),
-                    detail: format!(
-                        "thread {:?} holds {length} messages, fewer than the {loaded} this worker \
-                         loaded (it was replaced meanwhile; version {} loaded, {version} stored): \
-                         load the session again",
-                        thread.unwrap_or_default(),
-                        commit.expected_version,
-                    ),
-                })
+                let loaded = loaded_len_of(commit, &thread);
+                Err(replaced_thread_error(
+                    session_id,
+                    &thread,
+                    i64::from(length),
+                    loaded,
+                ))
             }
             other => Err(Error::corrupt(
                 session_id,
@@ -809,16 +803,6 @@ fn check_no_nul(session_id: &str, json: &str) -> Result<()> {
         i = (at + 2).min(bytes.len());
     }
     Ok(())
-}
-
-fn conflict_error(session_id: &str, expected: u64, stored: u64) -> Error {
-    Error::Conflict {
-        session_id: session_id.to_owned(),
-        detail: format!(
-            "another worker saved version {stored} after this worker loaded version {expected}; \
-             load the session again and redo the turn"
-        ),
-    }
 }
 
 fn parse_state(session_id: &str, text: Option<String>) -> Result<Option<Box<RawValue>>> {

@@ -42,9 +42,15 @@ mod ops {
     use super::{Result, SessionData, SessionStore, parse_messages, parse_state};
     use super::{validate_session_id, validate_thread};
 
-    pub fn load(store: &dyn SessionStore, session_id: &str) -> Result<Option<String>> {
+    /// The session as `SessionData` JSON with its version, or `None` for an unknown id.
+    pub fn load_versioned(
+        store: &dyn SessionStore,
+        session_id: &str,
+    ) -> Result<Option<(String, u64)>> {
         let id = validate_session_id(session_id)?;
-        Ok(store.load(id)?.map(|data| data.to_json()))
+        Ok(store
+            .load_versioned(id)?
+            .map(|(data, version)| (data.to_json(), version)))
     }
 
     pub fn save(store: &dyn SessionStore, session_id: &str, data_json: &str) -> Result<()> {
@@ -116,9 +122,9 @@ impl MemoryStoreCore {
         }
     }
 
-    /// The session as `SessionData` JSON, or `None` for an unknown id.
-    fn load(&self, py: Python<'_>, session_id: &str) -> PyResult<Option<String>> {
-        Ok(py.detach(|| ops::load(&self.store, session_id))?)
+    /// `(SessionData JSON, version)`, or `None` for an unknown id.
+    fn load_versioned(&self, py: Python<'_>, session_id: &str) -> PyResult<Option<(String, u64)>> {
+        Ok(py.detach(|| ops::load_versioned(&self.store, session_id))?)
     }
 
     fn save(&self, py: Python<'_>, session_id: &str, data_json: &str) -> PyResult<()> {
@@ -206,9 +212,10 @@ impl DiskStoreCore {
         self.location.clone()
     }
 
-    fn load(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
+    /// `(SessionData JSON, version)`, or `None` for an unknown id.
+    fn load_versioned(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || ops::load(&*store, &session_id))
+        ticket.run_blocking(move || ops::load_versioned(&*store, &session_id))
     }
 
     fn save(&self, ticket: &Ticket, session_id: String, data_json: String) -> PyResult<()> {

@@ -26,7 +26,8 @@ use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData, StoredSession, stored_message};
 use super::store::{
-    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, stored_version,
+    Commit, Committed, OnConflict, SessionStore, StateWrite, ThreadWriteKind, loaded_len_of,
+    replaced_thread_error, stale_error, stored_version,
 };
 use crate::engines::block_on;
 use crate::engines::redis::{Redis, RedisOptions, Retry};
@@ -478,26 +479,18 @@ impl RedisStore {
             }),
             "conflict" => {
                 let stored = items.next().and_then(into_int).unwrap_or(-1);
-                Err(Error::Conflict {
-                    session_id: session_id.to_owned(),
-                    detail: format!(
-                        "another worker saved version {stored} after this worker loaded version {}; \
-                         load the session again and redo the turn",
-                        commit.expected_version
-                    ),
-                })
+                Err(stale_error(
+                    session_id,
+                    commit.expected_version,
+                    u64::try_from(stored).unwrap_or(0),
+                ))
             }
             "short" => {
                 let _ = items.next();
                 let thread = items.next().and_then(into_string).unwrap_or_default();
                 let len = items.next().and_then(into_int).unwrap_or(-1);
-                Err(Error::Conflict {
-                    session_id: session_id.to_owned(),
-                    detail: format!(
-                        "thread {thread:?} holds {len} messages, fewer than this worker loaded \
-                         (it was replaced meanwhile): load the session again"
-                    ),
-                })
+                let loaded = loaded_len_of(commit, &thread);
+                Err(replaced_thread_error(session_id, &thread, len, loaded))
             }
             "corrupt" => {
                 let detail = items.next().and_then(into_string).unwrap_or_default();

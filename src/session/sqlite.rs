@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 
 use super::data::{RawMessage, SessionData};
 use super::store::{
-    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_replaces,
-    committed_locally, merge_state,
+    Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_local_commit, merge_state,
+    stored_version, writes_anything,
 };
 use crate::errors::{Error, Result};
 
@@ -23,8 +23,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS genkit_sessions (
-    id    TEXT PRIMARY KEY NOT NULL,
-    state TEXT
+    id      TEXT PRIMARY KEY NOT NULL,
+    state   TEXT,
+    version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS genkit_session_threads (
     session_id TEXT NOT NULL,
@@ -80,6 +81,7 @@ impl SqliteStore {
             .execute_batch(&format!("PRAGMA synchronous={synchronous};"))
             .map_err(open_err)?;
         connection.execute_batch(SCHEMA).map_err(open_err)?;
+        add_version_column(&connection).map_err(open_err)?;
         Ok(SqliteStore {
             path,
             connection: Mutex::new(connection),
@@ -124,6 +126,55 @@ impl SqliteStore {
         tx.commit().map_err(db_err)?;
         Ok(value)
     }
+}
+
+/// Databases made before sessions had versions get the column (every session at 0), once,
+/// safely when several processes open the file at the same time.
+fn add_version_column(connection: &Connection) -> rusqlite::Result<()> {
+    let has_version = |c: &Connection| {
+        c.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('genkit_sessions') WHERE name = 'version'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map(|n| n > 0)
+    };
+    if has_version(connection)? {
+        return Ok(());
+    }
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let added = (|| {
+        if !has_version(connection)? {
+            connection.execute_batch(
+                "ALTER TABLE genkit_sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
+        Ok(())
+    })();
+    connection.execute_batch(if added.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    added
+}
+
+/// The session's version, `None` for a session not stored.
+fn stored_row_version(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT version FROM genkit_sessions WHERE id = ?1",
+        params![session_id],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+/// One more version for a session that was just written (its row exists).
+fn bump_version(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "UPDATE genkit_sessions SET version = version + 1 WHERE id = ?1 RETURNING version",
+        params![session_id],
+        |row| row.get(0),
+    )
 }
 
 fn ensure_session(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<()> {
@@ -246,21 +297,26 @@ fn parse_stored(
 
 impl SessionStore for SqliteStore {
     fn load(&self, session_id: &str) -> Result<Option<SessionData>> {
+        Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
+    }
+
+    fn load_versioned(&self, session_id: &str) -> Result<Option<(SessionData, u64)>> {
         let connection = self.connection();
         let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
         // One read transaction, so a concurrent writer cannot be seen half-way.
         let tx = connection.unchecked_transaction().map_err(db_err)?;
-        let state: Option<Option<String>> = tx
+        let row: Option<(Option<String>, i64)> = tx
             .query_row(
-                "SELECT state FROM genkit_sessions WHERE id = ?1",
+                "SELECT state, version FROM genkit_sessions WHERE id = ?1",
                 params![session_id],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
             .map_err(db_err)?;
-        let Some(state) = state else {
+        let Some((state, version)) = row else {
             return Ok(None);
         };
+        let version = stored_version(session_id, "version", version)?;
         let mut data = SessionData::empty(session_id);
         data.state = state
             .map(|text| parse_stored(session_id, || "state".into(), text))
@@ -286,7 +342,7 @@ impl SessionStore for SqliteStore {
                 slot.push(parse_stored(session_id, location, text)?);
             }
         }
-        Ok(Some(data))
+        Ok(Some((data, version)))
     }
 
     fn save(&self, data: &SessionData) -> Result<()> {
@@ -305,17 +361,16 @@ impl SessionStore for SqliteStore {
                 ensure_thread(tx, id, thread)?;
                 insert_messages(tx, id, thread, 0, messages)?;
             }
-            Ok(())
+            bump_version(tx, id).map(drop)
         })
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
-        self.apply(session_id, commit, false)
+        self.apply(session_id, commit, false).map(drop)
     }
 
     fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed> {
-        self.apply(session_id, commit, true)?;
-        Ok(committed_locally(commit))
+        self.apply(session_id, commit, true)
     }
 
     fn delete(&self, session_id: &str) -> Result<bool> {
@@ -338,12 +393,15 @@ impl SessionStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Applies a commit in one transaction; `check`: refuse a replace of a changed thread.
-    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<()> {
+    /// Applies a commit in one transaction; `check`: the rules of [`check_local_commit`].
+    fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<Committed> {
         let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
         self.write_checked(session_id, |tx| {
-            if check {
-                check_replaces(session_id, commit, |thread| {
+            let version = stored_row_version(tx, session_id)
+                .map_err(db_err)?
+                .map_or(Ok(0), |v| stored_version(session_id, "version", v))?;
+            let stale = check
+                && check_local_commit(session_id, commit, version, |thread| {
                     let count: i64 = tx
                         .query_row(
                             "SELECT COUNT(*) FROM genkit_session_messages
@@ -354,6 +412,20 @@ impl SqliteStore {
                         .map_err(db_err)?;
                     Ok(usize::try_from(count).unwrap_or(usize::MAX))
                 })?;
+            let mut done = Committed {
+                version,
+                ..Committed::default()
+            };
+            for delta in &commit.threads {
+                let unseen = if stale && delta.kind == ThreadWriteKind::Append {
+                    messages_from(tx, session_id, &delta.thread, delta.loaded_len)?
+                } else {
+                    Vec::new()
+                };
+                done.threads.push((delta.thread.clone(), unseen));
+            }
+            if !writes_anything(commit) {
+                return Ok(done);
             }
             for delta in &commit.threads {
                 match delta.kind {
@@ -370,6 +442,7 @@ impl SqliteStore {
                 StateWrite::Keep => {}
                 StateWrite::Replace(state) => {
                     write_state(tx, session_id, state.as_deref()).map_err(db_err)?;
+                    done.state = state.clone();
                 }
                 // Read and written in this transaction: another process's keys stay.
                 StateWrite::Merge(patch) => {
@@ -379,9 +452,43 @@ impl SqliteStore {
                         .transpose()?;
                     let merged = merge_state(session_id, current.as_deref(), patch)?;
                     write_state(tx, session_id, Some(&merged)).map_err(db_err)?;
+                    done.state = Some(merged);
                 }
             }
-            Ok(())
+            let bumped = bump_version(tx, session_id).map_err(db_err)?;
+            done.version = stored_version(session_id, "version", bumped)?;
+            Ok(done)
         })
     }
+}
+
+/// A thread's stored messages from position `from` on (what a stale writer had not seen).
+fn messages_from(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+    from: usize,
+) -> Result<Vec<RawMessage>> {
+    let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
+    let mut rows = tx
+        .prepare_cached(
+            "SELECT seq, message FROM genkit_session_messages
+             WHERE session_id = ?1 AND thread = ?2 AND seq >= ?3 ORDER BY seq",
+        )
+        .map_err(db_err)?;
+    let mut cursor = rows
+        .query(params![
+            session_id,
+            thread,
+            i64::try_from(from).unwrap_or(i64::MAX)
+        ])
+        .map_err(db_err)?;
+    let mut messages = Vec::new();
+    while let Some(row) = cursor.next().map_err(db_err)? {
+        let seq: i64 = row.get(0).map_err(db_err)?;
+        let text: String = row.get(1).map_err(db_err)?;
+        let location = || format!("thread {thread:?} message {seq}");
+        messages.push(parse_stored(session_id, location, text)?);
+    }
+    Ok(messages)
 }

@@ -108,54 +108,93 @@ pub trait SessionStore: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// Applies one turn's writes atomically. Shared stores check `expected_version` and
-    /// deduplicate by turn id. Single-process stores keep no versions; they refuse a
-    /// [`ThreadWriteKind::Replace`] whose writer's copy of the thread is not what is stored
-    /// (see [`check_replaces`]) and merge a state patch into the stored state, so a writer in
-    /// another process loses nothing either way.
+    /// Applies one turn's writes atomically against the version its writer loaded. What
+    /// another writer saved meanwhile is never overwritten: shared stores follow their
+    /// `on_conflict`; single-process stores follow `append` (see [`check_local_commit`]).
     fn commit(&self, session_id: &str, commit: &Commit) -> Result<Committed>;
 }
 
-/// Refuses a commit that would replace a thread someone else wrote since its writer's copy
-/// was taken: for each replace, `stored_len(thread)` (the stored message count) must be the
-/// writer's `loaded_len`. Single-process stores keep no versions; a changed length is what
-/// another process's append (or replace) leaves. Runs before anything is written.
-pub fn check_replaces(
-    session_id: &str,
-    commit: &Commit,
-    mut stored_len: impl FnMut(&str) -> Result<usize>,
-) -> Result<()> {
-    for delta in &commit.threads {
-        if delta.kind != ThreadWriteKind::Replace {
-            continue;
-        }
-        let stored = stored_len(&delta.thread)?;
-        if stored != delta.loaded_len {
-            return Err(Error::Conflict {
-                session_id: session_id.to_owned(),
-                detail: format!(
-                    "thread {:?} holds {stored} messages where this session holds {}: another \
-                     writer changed it since, and replacing it would drop that write; load the \
-                     session again",
-                    delta.thread, delta.loaded_len
-                ),
-            });
-        }
+/// A commit refused because another writer saved after its writer's copy was loaded.
+pub fn stale_error(session_id: &str, expected: u64, stored: u64) -> Error {
+    Error::Conflict {
+        session_id: session_id.to_owned(),
+        detail: format!(
+            "another writer saved version {stored} after this session loaded version {expected}; \
+             load the session again and redo the turn"
+        ),
     }
-    Ok(())
 }
 
-/// What a single-process store's commit reports: no version, nothing unseen (the writer's
-/// copy stays its own view; the store holds every writer's turns and keys).
-pub fn committed_locally(commit: &Commit) -> Committed {
-    Committed {
-        threads: commit
-            .threads
-            .iter()
-            .map(|delta| (delta.thread.clone(), Vec::new()))
-            .collect(),
-        ..Committed::default()
+/// A commit refused because the thread it appends to now holds fewer messages than its
+/// writer's copy: another writer replaced it meanwhile.
+pub fn replaced_thread_error(
+    session_id: &str,
+    thread: &str,
+    stored_len: i64,
+    loaded_len: usize,
+) -> Error {
+    Error::Conflict {
+        session_id: session_id.to_owned(),
+        detail: format!(
+            "thread {thread:?} holds {stored_len} messages, fewer than the {loaded_len} this \
+             session holds (another writer replaced it meanwhile): load the session again"
+        ),
     }
+}
+
+/// How many messages of `thread` a commit's writer held (`0` if the commit does not write it).
+pub fn loaded_len_of(commit: &Commit, thread: &str) -> usize {
+    commit
+        .threads
+        .iter()
+        .find(|delta| delta.thread == thread)
+        .map_or(0, |delta| delta.loaded_len)
+}
+
+/// The checks a single-process store makes under its lock before it applies a commit: the
+/// rules of the shared stores with `on_conflict='append'`. A writer whose copy is stale
+/// (`stored_version` is not the version it loaded) may append, after what landed
+/// meanwhile, and merge state keys; its replace of a thread (which would drop what landed)
+/// is refused, as is an append to a thread that got shorter. Returns whether the copy was
+/// stale: the store then reports what the writer had not seen.
+pub fn check_local_commit(
+    session_id: &str,
+    commit: &Commit,
+    stored_version: u64,
+    mut thread_len: impl FnMut(&str) -> Result<usize>,
+) -> Result<bool> {
+    if stored_version == commit.expected_version {
+        return Ok(false);
+    }
+    for delta in &commit.threads {
+        match delta.kind {
+            ThreadWriteKind::Replace => {
+                return Err(stale_error(
+                    session_id,
+                    commit.expected_version,
+                    stored_version,
+                ));
+            }
+            ThreadWriteKind::Append => {
+                let stored_len = thread_len(&delta.thread)?;
+                if stored_len < delta.loaded_len {
+                    return Err(replaced_thread_error(
+                        session_id,
+                        &delta.thread,
+                        i64::try_from(stored_len).unwrap_or(i64::MAX),
+                        delta.loaded_len,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether a commit writes anything (an append of no messages writes nothing).
+pub fn writes_anything(commit: &Commit) -> bool {
+    !matches!(commit.state, StateWrite::Keep)
+        || commit.threads.iter().any(|delta| !delta.appends_nothing())
 }
 
 /// What to do when a save finds that another writer committed since its writer loaded.
