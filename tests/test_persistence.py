@@ -322,3 +322,30 @@ async def test_state_after_an_update_is_what_a_reload_reads(ai, kind, tmp_path):
     await asyncio.gather(*(session.update_state({f'k{i}': i}) for i in range(20)))
     assert session.state == (await ai.load_session('s', store=store)).state
     assert all(session.state[f'k{i}'] == i for i in range(20))
+
+
+async def test_a_sqlite_file_from_before_versions_is_upgraded_and_kept(ai, tmp_path):
+    path = tmp_path / 'old.sqlite'
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE genkit_sessions (id TEXT PRIMARY KEY NOT NULL, state TEXT);
+            CREATE TABLE genkit_session_threads (session_id TEXT NOT NULL, thread TEXT NOT NULL,
+                position INTEGER NOT NULL, PRIMARY KEY (session_id, thread)) WITHOUT ROWID;
+            CREATE TABLE genkit_session_messages (session_id TEXT NOT NULL, thread TEXT NOT NULL,
+                seq INTEGER NOT NULL, message TEXT NOT NULL, PRIMARY KEY (session_id, thread, seq))
+                WITHOUT ROWID;
+            INSERT INTO genkit_sessions VALUES ('old', '{"n":1}');
+            INSERT INTO genkit_session_threads VALUES ('old', 'main', 0);
+            INSERT INTO genkit_session_messages VALUES
+                ('old', 'main', 0, '{"role":"user","content":[{"text":"kept"}]}');
+            """
+        )
+    stores = [SqliteSessionStore(path), SqliteSessionStore(path)]  # two openings upgrade once
+    session = await ai.load_session('old', store=stores[1])
+    assert (session.version, session.state) == (0, {'n': 1})
+    await session.update_state({'m': 2})
+    stored = await stores[0].get('old')
+    assert stored['state'] == {'n': 1, 'm': 2}
+    assert [m['content'][0]['text'] for m in stored['threads']['main']] == ['kept']
+    assert session.version == 1
