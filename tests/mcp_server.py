@@ -1,13 +1,17 @@
 """A real MCP server (FastMCP, from the mcp SDK) for the MCP host tests.
 
 Run as ``python tests/mcp_server.py stdio`` or ``python tests/mcp_server.py http <port>``.
+``MCP_TEST_SLOW_LIST=1`` makes it never answer tools/list; ``python tests/mcp_server.py
+garbage`` writes a banner to stdout (where only JSON-RPC may go) and never answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sys
+import time
 
 from mcp.server.fastmcp import Context, FastMCP, Image
 
@@ -60,5 +64,22 @@ def crash() -> str:
     os._exit(3)
 
 
+@server.tool(description='Never answers')
+async def wait() -> str:
+    await asyncio.sleep(3600)
+    return 'late'
+
+
+if os.environ.get('MCP_TEST_SLOW_LIST'):
+
+    @server._mcp_server.list_tools()  # replaces FastMCP's own handler
+    async def never_list() -> list[object]:
+        await asyncio.sleep(3600)
+        return []
+
+
 if __name__ == '__main__':
+    if sys.argv[1] == 'garbage':
+        print('Starting the server on stdio...', flush=True)
+        time.sleep(3600)
     server.run(transport='stdio' if sys.argv[1] == 'stdio' else 'streamable-http')

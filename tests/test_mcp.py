@@ -61,7 +61,7 @@ def server_target(request):
 async def test_tools_are_listed_and_called(ai, server_target):
     async with define_mcp_host(ai, 'mcp', {'t': server_target}) as host:
         names = [m['name'] for m in await host.provider.list_action_metadata('tool', '*')]
-        assert names == ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash']
+        assert names == ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash', 't/wait']
         add = await host.provider.get_action('tool', 't/add')
         assert (await add.run({'a': 2, 'b': 3})).response.output == '5'
         pixel = await host.provider.get_action('tool', 't/pixel')

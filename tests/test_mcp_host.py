@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import threading
 from typing import Any
 
 import pytest
+from genkit import GenkitError
 
 pytest.importorskip('mcp')
 
@@ -23,7 +25,8 @@ from genkit_parity.mcp import (
     define_mcp_host,
 )
 
-from .test_mcp import SERVER, http_server  # noqa: F401 - the fixture
+from ._loopback import free_port
+from .test_mcp import SERVER, http_server, wait_for_port  # noqa: F401 - the fixture
 
 STDIO = {'command': sys.executable, 'args': [SERVER, 'stdio']}
 
@@ -194,7 +197,7 @@ async def test_active_tools_resources_and_raw_responses(ai, programmable_model):
     host = define_mcp_host(ai, 'mcp', {'t': STDIO}, raw_tool_responses=True)
     try:
         tools = await host.get_active_tools(ai)
-        assert tool_names(tools) == ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash']
+        assert tool_names(tools) == ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash', 't/wait']
         add = next(t for t in tools if t.action().name == 't/add')
         raw = (await add.action().run({'a': 2, 'b': 5})).response.output
         assert raw['content'] == [{'type': 'text', 'text': '7'}] and raw['isError'] is False
@@ -245,10 +248,92 @@ async def test_listing_trace_carries_names_only(ai, spans):
         (fetch,) = [s for s in spans.get_finished_spans() if s.name == 'mcp']
         listing = json.loads(fetch.attributes['genkit:input'])
         assert listing == {
-            'tool': ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash'],
+            'tool': ['t/add', 't/pixel', 't/grow', 't/whoami', 't/crash', 't/wait'],
             'prompt': ['t/greet'],
         }
         assert json.loads(fetch.attributes['genkit:output']) == listing
         assert len(fetch.attributes['genkit:input']) + len(fetch.attributes['genkit:output']) < 400
     finally:
         await host.close()
+
+
+async def test_requests_waiting_on_a_connection_this_side_shuts_fail_at_once(ai):
+    host = define_mcp_host(ai, 'mcp', {'t': STDIO})
+    for shut, reason in ((host.disable, 'disabled'), (host.reconnect, 'reconnected')):
+        await host.client('t').ready()
+        waiting = asyncio.ensure_future(host.client('t').call_tool('wait'))
+        await asyncio.sleep(0.3)  # the call is with the server now
+        await shut('t')
+        with pytest.raises(McpServerUnavailableError, match=f'{reason} while the request waited'):
+            await waiting
+        await host.enable('t')
+    await host.close()
+
+
+async def test_a_server_that_does_not_answer_is_deadline_exceeded_and_skipped(ai, monkeypatch):
+    from genkit_parity import mcp_client
+
+    monkeypatch.setattr(mcp_client, 'LIST_TIMEOUT_SECONDS', 1.0)
+    monkeypatch.setattr(mcp_client, 'CALL_TIMEOUT_SECONDS', 1.0)
+    slow = {**STDIO, 'env': {'MCP_TEST_SLOW_LIST': '1'}}
+    async with define_mcp_host(ai, 'mcp', {'t': STDIO, 'slow': slow}) as host:
+        # The silent server is left out of the listing; the healthy one's tools are there.
+        assert 't/add' in tool_names(await host.get_active_tools(ai))
+        with pytest.raises(GenkitError, match=r"'slow': tools/list got no answer within 1 s") as late:
+            await host.client('slow').list_tools()
+        assert late.value.status == 'DEADLINE_EXCEEDED'
+        with pytest.raises(GenkitError, match=r"'t': tool 'wait' got no answer within 1 s"):
+            await host.client('t').call_tool('wait')
+        # The connection itself is fine: the next call is answered.
+        assert (await host.client('t').call_tool('add', {'a': 1, 'b': 2})).content[0].text == '3'
+
+
+async def test_a_server_writing_what_is_not_json_rpc_fails_to_start_saying_so(ai):
+    host = define_mcp_host(ai, 'mcp', {'noisy': {'command': sys.executable, 'args': [SERVER, 'garbage']}})
+    with pytest.raises(McpServerStartError, match='not JSON-RPC') as raised:
+        await host.client('noisy').ready()
+    assert 'no answer to initialize' not in str(raised.value)
+    await host.close()
+
+
+async def test_a_remote_server_that_dies_fails_the_next_call_at_once(ai):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, SERVER, 'http', str(port)], stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        async with define_mcp_host(ai, 'mcp', {'r': {'url': f'http://127.0.0.1:{port}/mcp'}}) as host:
+            waiting = asyncio.ensure_future(host.client('r').call_tool('wait'))
+            await asyncio.sleep(0.5)
+            process.kill()
+            process.wait()
+            with pytest.raises(McpServerUnavailableError):
+                await asyncio.wait_for(waiting, 30)
+            with pytest.raises(McpServerUnavailableError):
+                await asyncio.wait_for(host.client('r').call_tool('add', {'a': 1, 'b': 2}), 30)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_connect_timeout_leaves_no_unretrieved_future_at_exit():
+    code = """
+import asyncio, sys
+from genkit_parity import Genkit
+from genkit_parity import mcp_client
+from genkit_parity.mcp import McpServerStartError, define_mcp_host
+mcp_client.CONNECT_TIMEOUT_SECONDS = 0.5
+async def main():
+    host = define_mcp_host(Genkit(), 'mcp', {'mute': {'command': sys.executable, 'args': ['-c', 'import time; time.sleep(30)']}})
+    try:
+        await host.client('mute').ready()
+    except McpServerStartError as error:
+        print('no answer to initialize' in str(error))
+    await host.close()
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, '-X', 'dev', '-c', code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == 'True'
+    assert 'never retrieved' not in done.stderr, done.stderr

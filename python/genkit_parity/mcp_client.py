@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime
 import logging
 import os
 import tempfile
@@ -29,12 +28,12 @@ try:
     from mcp import ClientSession
     from mcp.client.stdio import stdio_client
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
     from mcp.shared.exceptions import McpError
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError('genkit_parity.mcp needs the mcp SDK: pip install "genkit-parity[mcp]"') from error
 
 from . import _compat, _mcp_owner
+from ._mcp_http import watched_http_client
 from .mcp_config import McpServerConfig, parse_server_config, validate_server_name
 
 __all__ = [
@@ -47,8 +46,11 @@ __all__ = [
 
 logger = logging.getLogger('genkit_parity.mcp')
 
-#: How long one request may wait for its server.
-CALL_TIMEOUT = datetime.timedelta(seconds=60)
+#: How long a tool call, prompt render or resource read may wait for its server.
+CALL_TIMEOUT_SECONDS = 60.0
+#: How long a listing (tools, prompts, resources) may wait: every listing of a host waits
+#: for its slowest server, so one that never answers must not hold up the others for long.
+LIST_TIMEOUT_SECONDS = 10.0
 #: How long a server may take to start and answer ``initialize``.
 CONNECT_TIMEOUT_SECONDS = 30.0
 #: How much of a failed server's stderr an error quotes.
@@ -156,6 +158,13 @@ class McpClient:
         self._stop: asyncio.Event | None = None
         self._opening: asyncio.Future[None] | None = None
         self._failure: McpServerUnavailableError | None = None
+        # Why the connection was shut by this side (disable, close, ...), for the requests
+        # that were waiting on it.
+        self._shut_reason = 'closed'
+        # While the server starts: the task waiting for its answer to initialize, and what
+        # it wrote that is not JSON-RPC (why that answer will never come).
+        self._starting: asyncio.Task[Any] | None = None
+        self._bad_output: str | None = None
         self._stderr: IO[str] | None = None
         self._pid = os.getpid()
         _mcp_owner.close_at_exit(self)
@@ -222,6 +231,7 @@ class McpClient:
         # After fork the parent's session, task and loop are not ours: start afresh.
         self._pid = os.getpid()
         self._session = self._task = self._stop = self._opening = self._failure = None
+        self._starting = None
         self._stderr = None
 
     async def _use(self) -> ClientSession:
@@ -239,14 +249,24 @@ class McpClient:
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._open())
         opening = self._opening
+        stop = self._stop
         try:
             await asyncio.shield(opening)
+        except McpServerUnavailableError:
+            if stop is not None and stop.is_set() and self._failure is None:
+                raise self._shut_error() from None  # shut by this side while connecting
+            raise
         finally:
             if opening.done() and self._opening is opening:
                 self._opening = None
         if self._session is None:  # closed or disabled while connecting
-            raise McpServerUnavailableError(self.server_name, self.status, self._reconnect_hint())
+            raise self._shut_error()
         return self._session
+
+    def _shut_error(self) -> McpServerUnavailableError:
+        return McpServerUnavailableError(
+            self.server_name, f'{self._shut_reason} while the request waited', self._reconnect_hint()
+        )
 
     def _reconnect_hint(self) -> str:
         if self._hint_owner == 'host':
@@ -274,6 +294,8 @@ class McpClient:
             )
             raise self._failure from None
         finally:
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # retrieved: raised above, or replaced by the timeout's
             self._changed()
 
     async def _serve(self, stop: asyncio.Event, ready: asyncio.Future[None]) -> None:
@@ -287,7 +309,7 @@ class McpClient:
                 else:
                     assert self.config.url is not None
                     http = await stack.enter_async_context(
-                        create_mcp_http_client(headers=dict(self.config.headers) or None)
+                        watched_http_client(self.config.headers, self._server_vanished)
                     )
                     read, write, _session_id = await stack.enter_async_context(
                         streamable_http_client(self.config.url, http_client=http)
@@ -295,12 +317,15 @@ class McpClient:
                 session = await stack.enter_async_context(
                     ClientSession(read, write, message_handler=self._on_message)
                 )
+                self._bad_output = None
+                self._starting = asyncio.current_task()
                 await session.initialize()
+                self._starting = None
                 self._session = session
                 ready.set_result(None)
                 await stop.wait()
         except BaseException as error:
-            cause = _describe(_root_cause(error))
+            cause = self._bad_output or _describe(_root_cause(error))
             if not ready.done():
                 self._failure = McpServerStartError(
                     self.server_name,
@@ -313,8 +338,13 @@ class McpClient:
             elif not stop.is_set():
                 self._lost(cause)
         finally:
-            self._session = None
+            self._session = self._starting = None
             self._changed()
+
+    def _server_vanished(self, error: BaseException) -> None:
+        # From the HTTP transport, on the owner loop; a shut connection's last calls fail too.
+        if self._stop is not None and not self._stop.is_set() and self._session is not None:
+            self._lost(_describe(error))
 
     def _lost(self, cause: str) -> None:
         tail = self._stderr_tail()
@@ -338,15 +368,19 @@ class McpClient:
         start = max(0, size - STDERR_TAIL_CHARS)
         return os.pread(fd, size - start, start).decode('utf-8', 'replace').strip()
 
-    async def _shut(self) -> None:
-        if self._opening is not None and not self._opening.done():
-            with contextlib.suppress(BaseException):
-                await self._opening
+    async def _shut(self, reason: str) -> None:
+        """Close the connection; requests waiting on it fail at once, saying ``reason``."""
+        self._shut_reason = reason
         if self._stop is not None:
             self._stop.set()
         if self._task is not None:
+            if self._opening is not None and not self._opening.done():
+                self._task.cancel()  # still starting: do not wait for its answer
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(self._task, 10)
+        if self._opening is not None:
+            with contextlib.suppress(BaseException):
+                await self._opening
         self._task = None
         self._session = None
         self._failure = None
@@ -355,19 +389,19 @@ class McpClient:
             self._stderr = None
 
     async def _restart(self) -> None:
-        await self._shut()
+        await self._shut('reconnected')
         self._closed = False
         self._enabled = True
         await self._use()
 
     async def _set_enabled(self, enabled: bool) -> None:
         if not enabled:
-            await self._shut()
+            await self._shut('disabled')
         self._enabled = enabled
         self._changed()
 
     async def _close(self) -> None:
-        await self._shut()
+        await self._shut('closed')
         self._closed = True
         self._changed()
 
@@ -376,6 +410,13 @@ class McpClient:
         self._closed = False
 
     async def _on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            # What the server wrote could not be read as JSON-RPC. While it is starting,
+            # that is why it will never answer initialize: stop waiting and say so.
+            self._bad_output = f'it wrote what is not JSON-RPC: {_describe(message)[:300]}'
+            if self._starting is not None and not self._starting.done():
+                self._starting.cancel()
+            return
         root = getattr(message, 'root', None)
         if isinstance(
             root,
@@ -389,10 +430,39 @@ class McpClient:
 
     # -- requests (owner loop) ------------------------------------------------------------
 
-    async def _request(self, what: str, send: Callable[[ClientSession], Any]) -> Any:
+    async def _request(
+        self, what: str, send: Callable[[ClientSession], Any], timeout: float | None = None
+    ) -> Any:
+        """One request to the server.
+
+        It fails at once when the connection goes (lost, or shut by this side), and after
+        ``timeout`` seconds without an answer (``DEADLINE_EXCEEDED``).
+        """
+        timeout = CALL_TIMEOUT_SECONDS if timeout is None else timeout
         session = await self._use()
+        stop = self._stop
+        assert stop is not None
+        request = asyncio.ensure_future(send(session))
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            return await send(session)
+            done, _ = await asyncio.wait(
+                {request, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+            if not request.done():
+                request.cancel()
+                with contextlib.suppress(BaseException):
+                    await request
+        if request not in done:
+            if stopped in done:
+                raise self._failure or self._shut_error()
+            raise GenkitError(
+                status='DEADLINE_EXCEEDED',
+                message=f'MCP server {self.server_name!r}: {what} got no answer within {timeout:g} s',
+            )
+        try:
+            return request.result()
         except Exception as error:
             if _connection_lost(error):
                 self._lost(_describe(_root_cause(error)))
@@ -402,23 +472,31 @@ class McpClient:
                 message=f'MCP server {self.server_name!r}: {what} failed: {_describe(error)}',
             ) from error
 
-    async def _listing(self) -> tuple[list[mcp_types.Tool], list[mcp_types.Prompt]]:
-        session = await self._use()
-        tools = (await self._request('tools/list', lambda s: s.list_tools())).tools
-        prompts: list[mcp_types.Prompt] = []
-        capabilities = session.get_server_capabilities()
-        if capabilities is not None and capabilities.prompts is not None:
-            prompts = (await self._request('prompts/list', lambda s: s.list_prompts())).prompts
-        return tools, prompts
+    async def _list_tools(self) -> list[mcp_types.Tool]:
+        listed = await self._request('tools/list', lambda s: s.list_tools(), LIST_TIMEOUT_SECONDS)
+        tools: list[mcp_types.Tool] = listed.tools
+        return tools
+
+    async def _list_prompts(self) -> list[mcp_types.Prompt]:
+        capabilities = (await self._use()).get_server_capabilities()
+        if capabilities is None or capabilities.prompts is None:
+            return []
+        listed = await self._request('prompts/list', lambda s: s.list_prompts(), LIST_TIMEOUT_SECONDS)
+        prompts: list[mcp_types.Prompt] = listed.prompts
+        return prompts
 
     async def _resources(self) -> list[McpResource]:
         session = await self._use()
         capabilities = session.get_server_capabilities()
         if capabilities is None or capabilities.resources is None:
             return []
-        listed = (await self._request('resources/list', lambda s: s.list_resources())).resources
+        listed = (
+            await self._request('resources/list', lambda s: s.list_resources(), LIST_TIMEOUT_SECONDS)
+        ).resources
         templates = (
-            await self._request('resources/templates/list', lambda s: s.list_resource_templates())
+            await self._request(
+                'resources/templates/list', lambda s: s.list_resource_templates(), LIST_TIMEOUT_SECONDS
+            )
         ).resourceTemplates
         return [
             McpResource(self.server_name, r.name, str(r.uri), None, r.description, r.mimeType, self)
@@ -432,7 +510,7 @@ class McpClient:
 
     async def list_tools(self) -> list[mcp_types.Tool]:
         """The server's tools as the MCP SDK describes them."""
-        tools, _prompts = await _mcp_owner.run_on_owner(self._listing())
+        tools: list[mcp_types.Tool] = await _mcp_owner.run_on_owner(self._list_tools())
         return tools
 
     async def call_tool(
@@ -442,7 +520,7 @@ class McpClient:
         result: mcp_types.CallToolResult = await _mcp_owner.run_on_owner(
             self._request(
                 f'tool {name!r}',
-                lambda s: s.call_tool(name, dict(arguments or {}), read_timeout_seconds=CALL_TIMEOUT),
+                lambda s: s.call_tool(name, dict(arguments or {})),
             )
         )
         return result
@@ -478,12 +556,12 @@ class McpClient:
 
         Pass them to ``generate(tools=...)``. ``ai`` is accepted for JS's signature.
         """
-        tools, _prompts = await _mcp_owner.run_on_owner(self._listing())
+        tools: list[mcp_types.Tool] = await _mcp_owner.run_on_owner(self._list_tools())
         return [self._tool(tool) for tool in tools]
 
     async def get_active_prompts(self, ai: Any = None) -> list[Any]:
         """The server's prompts as Genkit ``prompt`` actions named ``<server>/<prompt>``."""
-        _tools, prompts = await _mcp_owner.run_on_owner(self._listing())
+        prompts: list[mcp_types.Prompt] = await _mcp_owner.run_on_owner(self._list_prompts())
         return [self._prompt(prompt) for prompt in prompts]
 
     async def get_active_resources(self, ai: Any = None) -> list[McpResource]:
