@@ -43,6 +43,9 @@ pub struct FileStore {
     durable: bool,
     /// Superseding records written per session since its last compaction, by this process.
     superseded: Mutex<HashMap<String, u32>>,
+    /// Per session, the log as this process last read or wrote it, and its version then:
+    /// while the file is unchanged, a commit need not read the log to know the version.
+    seen: Mutex<HashMap<String, Seen>>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +140,33 @@ struct Replay {
     superseding: u32,
 }
 
+/// A log file as it was: any write by another process changes it (an append its length and
+/// time, a rewrite its inode too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileIdentity {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(metadata: &fs::Metadata) -> Self {
+        FileIdentity {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(metadata),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    file: FileIdentity,
+    version: u64,
+}
+
 /// Just the version of a log line (the rest of it skipped).
 #[derive(Deserialize)]
 struct VersionOnly {
@@ -165,6 +195,7 @@ impl FileStore {
             directory,
             durable,
             superseded: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,7 +244,7 @@ impl FileStore {
 
     /// Appends records in one write, creating the log (headed by an empty snapshot) when
     /// missing.
-    fn append_records(&self, session_id: &str, records: &[RecordOut<'_>]) -> Result<()> {
+    fn append_records(&self, session_id: &str, records: &[RecordOut<'_>]) -> Result<FileIdentity> {
         let path = self.log_path(session_id);
         let io_err = |e: std::io::Error| Error::storage(session_id, format!("cannot append: {e}"));
         let mut file = OpenOptions::new()
@@ -235,7 +266,7 @@ impl FileStore {
         if self.durable {
             file.sync_data().map_err(io_err)?;
         }
-        Ok(())
+        Ok(FileIdentity::of(&file.metadata().map_err(io_err)?))
     }
 
     /// Replaces the log with a single snapshot at `version`, atomically.
@@ -259,7 +290,23 @@ impl FileStore {
                 .map_err(io_err)?;
         }
         self.reset_superseded(&data.id);
+        self.remember(&data.id, &path, version)
+    }
+
+    /// Notes the log at `path` as holding `version` (call with the lock held, after a read
+    /// or write of it).
+    fn remember(&self, session_id: &str, path: &Path, version: u64) -> Result<()> {
+        let metadata = fs::metadata(path)
+            .map_err(|e| Error::storage(session_id, format!("cannot read log: {e}")))?;
+        self.note_seen(session_id, FileIdentity::of(&metadata), version);
         Ok(())
+    }
+
+    fn note_seen(&self, session_id: &str, file: FileIdentity, version: u64) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(session_id.to_owned(), Seen { file, version });
     }
 
     fn reset_superseded(&self, session_id: &str) {
@@ -292,16 +339,27 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(io_err(e)),
         };
-        let len = file.metadata().map_err(io_err)?.len();
-        let Some(line) = last_complete_line(&mut file, len).map_err(io_err)? else {
+        let identity = FileIdentity::of(&file.metadata().map_err(io_err)?);
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(session_id)
+            .copied();
+        if let Some(seen) = seen.filter(|seen| seen.file == identity) {
+            return Ok(seen.version); // nobody else wrote since
+        }
+        let Some(line) = last_complete_line(&mut file, identity.len).map_err(io_err)? else {
             return Ok(0);
         };
         let read: VersionOnly = serde_json::from_slice(&line)
             .map_err(|e| Error::corrupt(session_id, "last log line", e))?;
-        match read.v {
-            Some(version) => Ok(version),
-            None => Ok(self.replay(session_id)?.map_or(0, |replay| replay.version)),
-        }
+        let version = match read.v {
+            Some(version) => version,
+            None => self.replay(session_id)?.map_or(0, |replay| replay.version),
+        };
+        self.note_seen(session_id, identity, version);
+        Ok(version)
     }
 
     /// Counts `superseding` new records (state changes, thread rewrites written by this
@@ -403,7 +461,8 @@ impl FileStore {
             for record in &mut records {
                 record.v = Some(next);
             }
-            self.append_records(session_id, &records)?;
+            let written = self.append_records(session_id, &records)?;
+            self.note_seen(session_id, written, next);
             self.compact_if_due(session_id, superseding)?;
             done.version = next;
             Ok(done)
@@ -423,6 +482,8 @@ impl SessionStore for FileStore {
             };
             if replay.superseding >= COMPACT_AFTER_SUPERSEDING {
                 self.rewrite(&replay.data, replay.version)?;
+            } else {
+                self.remember(session_id, &self.log_path(session_id), replay.version)?;
             }
             Ok(Some((replay.data, replay.version)))
         })
@@ -446,6 +507,10 @@ impl SessionStore for FileStore {
     fn delete(&self, session_id: &str) -> Result<bool> {
         self.locked(session_id, || {
             self.reset_superseded(session_id);
+            self.seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(session_id);
             match fs::remove_file(self.log_path(session_id)) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

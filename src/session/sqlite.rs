@@ -168,10 +168,12 @@ fn stored_row_version(
     .optional()
 }
 
-/// One more version for a session that was just written (its row exists).
-fn bump_version(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<i64> {
+/// Counts one more version of a session about to be written, creating its row if missing;
+/// returns the new version. A refused commit rolls it back with everything else.
+fn next_version(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<i64> {
     tx.query_row(
-        "UPDATE genkit_sessions SET version = version + 1 WHERE id = ?1 RETURNING version",
+        "INSERT INTO genkit_sessions (id, state, version) VALUES (?1, NULL, 1)
+         ON CONFLICT (id) DO UPDATE SET version = version + 1 RETURNING version",
         params![session_id],
         |row| row.get(0),
     )
@@ -356,12 +358,13 @@ impl SessionStore for SqliteStore {
                 "DELETE FROM genkit_session_threads WHERE session_id = ?1",
                 params![id],
             )?;
+            next_version(tx, id)?;
             write_state(tx, id, data.state.as_deref())?;
             for (thread, messages) in &data.threads {
                 ensure_thread(tx, id, thread)?;
                 insert_messages(tx, id, thread, 0, messages)?;
             }
-            bump_version(tx, id).map(drop)
+            Ok(())
         })
     }
 
@@ -397,9 +400,27 @@ impl SqliteStore {
     fn apply(&self, session_id: &str, commit: &Commit, check: bool) -> Result<Committed> {
         let db_err = |e: rusqlite::Error| Error::storage(session_id, e);
         self.write_checked(session_id, |tx| {
-            let version = stored_row_version(tx, session_id)
-                .map_err(db_err)?
-                .map_or(Ok(0), |v| stored_version(session_id, "version", v))?;
+            // One statement reads the version and counts the next (a commit that writes
+            // nothing only reads it, and creates no session).
+            let writes = writes_anything(commit);
+            let next = if writes {
+                Some(stored_version(
+                    session_id,
+                    "version",
+                    next_version(tx, session_id).map_err(db_err)?,
+                )?)
+            } else {
+                None
+            };
+            let version = match next {
+                // A stored -1 counts up to 0: negative, as `stored_version` would say.
+                Some(next) => next.checked_sub(1).ok_or_else(|| {
+                    Error::corrupt(session_id, "version", "version -1 is negative")
+                })?,
+                None => stored_row_version(tx, session_id)
+                    .map_err(db_err)?
+                    .map_or(Ok(0), |v| stored_version(session_id, "version", v))?,
+            };
             let stale = check
                 && check_local_commit(session_id, commit, version, |thread| {
                     let count: i64 = tx
@@ -424,9 +445,9 @@ impl SqliteStore {
                 };
                 done.threads.push((delta.thread.clone(), unseen));
             }
-            if !writes_anything(commit) {
+            let Some(next) = next else {
                 return Ok(done);
-            }
+            };
             for delta in &commit.threads {
                 match delta.kind {
                     ThreadWriteKind::Append => {
@@ -455,8 +476,7 @@ impl SqliteStore {
                     done.state = Some(merged);
                 }
             }
-            let bumped = bump_version(tx, session_id).map_err(db_err)?;
-            done.version = stored_version(session_id, "version", bumped)?;
+            done.version = next;
             Ok(done)
         })
     }
