@@ -22,6 +22,7 @@ from genkit_parity import (
     PostgresSessionStore,
     RedisSessionStore,
     SessionConflictError,
+    SessionLostError,
     SqliteSessionStore,
 )
 from genkit_parity.stores import NativeSessionStore
@@ -129,3 +130,14 @@ async def test_state_updates_from_stale_copies_merge_and_the_session_holds_every
     await b.update_state({'b': 2})
     assert b.state == {'user': 'Ada', 'a': 1, 'b': 2}
     assert (await store.get('s'))['state'] == {'user': 'Ada', 'a': 1, 'b': 2}
+
+
+async def test_a_write_to_a_session_deleted_meanwhile_is_lost_not_recreated(store):
+    ai = make_ai()
+    await ai.create_session(store=store, session_id='s').chat().send('one')
+    held = await ai.load_session('s', store=store)
+    assert await store.delete('s')
+    with pytest.raises(SessionLostError) as lost:
+        await held.chat().send('two')
+    assert lost.value.status == 'DATA_LOSS'
+    assert await store.get('s') is None

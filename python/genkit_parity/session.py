@@ -365,9 +365,8 @@ class Session:
         store = self._store
         if isinstance(store, NativeSessionStore):
             # A new session's first write replaces whatever the id held (JS createSession).
-            await store._save(self._id, dumps_value(self.to_json(), what='session'))
-            loaded = await store._load_versioned(self._id)
-            self._version = self._synced_version = 0 if loaded is None else loaded[1]
+            version = await store._save(self._id, dumps_value(self.to_json(), what='session'))
+            self._version = self._synced_version = version  # what it wrote, read in the same step
         else:
             await store.save(self._id, self.to_json())
         self._incremental = True

@@ -92,7 +92,8 @@ class NativeSessionStore:
         """The stored session and its version (one more for every write), or None."""
         raise NotImplementedError
 
-    async def _save(self, session_id: str, data_json: str) -> None:
+    async def _save(self, session_id: str, data_json: str) -> int:
+        """Replace the stored session; return the version written."""
         raise NotImplementedError
 
     async def _commit(
@@ -107,11 +108,13 @@ class NativeSessionStore:
     ) -> Committed:
         """One turn's writes, applied atomically.
 
-        ``threads`` holds ``(thread, messages held before, replace?, messages)``; a replace
-        is refused (:class:`~genkit_parity.SessionConflictError`) when the thread is not
-        what the writer held. ``state_mode`` is ``'keep'``, ``'merge'`` (``state_json``: the
-        changed top-level keys, merged into the stored state) or ``'replace'``. Shared
-        stores also check ``expected_version`` and deduplicate by ``turn_id``.
+        ``threads`` holds ``(thread, messages held before, replace?, messages)``, written
+        against ``expected_version`` (the version the writer's copy matches): if another
+        writer saved since, appends go after what landed and come back as ``unseen``, and
+        a replace is refused (:class:`~genkit_parity.SessionConflictError`; shared stores
+        with ``on_conflict='error'`` refuse every such commit). ``state_mode`` is ``'keep'``,
+        ``'merge'`` (``state_json``: the changed top-level keys, merged into the stored
+        state) or ``'replace'``. Shared stores deduplicate by ``turn_id``.
         """
         raise NotImplementedError
 
@@ -148,8 +151,8 @@ class InMemorySessionStore(NativeSessionStore):
     async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
         return _parsed(self._core.load_versioned(session_id))
 
-    async def _save(self, session_id: str, data_json: str) -> None:
-        self._core.save(session_id, data_json)
+    async def _save(self, session_id: str, data_json: str) -> int:
+        return self._core.save(session_id, data_json)
 
     async def _commit(
         self,
@@ -172,8 +175,10 @@ class InMemorySessionStore(NativeSessionStore):
         return Committed(version, duplicate, dict(unseen), state)
 
 
-class _DiskSessionStore(NativeSessionStore):
-    _core: _native.DiskStoreCore
+class _WorkerSessionStore(NativeSessionStore):
+    """Stores whose core runs each operation off the GIL and reports through a ticket."""
+
+    _core: _native.DiskStoreCore | _native.SharedStoreCore
 
     async def delete(self, session_id: str) -> bool:
         """Remove a session; True if it existed."""
@@ -181,14 +186,9 @@ class _DiskSessionStore(NativeSessionStore):
         deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
         return deleted
 
-    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
-        loaded: tuple[str, int] | None = await _runtime.call(
-            lambda ticket: self._core.load_versioned(ticket, session_id)
-        )
-        return _parsed(loaded)
-
-    async def _save(self, session_id: str, data_json: str) -> None:
-        await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
+    async def _save(self, session_id: str, data_json: str) -> int:
+        version: int = await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
+        return version
 
     async def _commit(
         self,
@@ -200,9 +200,28 @@ class _DiskSessionStore(NativeSessionStore):
         state_mode: str = 'keep',
         state_json: str | None = None,
     ) -> Committed:
-        return await _ticket_commit(
-            self._core, session_id, turn_id, expected_version, threads, state_mode, state_json
+        version, duplicate, unseen, state = await _runtime.call(
+            lambda ticket: self._core.commit(
+                ticket,
+                session_id,
+                turn_id=turn_id,
+                expected_version=expected_version,
+                threads=threads,
+                state_mode=state_mode,
+                state_json=state_json,
+            )
         )
+        return Committed(version, duplicate, dict(unseen), state)
+
+
+class _DiskSessionStore(_WorkerSessionStore):
+    _core: _native.DiskStoreCore
+
+    async def _load_versioned(self, session_id: str) -> tuple[dict[str, Any], int] | None:
+        loaded: tuple[str, int] | None = await _runtime.call(
+            lambda ticket: self._core.load_versioned(ticket, session_id)
+        )
+        return _parsed(loaded)
 
 
 def _check_bool(value: object, what: str = 'durable') -> bool:
@@ -276,9 +295,11 @@ class SqliteSessionStore(_DiskSessionStore):
 class Committed:
     """What a commit did (see ``NativeSessionStore._commit``).
 
-    The version after it (``0`` for single-process stores), whether its turn id had been
-    applied already, per thread the stored messages the writer had not seen (shared stores
-    only), and the stored state after it (shared stores only).
+    The version after it, whether its turn id had been applied already (shared stores
+    deduplicate by turn id), per thread the stored messages the writer had not seen, and
+    the stored state after it when the commit wrote state (``None`` where the file store
+    did not read its log: nobody else had written, so it is the writer's state plus the
+    patch).
     """
 
     __slots__ = ('duplicate', 'state_json', 'unseen', 'version')
@@ -306,7 +327,7 @@ def _check_seconds(value: object, name: str, *, allow_none: bool) -> float | Non
     return float(value)
 
 
-class SharedSessionStore(NativeSessionStore):
+class SharedSessionStore(_WorkerSessionStore):
     """Base of the stores many processes share (Redis, PostgreSQL); not instantiated directly.
 
     Every session has a version; a chat turn or state update is one atomic commit of its
@@ -330,12 +351,6 @@ class SharedSessionStore(NativeSessionStore):
         """The server, as ``host:port``."""
         return self._core.target
 
-    async def delete(self, session_id: str) -> bool:
-        """Remove a session; True if it existed."""
-        session_id = _check_id(session_id)
-        deleted: bool = await _runtime.call(lambda ticket: self._core.delete(ticket, session_id))
-        return deleted
-
     async def sweep_expired(self) -> int:
         """Delete the sessions whose ``ttl`` has passed; return how many were deleted.
 
@@ -352,47 +367,6 @@ class SharedSessionStore(NativeSessionStore):
             lambda ticket: self._core.load_versioned(ticket, session_id)
         )
         return loaded
-
-    async def _save(self, session_id: str, data_json: str) -> None:
-        await _runtime.call(lambda ticket: self._core.save(ticket, session_id, data_json))
-
-    async def _commit(
-        self,
-        session_id: str,
-        *,
-        turn_id: str | None,
-        expected_version: int,
-        threads: list[tuple[str, int, bool, list[str]]],
-        state_mode: str = 'keep',
-        state_json: str | None = None,
-    ) -> Committed:
-        return await _ticket_commit(
-            self._core, session_id, turn_id, expected_version, threads, state_mode, state_json
-        )
-
-
-async def _ticket_commit(
-    core: _native.DiskStoreCore | _native.SharedStoreCore,
-    session_id: str,
-    turn_id: str | None,
-    expected_version: int,
-    threads: list[tuple[str, int, bool, list[str]]],
-    state_mode: str,
-    state_json: str | None,
-) -> Committed:
-    """``NativeSessionStore._commit`` for the cores that report through a ticket."""
-    version, duplicate, unseen, state = await _runtime.call(
-        lambda ticket: core.commit(
-            ticket,
-            session_id,
-            turn_id=turn_id,
-            expected_version=expected_version,
-            threads=threads,
-            state_mode=state_mode,
-            state_json=state_json,
-        )
-    )
-    return Committed(version, duplicate, dict(unseen), state)
 
 
 class RedisSessionStore(SharedSessionStore):

@@ -38,6 +38,9 @@ use crate::errors::{Error, Result};
 /// the log is compacted into a single snapshot.
 const COMPACT_AFTER_SUPERSEDING: u32 = 32;
 
+/// How many sessions' logs a store remembers as it last saw them (see `FileStore::seen`).
+const SEEN_SESSIONS_MAX: usize = 4096;
+
 pub struct FileStore {
     directory: PathBuf,
     durable: bool,
@@ -303,10 +306,14 @@ impl FileStore {
     }
 
     fn note_seen(&self, session_id: &str, file: FileIdentity, version: u64) {
-        self.seen
+        let mut seen = self
+            .seen
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(session_id.to_owned(), Seen { file, version });
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= SEEN_SESSIONS_MAX && !seen.contains_key(session_id) {
+            seen.clear(); // forgetting costs one read of each log's last line, nothing more
+        }
+        seen.insert(session_id.to_owned(), Seen { file, version });
     }
 
     fn reset_superseded(&self, session_id: &str) {
@@ -489,10 +496,11 @@ impl SessionStore for FileStore {
         })
     }
 
-    fn save(&self, data: &SessionData) -> Result<()> {
+    fn save(&self, data: &SessionData) -> Result<u64> {
         self.locked(&data.id, || {
-            let version = self.current_version(&data.id)?;
-            self.rewrite(data, version + 1)
+            let version = self.current_version(&data.id)? + 1;
+            self.rewrite(data, version)?;
+            Ok(version)
         })
     }
 

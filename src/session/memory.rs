@@ -30,8 +30,9 @@ impl MemoryStore {
     }
 
     fn sessions(&self) -> MutexGuard<'_, HashMap<String, Held>> {
-        // A poisoned lock means a panic mid-update elsewhere; the map itself is still whole
-        // (every update is a single insert or push), so keep serving it.
+        // A poisoned lock means a panic mid-update elsewhere. Every check and fallible step
+        // of an update runs before its first change, so the map is still whole: keep
+        // serving it.
         self.sessions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -134,7 +135,7 @@ impl SessionStore for MemoryStore {
             .map(|held| (copy(&held.data), held.version)))
     }
 
-    fn save(&self, data: &SessionData) -> Result<()> {
+    fn save(&self, data: &SessionData) -> Result<u64> {
         let mut sessions = self.sessions();
         let version = sessions.get(&data.id).map_or(0, |held| held.version) + 1;
         sessions.insert(
@@ -144,7 +145,7 @@ impl SessionStore for MemoryStore {
                 version,
             },
         );
-        Ok(())
+        Ok(version)
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {

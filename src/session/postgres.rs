@@ -815,8 +815,9 @@ impl SessionStore for PostgresStore {
         Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
     }
 
-    fn save(&self, data: &SessionData) -> Result<()> {
-        block_on(self.commit_async(&data.id, &Commit::whole_save(data), "w")).map(|_| ())
+    fn save(&self, data: &SessionData) -> Result<u64> {
+        block_on(self.commit_async(&data.id, &Commit::whole_save(data), "w"))
+            .map(|done| done.version)
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {

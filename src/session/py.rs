@@ -53,7 +53,8 @@ mod ops {
             .map(|(data, version)| (data.to_json(), version)))
     }
 
-    pub fn save(store: &dyn SessionStore, session_id: &str, data_json: &str) -> Result<()> {
+    /// Returns the version written.
+    pub fn save(store: &dyn SessionStore, session_id: &str, data_json: &str) -> Result<u64> {
         let id = validate_session_id(session_id)?;
         store.save(&SessionData::from_json(id, data_json)?)
     }
@@ -127,7 +128,8 @@ impl MemoryStoreCore {
         Ok(py.detach(|| ops::load_versioned(&self.store, session_id))?)
     }
 
-    fn save(&self, py: Python<'_>, session_id: &str, data_json: &str) -> PyResult<()> {
+    /// Returns the version written.
+    fn save(&self, py: Python<'_>, session_id: &str, data_json: &str) -> PyResult<u64> {
         Ok(py.detach(|| ops::save(&self.store, session_id, data_json))?)
     }
 
@@ -233,20 +235,23 @@ impl DiskStoreCore {
         turn_id: Option<String>,
         expected_version: u64,
         threads: Vec<PyThreadDelta>,
-        state_mode: &str,
+        state_mode: String,
         state_json: Option<String>,
     ) -> PyResult<()> {
         let id = validate_session_id(&session_id)?.to_owned();
-        let commit = ops::parse_commit(
-            &id,
-            turn_id,
-            expected_version,
-            threads,
-            state_mode,
-            state_json,
-        )?;
         let store = Arc::clone(&self.store);
-        ticket.run_blocking(move || store.commit(&id, &commit).map(py_committed))
+        // Parsed on the worker: a replaced thread can be the whole history.
+        ticket.run_blocking(move || {
+            let commit = ops::parse_commit(
+                &id,
+                turn_id,
+                expected_version,
+                threads,
+                &state_mode,
+                state_json,
+            )?;
+            store.commit(&id, &commit).map(py_committed)
+        })
     }
 
     fn delete(&self, ticket: &Ticket, session_id: String) -> PyResult<()> {

@@ -41,7 +41,7 @@ local pairs_at = 9
 local i = pairs_at + 2 * npairs
 
 local function state_reply()
-  local kind = redis.call('HGET', meta, 'sk') or 'n'
+  local kind = redis.call('HGET', meta, 'sk') or ''
   if kind == 'o' then return {kind, redis.call('HGETALL', statek)} end
   if kind == 'v' then return {kind, redis.call('HGET', meta, 's') or 'null'} end
   return {kind, ''}
@@ -628,9 +628,9 @@ impl SessionStore for RedisStore {
         Ok(self.load_versioned(session_id)?.map(|(data, _)| data))
     }
 
-    fn save(&self, data: &SessionData) -> Result<()> {
+    fn save(&self, data: &SessionData) -> Result<u64> {
         self.run_save(&data.id, &Commit::whole_save(data), "w")
-            .map(|_| ())
+            .map(|done| done.version)
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {

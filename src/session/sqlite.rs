@@ -347,7 +347,7 @@ impl SessionStore for SqliteStore {
         Ok(Some((data, version)))
     }
 
-    fn save(&self, data: &SessionData) -> Result<()> {
+    fn save(&self, data: &SessionData) -> Result<u64> {
         self.write(&data.id, |tx| {
             let id = data.id.as_str();
             tx.execute(
@@ -358,14 +358,15 @@ impl SessionStore for SqliteStore {
                 "DELETE FROM genkit_session_threads WHERE session_id = ?1",
                 params![id],
             )?;
-            next_version(tx, id)?;
+            let version = next_version(tx, id)?;
             write_state(tx, id, data.state.as_deref())?;
             for (thread, messages) in &data.threads {
                 ensure_thread(tx, id, thread)?;
                 insert_messages(tx, id, thread, 0, messages)?;
             }
-            Ok(())
+            Ok(version)
         })
+        .and_then(|version| stored_version(&data.id, "version", version))
     }
 
     fn force(&self, session_id: &str, commit: &Commit) -> Result<()> {
@@ -423,15 +424,17 @@ impl SqliteStore {
             };
             let stale = check
                 && check_local_commit(session_id, commit, version, |thread| {
-                    let count: i64 = tx
+                    // Messages are numbered from 0 with no gaps: the next number is the
+                    // length, read off the key's index (a count would visit every row).
+                    let next: i64 = tx
                         .query_row(
-                            "SELECT COUNT(*) FROM genkit_session_messages
+                            "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
                              WHERE session_id = ?1 AND thread = ?2",
                             params![session_id, thread],
                             |row| row.get(0),
                         )
                         .map_err(db_err)?;
-                    Ok(usize::try_from(count).unwrap_or(usize::MAX))
+                    Ok(usize::try_from(next).unwrap_or(usize::MAX))
                 })?;
             let mut done = Committed {
                 version,

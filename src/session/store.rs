@@ -5,9 +5,10 @@
 //! history. All methods block; the binding runs them on tokio's blocking pool, off the GIL
 //! (except a Redis commit, which it runs as a task through `RedisStore::commit_async`).
 //!
-//! [`SessionStore::commit`] is the versioned write shared stores (Redis, PostgreSQL) make
-//! atomic: one turn's delta against the version its writer loaded, deduplicated by a turn
-//! id. Single-process stores get a default built from the other operations.
+//! [`SessionStore::commit`] is every store's versioned, atomic write: one turn's delta
+//! against the version its writer loaded. Shared stores (Redis, PostgreSQL) also
+//! deduplicate it by a turn id (a retry after a lost reply); single-process stores apply
+//! the rules of [`check_local_commit`] under their lock or transaction.
 
 use serde_json::value::RawValue;
 
@@ -18,8 +19,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The whole session, or `None` for an id the store has never seen.
     fn load(&self, session_id: &str) -> Result<Option<SessionData>>;
 
-    /// Replaces everything stored for `data.id` with `data`.
-    fn save(&self, data: &SessionData) -> Result<()>;
+    /// Replaces everything stored for `data.id` with `data`; returns the version written
+    /// (read in the same step, so a writer knows its copy is whole at exactly that one).
+    fn save(&self, data: &SessionData) -> Result<u64>;
 
     /// Appends `messages` to a thread, creating the session and thread when missing.
     /// Appending no messages does nothing (it creates neither).
@@ -154,9 +156,13 @@ pub fn loaded_len_of(commit: &Commit, thread: &str) -> usize {
 /// The checks a single-process store makes under its lock before it applies a commit: the
 /// rules of the shared stores with `on_conflict='append'`. A writer whose copy is stale
 /// (`stored_version` is not the version it loaded) may append, after what landed
-/// meanwhile, and merge state keys; its replace of a thread (which would drop what landed)
-/// is refused, as is an append to a thread that got shorter. Returns whether the copy was
-/// stale: the store then reports what the writer had not seen.
+/// meanwhile, and merge state keys; its replace of a thread or of the whole state (which
+/// would drop what landed) is refused, as is an append to a thread that got shorter, and
+/// any write to a session deleted meanwhile (`stored_version` 0: `SessionLost`). Returns
+/// whether the copy was stale: the store then reports what the writer had not seen.
+///
+/// Versions start again at 1 when a deleted session is created anew, so a writer that
+/// held the old one at the same version is not told apart.
 pub fn check_local_commit(
     session_id: &str,
     commit: &Commit,
@@ -165,6 +171,24 @@ pub fn check_local_commit(
 ) -> Result<bool> {
     if stored_version == commit.expected_version {
         return Ok(false);
+    }
+    if stored_version == 0 {
+        // Deleted since the writer loaded it: writing now would recreate it from a part.
+        return Err(Error::SessionLost {
+            session_id: session_id.to_owned(),
+            detail: format!(
+                "it is no longer stored (deleted since this session loaded version {}); \
+                 load it again to start over",
+                commit.expected_version
+            ),
+        });
+    }
+    if matches!(commit.state, StateWrite::Replace(_)) {
+        return Err(stale_error(
+            session_id,
+            commit.expected_version,
+            stored_version,
+        ));
     }
     for delta in &commit.threads {
         match delta.kind {
