@@ -2,7 +2,8 @@
 
 Run as ``python tests/mcp_server.py stdio`` or ``python tests/mcp_server.py http <port>``.
 ``MCP_TEST_SLOW_LIST=1`` makes it never answer tools/list; ``python tests/mcp_server.py
-garbage`` writes a banner to stdout (where only JSON-RPC may go) and never answers.
+garbage`` writes a banner to stdout (where only JSON-RPC may go) and never answers, and
+``banner`` writes one and then serves stdio as usual.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ if os.environ.get('MCP_TEST_SLOW_LIST'):
 
 
 if __name__ == '__main__':
-    if sys.argv[1] == 'garbage':
+    if sys.argv[1] in ('garbage', 'banner'):
         print('Starting the server on stdio...', flush=True)
+    if sys.argv[1] == 'garbage':
         time.sleep(3600)
-    server.run(transport='stdio' if sys.argv[1] == 'stdio' else 'streamable-http')
+    server.run(transport='stdio' if sys.argv[1] in ('stdio', 'banner') else 'streamable-http')

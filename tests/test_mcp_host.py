@@ -288,11 +288,22 @@ async def test_a_server_that_does_not_answer_is_deadline_exceeded_and_skipped(ai
         assert (await host.client('t').call_tool('add', {'a': 1, 'b': 2})).content[0].text == '3'
 
 
-async def test_a_server_writing_what_is_not_json_rpc_fails_to_start_saying_so(ai):
-    host = define_mcp_host(ai, 'mcp', {'noisy': {'command': sys.executable, 'args': [SERVER, 'garbage']}})
-    with pytest.raises(McpServerStartError, match='not JSON-RPC') as raised:
+async def test_a_banner_on_stdout_is_named_only_if_the_server_then_never_answers(ai, monkeypatch):
+    from genkit_parity import mcp_client
+
+    monkeypatch.setattr(mcp_client, 'CONNECT_TIMEOUT_SECONDS', 2.0)
+    servers = {
+        'chatty': {'command': sys.executable, 'args': [SERVER, 'banner']},
+        'noisy': {'command': sys.executable, 'args': [SERVER, 'garbage']},
+    }
+    async with define_mcp_host(ai, 'mcp', {'chatty': servers['chatty']}) as host:
+        # A banner, then a working server: it connects and works, as with the SDK alone.
+        assert (await host.client('chatty').call_tool('add', {'a': 1, 'b': 2})).content[0].text == '3'
+    host = define_mcp_host(ai, 'mcp2', {'noisy': servers['noisy']})
+    with pytest.raises(
+        McpServerStartError, match=r'no answer to initialize within 2 s \(it wrote what is not JSON-RPC'
+    ):
         await host.client('noisy').ready()
-    assert 'no answer to initialize' not in str(raised.value)
     await host.close()
 
 
@@ -323,7 +334,8 @@ from genkit_parity import mcp_client
 from genkit_parity.mcp import McpServerStartError, define_mcp_host
 mcp_client.CONNECT_TIMEOUT_SECONDS = 0.5
 async def main():
-    host = define_mcp_host(Genkit(), 'mcp', {'mute': {'command': sys.executable, 'args': ['-c', 'import time; time.sleep(30)']}})
+    mute = {'command': sys.executable, 'args': ['-c', 'import time; time.sleep(30)']}
+    host = define_mcp_host(Genkit(), 'mcp', {'mute': mute})
     try:
         await host.client('mute').ready()
     except McpServerStartError as error:
@@ -337,3 +349,54 @@ asyncio.run(main())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == 'True'
     assert 'never retrieved' not in done.stderr, done.stderr
+
+
+async def _relay_cutting_idle_streams(client_reader, client_writer, upstream_port: int) -> None:
+    """Relay one connection; a GET (the SDK's idle server stream) is cut after 1 s."""
+    server_reader, server_writer = await asyncio.open_connection('127.0.0.1', upstream_port)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    first = await client_reader.read(65536)
+    server_writer.write(first)
+    await server_writer.drain()
+    pipes = [
+        asyncio.ensure_future(pipe(client_reader, server_writer)),
+        asyncio.ensure_future(pipe(server_reader, client_writer)),
+    ]
+    if first.startswith(b'GET '):
+        await asyncio.sleep(1.0)  # as a load balancer cuts an idle stream
+        client_writer.transport.abort()
+        server_writer.close()
+        for each in pipes:
+            each.cancel()
+        return
+    await asyncio.gather(*pipes, return_exceptions=True)
+
+
+async def test_a_cut_idle_server_stream_is_not_a_lost_server(ai):
+    upstream = free_port()
+    process = subprocess.Popen([sys.executable, SERVER, 'http', str(upstream)], stderr=subprocess.DEVNULL)
+    relay = await asyncio.start_server(
+        lambda r, w: _relay_cutting_idle_streams(r, w, upstream), '127.0.0.1', 0
+    )
+    port = relay.sockets[0].getsockname()[1]
+    try:
+        wait_for_port(upstream, process)
+        async with define_mcp_host(ai, 'mcp', {'r': {'url': f'http://127.0.0.1:{port}/mcp'}}) as host:
+            assert (await host.client('r').call_tool('add', {'a': 1, 'b': 2})).content[0].text == '3'
+            await asyncio.sleep(2.5)  # the GET stream has been cut (the SDK reconnects it)
+            assert (await host.client('r').call_tool('add', {'a': 2, 'b': 2})).content[0].text == '4'
+            assert host.servers == {'r': 'connected'}
+    finally:
+        relay.close()
+        process.kill()
+        process.wait()

@@ -1,9 +1,11 @@
 """The HTTP client of a streamable-HTTP MCP connection, watching for a server that vanished.
 
-When the server dies under a pending request, the MCP SDK only logs that its response
-stream ended, and the request waits for an answer that cannot come. This client's
-transport reports a failed connection or a response stream cut short, so the MCP client
-fails the connection's pending requests at once (and says why).
+When the server dies under a pending request, the MCP SDK only logs that the request's
+response stream ended, and the request waits for an answer that cannot come. This client
+reports a POST's response stream (the one that carries a request's answer) cut short, so
+the MCP client fails the connection's pending requests at once and says why. The
+long-lived GET stream is left alone: the SDK reconnects it by itself (a load balancer may
+cut it when idle). A connection the server refuses already fails the SDK's connection.
 """
 
 from __future__ import annotations
@@ -11,50 +13,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import httpx
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 __all__ = ['watched_http_client']
-
-#: The MCP SDK's own defaults: 30 s to connect or write, 300 s between reads of a stream.
-_TIMEOUT = httpx.Timeout(30.0, read=300.0)
 
 
 def watched_http_client(
     headers: Mapping[str, str], on_broken: Callable[[BaseException], None]
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for the SDK that calls ``on_broken`` when the server vanishes.
+    """The SDK's own client (its timeouts, the environment's proxies), plus the watch.
 
-    A read timeout is not a vanished server (a quiet stream is normal): it is not reported.
+    ``on_broken`` is called with the error when a POST's response stream breaks; a read
+    timeout is not a vanished server and is not reported.
     """
-    return httpx.AsyncClient(
-        headers=dict(headers) or None, timeout=_TIMEOUT, transport=_WatchedTransport(on_broken)
-    )
 
+    async def watch(response: httpx.Response) -> None:
+        if response.request.method == 'POST' and isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _WatchedStream(response.stream, on_broken)
 
-class _WatchedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, on_broken: Callable[[BaseException], None]) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._on_broken = on_broken
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            response = await self._inner.handle_async_request(request)
-        except httpx.TimeoutException:
-            raise
-        except httpx.TransportError as error:
-            self._on_broken(error)
-            raise
-        response.stream = _WatchedStream(response.stream, self._on_broken)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    client = create_mcp_http_client(headers=dict(headers) or None)
+    client.event_hooks['response'].append(watch)
+    return client
 
 
 class _WatchedStream(httpx.AsyncByteStream):
-    def __init__(
-        self, inner: httpx.AsyncByteStream | httpx.SyncByteStream, on_broken: Callable[[BaseException], None]
-    ) -> None:
-        assert isinstance(inner, httpx.AsyncByteStream)
+    def __init__(self, inner: httpx.AsyncByteStream, on_broken: Callable[[BaseException], None]) -> None:
         self._inner = inner
         self._on_broken = on_broken
 
@@ -64,7 +47,7 @@ class _WatchedStream(httpx.AsyncByteStream):
                 yield chunk
         except httpx.TimeoutException:
             raise
-        except httpx.TransportError as error:  # the connection dropped mid-response
+        except httpx.TransportError as error:  # the connection dropped mid-answer
             self._on_broken(error)
             raise
 

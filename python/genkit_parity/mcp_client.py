@@ -161,9 +161,8 @@ class McpClient:
         # Why the connection was shut by this side (disable, close, ...), for the requests
         # that were waiting on it.
         self._shut_reason = 'closed'
-        # While the server starts: the task waiting for its answer to initialize, and what
-        # it wrote that is not JSON-RPC (why that answer will never come).
-        self._starting: asyncio.Task[Any] | None = None
+        # While the server starts: what it wrote that is not JSON-RPC (why it may never
+        # answer initialize).
         self._bad_output: str | None = None
         self._stderr: IO[str] | None = None
         self._pid = os.getpid()
@@ -231,7 +230,6 @@ class McpClient:
         # After fork the parent's session, task and loop are not ours: start afresh.
         self._pid = os.getpid()
         self._session = self._task = self._stop = self._opening = self._failure = None
-        self._starting = None
         self._stderr = None
 
     async def _use(self) -> ClientSession:
@@ -274,7 +272,7 @@ class McpClient:
         return self._hint('restart()')
 
     async def _open(self) -> None:
-        self._failure = None
+        self._failure = self._bad_output = None
         self._stop = asyncio.Event()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # The SDK's contexts must be entered and exited in one task: the connection's own.
@@ -285,9 +283,10 @@ class McpClient:
             self._task.cancel()
             with contextlib.suppress(BaseException):
                 await self._task
+            hint = f' ({self._bad_output})' if self._bad_output else ''
             self._failure = McpServerStartError(
                 self.server_name,
-                f'no answer to initialize within {CONNECT_TIMEOUT_SECONDS:g} s',
+                f'no answer to initialize within {CONNECT_TIMEOUT_SECONDS:g} s{hint}',
                 self.config.describe(),
                 self._stderr_tail(),
                 self._reconnect_hint(),
@@ -317,15 +316,15 @@ class McpClient:
                 session = await stack.enter_async_context(
                     ClientSession(read, write, message_handler=self._on_message)
                 )
-                self._bad_output = None
-                self._starting = asyncio.current_task()
                 await session.initialize()
-                self._starting = None
+                self._bad_output = None
                 self._session = session
                 ready.set_result(None)
                 await stop.wait()
         except BaseException as error:
-            cause = self._bad_output or _describe(_root_cause(error))
+            cause = _describe(_root_cause(error))
+            if self._bad_output:
+                cause += f' ({self._bad_output})'
             if not ready.done():
                 self._failure = McpServerStartError(
                     self.server_name,
@@ -338,7 +337,7 @@ class McpClient:
             elif not stop.is_set():
                 self._lost(cause)
         finally:
-            self._session = self._starting = None
+            self._session = None
             self._changed()
 
     def _server_vanished(self, error: BaseException) -> None:
@@ -411,11 +410,11 @@ class McpClient:
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, Exception):
-            # What the server wrote could not be read as JSON-RPC. While it is starting,
-            # that is why it will never answer initialize: stop waiting and say so.
-            self._bad_output = f'it wrote what is not JSON-RPC: {_describe(message)[:300]}'
-            if self._starting is not None and not self._starting.done():
-                self._starting.cancel()
+            # A line the SDK could not read as JSON-RPC (a banner on stdout, say). Servers
+            # that print one and then work are common, so it is only remembered: if the
+            # server then never answers initialize, it is likely why, and the error says so.
+            if self._session is None:
+                self._bad_output = f'it wrote what is not JSON-RPC: {_describe(message)[:300]}'
             return
         root = getattr(message, 'root', None)
         if isinstance(
