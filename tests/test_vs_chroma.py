@@ -234,7 +234,13 @@ async def test_a_document_twice_in_one_call_is_stored_once_and_bad_queries_are_r
 
 
 @pytest.mark.parametrize(
-    ('code', 'status'), [(404, 'FAILED_PRECONDITION'), (401, 'UNAUTHENTICATED'), (503, 'UNAVAILABLE')]
+    ('code', 'status'),
+    [
+        (404, 'FAILED_PRECONDITION'),
+        (401, 'UNAUTHENTICATED'),
+        (429, 'RESOURCE_EXHAUSTED'),
+        (503, 'UNAVAILABLE'),
+    ],
 )
 async def test_a_server_that_answers_with_an_http_error_is_named(code, status):
     # chromadb turns these replies into a ValueError with no message.

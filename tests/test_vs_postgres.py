@@ -437,3 +437,6 @@ async def test_a_schema_that_does_not_exist_is_not_found_naming_it(database):
     with pytest.raises(VectorStoreError) as indexed:
         await ai.index(indexer=store.name, documents=[Document.from_text('a')])
     assert indexed.value.status == 'NOT_FOUND'
+    with pytest.raises(VectorStoreError, match='every Column data_type a PostgreSQL type') as typo:
+        await engine.init_vectorstore_table('typo', 3, metadata_columns=[Column('year', 'INTEGR')])
+    assert typo.value.status == 'FAILED_PRECONDITION'

@@ -105,20 +105,30 @@ def _store_error(error: Exception, store: str) -> Exception:
         return VectorStoreError(text, store, 'UNAVAILABLE')
     answered = _http_status_error(error)
     if answered is not None:
-        # chromadb re-raises some HTTP errors as an empty ValueError: name the reply instead.
+        # chromadb re-raises some HTTP errors as an empty ValueError: name the reply too.
         code = answered.response.status_code
-        status = {401: 'UNAUTHENTICATED', 403: 'PERMISSION_DENIED'}.get(
-            code, 'UNAVAILABLE' if code >= 500 else 'FAILED_PRECONDITION'
-        )
+        status = _HTTP_STATUS.get(code, 'UNAVAILABLE' if code >= 500 else 'FAILED_PRECONDITION')
         hint = ' (is a Chroma server with the v2 API listening there?)' if code == 404 else ''
+        said = f': {type(error).__name__}: {error}' if str(error) else ''
         return VectorStoreError(
-            f'{store}: {answered.request.method} {answered.request.url} answered HTTP {code}{hint}',
+            f'{store}: {answered.request.method} {answered.request.url} answered HTTP {code}{hint}{said}',
             store,
             status,
         )
     if isinstance(error, ValueError):
         return VectorStoreError(text, store, 'INVALID_ARGUMENT')
     return VectorStoreError(text, store, 'INTERNAL')
+
+
+#: Genkit statuses of the HTTP errors a Chroma server answers with (others: 5xx UNAVAILABLE,
+#: 4xx FAILED_PRECONDITION).
+_HTTP_STATUS = {
+    400: 'INVALID_ARGUMENT',
+    401: 'UNAUTHENTICATED',
+    403: 'PERMISSION_DENIED',
+    422: 'INVALID_ARGUMENT',
+    429: 'RESOURCE_EXHAUSTED',
+}
 
 
 def _http_status_error(error: BaseException) -> Any:

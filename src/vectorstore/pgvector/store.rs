@@ -598,6 +598,12 @@ pub async fn run_ddl(pg: &Postgres, name: &str, ddl: &str) -> Result<()> {
                 "FAILED_PRECONDITION",
                 " (is pgvector installed on the server? tools/install_pgvector.sh builds it)",
             ),
+            // A column type that does not exist: `vector` without the extension in the
+            // search path, or a metadata column's `data_type` misspelt.
+            Error::Engine { code, .. } if code == "42704" => (
+                "FAILED_PRECONDITION",
+                " (is pgvector installed in this database, and is every Column data_type a PostgreSQL type?)",
+            ),
             Error::Engine { code, .. } => (engine_status(code), ""),
             Error::InvalidArgument { .. } => ("INVALID_ARGUMENT", ""),
             _ => ("INTERNAL", ""),
