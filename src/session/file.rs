@@ -248,16 +248,39 @@ impl FileStore {
     /// Appends records in one write, creating the log (headed by an empty snapshot) when
     /// missing.
     fn append_records(&self, session_id: &str, records: &[RecordOut<'_>]) -> Result<FileIdentity> {
-        let path = self.log_path(session_id);
-        let io_err = |e: std::io::Error| Error::storage(session_id, format!("cannot append: {e}"));
-        let mut file = OpenOptions::new()
-            .create(true)
+        let mut file = self.open_log(session_id, true)?.ok_or_else(|| {
+            Error::storage(
+                session_id,
+                "cannot create its log: the store's directory is gone",
+            )
+        })?;
+        self.append_to(session_id, &mut file, records)
+    }
+
+    /// The session's log opened to read and append (`create`: made when missing), or `None`.
+    fn open_log(&self, session_id: &str, create: bool) -> Result<Option<File>> {
+        match OpenOptions::new()
+            .create(create)
             .read(true)
             .append(true)
-            .open(&path)
-            .map_err(io_err)?;
+            .open(self.log_path(session_id))
+        {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(session_id, format!("cannot open log: {e}"))),
+        }
+    }
+
+    /// [`Self::append_records`] to a log already open; returns the file as left.
+    fn append_to(
+        &self,
+        session_id: &str,
+        file: &mut File,
+        records: &[RecordOut<'_>],
+    ) -> Result<FileIdentity> {
+        let io_err = |e: std::io::Error| Error::storage(session_id, format!("cannot append: {e}"));
         let len = file.metadata().map_err(io_err)?.len();
-        let len = cut_torn_tail(&mut file, len).map_err(io_err)?;
+        let len = cut_torn_tail(file, len).map_err(io_err)?;
         let mut buffer = Vec::new();
         if len == 0 {
             buffer.extend(RecordOut::snapshot(&SessionData::empty(session_id), 0).to_line());
@@ -339,13 +362,16 @@ impl FileStore {
     /// The session's version (`0`: not stored), from the log's last complete line; a log
     /// older than versions is replayed. Call with the lock held.
     fn current_version(&self, session_id: &str) -> Result<u64> {
+        match self.open_log(session_id, false)? {
+            Some(mut file) => self.version_in(session_id, &mut file),
+            None => Ok(0),
+        }
+    }
+
+    /// [`Self::current_version`] of a log already open.
+    fn version_in(&self, session_id: &str, file: &mut File) -> Result<u64> {
         let io_err =
             |e: std::io::Error| Error::storage(session_id, format!("cannot read log: {e}"));
-        let mut file = match File::open(self.log_path(session_id)) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(e)),
-        };
         let identity = FileIdentity::of(&file.metadata().map_err(io_err)?);
         let seen = self
             .seen
@@ -356,7 +382,7 @@ impl FileStore {
         if let Some(seen) = seen.filter(|seen| seen.file == identity) {
             return Ok(seen.version); // nobody else wrote since
         }
-        let Some(line) = last_complete_line(&mut file, identity.len).map_err(io_err)? else {
+        let Some(line) = last_complete_line(file, identity.len).map_err(io_err)? else {
             return Ok(0);
         };
         let read: VersionOnly = serde_json::from_slice(&line)
@@ -401,7 +427,12 @@ impl FileStore {
             merge_state(session_id, None, patch)?;
         }
         self.locked(session_id, || {
-            let version = self.current_version(session_id)?;
+            // Opened once: to learn the version, then to append (a turn touches it once).
+            let mut log = self.open_log(session_id, false)?;
+            let version = match &mut log {
+                Some(file) => self.version_in(session_id, file)?,
+                None => 0,
+            };
             // A stale writer's commit is checked against, and told, what the log holds.
             let stale = check && version != commit.expected_version;
             let data = if stale {
@@ -468,7 +499,10 @@ impl FileStore {
             for record in &mut records {
                 record.v = Some(next);
             }
-            let written = self.append_records(session_id, &records)?;
+            let written = match &mut log {
+                Some(file) => self.append_to(session_id, file, &records)?,
+                None => self.append_records(session_id, &records)?,
+            };
             self.note_seen(session_id, written, next);
             self.compact_if_due(session_id, superseding)?;
             done.version = next;

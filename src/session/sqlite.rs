@@ -160,30 +160,24 @@ fn stored_row_version(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
 ) -> rusqlite::Result<Option<i64>> {
-    tx.query_row(
-        "SELECT version FROM genkit_sessions WHERE id = ?1",
-        params![session_id],
-        |row| row.get(0),
-    )
-    .optional()
+    tx.prepare_cached("SELECT version FROM genkit_sessions WHERE id = ?1")?
+        .query_row(params![session_id], |row| row.get(0))
+        .optional()
 }
 
 /// Counts one more version of a session about to be written, creating its row if missing;
 /// returns the new version. A refused commit rolls it back with everything else.
 fn next_version(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<i64> {
-    tx.query_row(
+    tx.prepare_cached(
         "INSERT INTO genkit_sessions (id, state, version) VALUES (?1, NULL, 1)
          ON CONFLICT (id) DO UPDATE SET version = version + 1 RETURNING version",
-        params![session_id],
-        |row| row.get(0),
-    )
+    )?
+    .query_row(params![session_id], |row| row.get(0))
 }
 
 fn ensure_session(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO genkit_sessions (id, state) VALUES (?1, NULL)",
-        params![session_id],
-    )?;
+    tx.prepare_cached("INSERT OR IGNORE INTO genkit_sessions (id, state) VALUES (?1, NULL)")?
+        .execute(params![session_id])?;
     Ok(())
 }
 
@@ -192,12 +186,12 @@ fn ensure_thread(
     session_id: &str,
     thread: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO genkit_session_threads (session_id, thread, position)
          VALUES (?1, ?2, (SELECT COALESCE(MAX(position) + 1, 0)
                           FROM genkit_session_threads WHERE session_id = ?1))",
-        params![session_id, thread],
-    )?;
+    )?
+    .execute(params![session_id, thread])?;
     Ok(())
 }
 
@@ -230,6 +224,20 @@ fn delete_thread_messages(
     Ok(())
 }
 
+/// A thread's length. Messages are numbered from 0 with no gaps, so it is the next number,
+/// read off the key's index (a count would visit every row).
+fn thread_len(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    thread: &str,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
+         WHERE session_id = ?1 AND thread = ?2",
+    )?
+    .query_row(params![session_id, thread], |row| row.get(0))
+}
+
 fn append_messages(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
@@ -241,12 +249,7 @@ fn append_messages(
     }
     ensure_session(tx, session_id)?;
     ensure_thread(tx, session_id, thread)?;
-    let next: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
-         WHERE session_id = ?1 AND thread = ?2",
-        params![session_id, thread],
-        |row| row.get(0),
-    )?;
+    let next = thread_len(tx, session_id, thread)?;
     insert_messages(tx, session_id, thread, next, messages)
 }
 
@@ -267,11 +270,11 @@ fn write_state(
     session_id: &str,
     state: Option<&RawValue>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO genkit_sessions (id, state) VALUES (?1, ?2)
          ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-        params![session_id, state.map(RawValue::get)],
-    )?;
+    )?
+    .execute(params![session_id, state.map(RawValue::get)])?;
     Ok(())
 }
 
@@ -280,11 +283,8 @@ fn stored_state(
     session_id: &str,
 ) -> rusqlite::Result<Option<String>> {
     Ok(tx
-        .query_row(
-            "SELECT state FROM genkit_sessions WHERE id = ?1",
-            params![session_id],
-            |row| row.get::<_, Option<String>>(0),
-        )
+        .prepare_cached("SELECT state FROM genkit_sessions WHERE id = ?1")?
+        .query_row(params![session_id], |row| row.get::<_, Option<String>>(0))
         .optional()?
         .flatten())
 }
@@ -424,17 +424,8 @@ impl SqliteStore {
             };
             let stale = check
                 && check_local_commit(session_id, commit, version, |thread| {
-                    // Messages are numbered from 0 with no gaps: the next number is the
-                    // length, read off the key's index (a count would visit every row).
-                    let next: i64 = tx
-                        .query_row(
-                            "SELECT COALESCE(MAX(seq) + 1, 0) FROM genkit_session_messages
-                             WHERE session_id = ?1 AND thread = ?2",
-                            params![session_id, thread],
-                            |row| row.get(0),
-                        )
-                        .map_err(db_err)?;
-                    Ok(usize::try_from(next).unwrap_or(usize::MAX))
+                    let len = thread_len(tx, session_id, thread).map_err(db_err)?;
+                    Ok(usize::try_from(len).unwrap_or(usize::MAX))
                 })?;
             let mut done = Committed {
                 version,
