@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use super::data::{RawMessage, SessionData, Threads};
 use super::store::{
     Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_local_commit, merge_state,
-    writes_anything,
+    unseen_messages, writes_anything,
 };
 use crate::errors::{Error, Result};
 
@@ -448,20 +448,11 @@ impl FileStore {
             }
             let mut done = Committed {
                 version,
-                threads: commit
-                    .threads
-                    .iter()
-                    .map(|delta| {
-                        let unseen = data
-                            .as_ref()
-                            .filter(|_| delta.kind == ThreadWriteKind::Append)
-                            .and_then(|d| d.threads.get(&delta.thread))
-                            .and_then(|stored| stored.get(delta.loaded_len..))
-                            .map(<[RawMessage]>::to_vec)
-                            .unwrap_or_default();
-                        (delta.thread.clone(), unseen)
-                    })
-                    .collect(),
+                threads: unseen_messages(commit, stale, |name| {
+                    data.as_ref()
+                        .and_then(|d| d.threads.get(name))
+                        .map(Vec::as_slice)
+                }),
                 ..Committed::default()
             };
             if !writes_anything(commit) {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::data::{SessionData, Threads};
 use super::store::{
     Commit, Committed, SessionStore, StateWrite, ThreadWriteKind, check_local_commit, merge_state,
-    writes_anything,
+    unseen_messages, writes_anything,
 };
 use crate::errors::Result;
 
@@ -59,19 +59,7 @@ impl MemoryStore {
             })?;
         let mut done = Committed {
             version,
-            threads: commit
-                .threads
-                .iter()
-                .map(|delta| {
-                    let unseen = match (stale, delta.kind, thread(&delta.thread)) {
-                        (true, ThreadWriteKind::Append, Some(stored)) => {
-                            stored.get(delta.loaded_len..).unwrap_or_default().to_vec()
-                        }
-                        _ => Vec::new(),
-                    };
-                    (delta.thread.clone(), unseen)
-                })
-                .collect(),
+            threads: unseen_messages(commit, stale, |name| thread(name).map(Vec::as_slice)),
             ..Committed::default()
         };
         // Computed before anything changes, so a bad patch leaves the session as it was.

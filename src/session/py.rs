@@ -720,24 +720,33 @@ impl SharedStoreCore {
         state_json: Option<String>,
     ) -> PyResult<()> {
         let id = validate_session_id(&session_id)?.to_owned();
-        let commit = ops::parse_commit(
-            &id,
-            turn_id,
-            expected_version,
-            threads,
-            &state_mode,
-            state_json,
-        )?;
+        // Parsed in the commit's task, off the event loop: a replaced thread can be the
+        // whole history.
+        let parse = {
+            let id = id.clone();
+            move || {
+                ops::parse_commit(
+                    &id,
+                    turn_id,
+                    expected_version,
+                    threads,
+                    &state_mode,
+                    state_json,
+                )
+            }
+        };
         match &self.engine {
             Engine::Redis(store) => {
                 let store = Arc::clone(store);
-                ticket.run_async(
-                    async move { store.commit_async(&id, &commit).await.map(py_committed) },
-                )
+                ticket.run_async(async move {
+                    let commit = parse()?;
+                    store.commit_async(&id, &commit).await.map(py_committed)
+                })
             }
             Engine::Postgres(store) => {
                 let store = Arc::clone(store);
                 ticket.run_async(async move {
+                    let commit = parse()?;
                     store.commit_versioned(&id, &commit).await.map(py_committed)
                 })
             }

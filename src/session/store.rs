@@ -215,6 +215,29 @@ pub fn check_local_commit(
     Ok(true)
 }
 
+/// What a stale writer had not seen of each thread in its commit: for an append, the stored
+/// messages past its copy (`stored` gives a thread as stored). Empty when not `stale`.
+pub fn unseen_messages<'a>(
+    commit: &Commit,
+    stale: bool,
+    stored: impl Fn(&str) -> Option<&'a [RawMessage]>,
+) -> Vec<(String, Vec<RawMessage>)> {
+    commit
+        .threads
+        .iter()
+        .map(|delta| {
+            let unseen = match (stale, delta.kind) {
+                (true, ThreadWriteKind::Append) => stored(&delta.thread)
+                    .and_then(|messages| messages.get(delta.loaded_len..))
+                    .map(<[RawMessage]>::to_vec)
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            (delta.thread.clone(), unseen)
+        })
+        .collect()
+}
+
 /// Whether a commit writes anything (an append of no messages writes nothing).
 pub fn writes_anything(commit: &Commit) -> bool {
     !matches!(commit.state, StateWrite::Keep)
