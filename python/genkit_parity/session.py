@@ -329,10 +329,11 @@ class Session:
     async def _commit_native(
         self, store: NativeSessionStore, thread: str, messages: list[Message], first_new: int | None
     ) -> None:
-        """One commit of a thread; on a shared store it then includes what others stored.
+        """One commit of a thread, which then includes what other writers stored before it.
 
-        A replace carries how many messages this session held, so a store refuses it when
-        another writer changed the thread meanwhile (its write would be dropped).
+        An append expects the version this session last saw; a replace expects the one at
+        which its whole copy was current, so a store refuses it once another writer saved
+        since (the replace would drop that write).
         """
         held = self._threads.get(thread, [])
         append = first_new is not None and first_new == len(held)
