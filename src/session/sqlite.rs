@@ -67,9 +67,10 @@ impl SqliteStore {
         let connection = Connection::open(&path).map_err(open_err)?;
         connection.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // journal_mode returns a row, so it is queried rather than executed.
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
-            .map_err(open_err)?;
+        let mode: String = retry_while_busy(|| {
+            connection.query_row("PRAGMA journal_mode=WAL", [], |row| row.get(0))
+        })
+        .map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Open {
                 path: path.display().to_string(),
@@ -80,8 +81,8 @@ impl SqliteStore {
         connection
             .execute_batch(&format!("PRAGMA synchronous={synchronous};"))
             .map_err(open_err)?;
-        connection.execute_batch(SCHEMA).map_err(open_err)?;
-        add_version_column(&connection).map_err(open_err)?;
+        retry_while_busy(|| connection.execute_batch(SCHEMA)).map_err(open_err)?;
+        retry_while_busy(|| add_version_column(&connection)).map_err(open_err)?;
         Ok(SqliteStore {
             path,
             connection: Mutex::new(connection),
@@ -125,6 +126,27 @@ impl SqliteStore {
         let value = work(&tx)?;
         tx.commit().map_err(db_err)?;
         Ok(value)
+    }
+}
+
+/// Runs a step of opening the database again while another process holds a lock SQLite
+/// does not wait for (switching a new file to WAL mode while another process does the
+/// same gives `database is locked` at once, whatever the busy timeout), for up to
+/// [`BUSY_TIMEOUT`].
+fn retry_while_busy<T>(mut step: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match step() {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if matches!(
+                    error.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
