@@ -197,12 +197,6 @@ fn next_version(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::R
     .query_row(params![session_id], |row| row.get(0))
 }
 
-fn ensure_session(tx: &rusqlite::Transaction<'_>, session_id: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT OR IGNORE INTO genkit_sessions (id, state) VALUES (?1, NULL)")?
-        .execute(params![session_id])?;
-    Ok(())
-}
-
 fn ensure_thread(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
@@ -260,6 +254,8 @@ fn thread_len(
     .query_row(params![session_id, thread], |row| row.get(0))
 }
 
+// `append_messages` and `replace_messages` run inside `SqliteStore::apply`, after
+// `next_version` made sure the session's row exists.
 fn append_messages(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
@@ -269,7 +265,6 @@ fn append_messages(
     if messages.is_empty() {
         return Ok(());
     }
-    ensure_session(tx, session_id)?;
     ensure_thread(tx, session_id, thread)?;
     let next = thread_len(tx, session_id, thread)?;
     insert_messages(tx, session_id, thread, next, messages)
@@ -281,7 +276,6 @@ fn replace_messages(
     thread: &str,
     messages: &[RawMessage],
 ) -> rusqlite::Result<()> {
-    ensure_session(tx, session_id)?;
     ensure_thread(tx, session_id, thread)?;
     delete_thread_messages(tx, session_id, thread)?;
     insert_messages(tx, session_id, thread, 0, messages)
