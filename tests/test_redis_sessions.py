@@ -272,16 +272,9 @@ async def test_a_message_written_by_something_else_is_data_loss_naming_the_sessi
     )
     kind, location = engine
     if kind == 'redis':
-        keys = subprocess.run(
-            ['redis-cli', '-h', '127.0.0.1', '--scan', '--pattern', f'{location}:{prefix}:s:{{foreign}}:t:*'],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
+        keys = redis_cli('--scan', '--pattern', f'{location}:{prefix}:s:{{foreign}}:t:*').split()
         assert len(keys) == 1
-        subprocess.run(
-            ['redis-cli', '-h', '127.0.0.1', 'LSET', keys[0], '1', '[1]'], check=True, capture_output=True
-        )
+        redis_cli('LSET', keys[0], '1', '[1]')
     else:
         psql(
             f"UPDATE {prefix}session_messages SET message = '[1]' WHERE seq = 1",
@@ -627,10 +620,7 @@ async def test_redis_keeps_a_bounded_window_of_turn_ids(redis_location):
     turns = f'{redis_location}:window:s:{{w}}:turns'
 
     def held() -> int:
-        out = subprocess.run(
-            ['redis-cli', '-h', '127.0.0.1', 'HLEN', turns], check=True, capture_output=True, text=True
-        ).stdout
-        return int(out)
+        return int(redis_cli('HLEN', turns))
 
     version = 0
 
